@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from annotation_web.accounts.models import User
+
+
+@admin.register(User)
+class PlatformUserAdmin(UserAdmin):
+    fieldsets = (*UserAdmin.fieldsets, ("Role", {"fields": ("role",)}))
+    list_display = ("username", "role", "is_active", "last_login")
+    list_filter = ("role", "is_active")

@@ -1,0 +1,31 @@
+"""The Celery app. Embedded default: a broker on the filesystem, so a worker needs no server."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotation_web.settings")
+
+app = Celery("annotation_web")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+def _configure_filesystem_broker() -> None:
+    from django.conf import settings
+
+    if not str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
+        return
+    folder = settings.CELERY_FILESYSTEM_BROKER_DIR
+    for sub in ("out", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    app.conf.broker_transport_options = {
+        "data_folder_in": str(folder / "out"),
+        "data_folder_out": str(folder / "out"),
+        "data_folder_processed": str(folder / "processed"),
+    }
+
+
+_configure_filesystem_broker()
+app.autodiscover_tasks(["annotation_web.labeling", "annotation_web.jobs"])

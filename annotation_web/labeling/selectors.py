@@ -1,0 +1,154 @@
+"""Reads of the annotation domain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, time
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from annotation_web.accounts.models import User
+from annotation_web.labeling.agreement import agreement_with_majority, krippendorff_alpha_nominal
+from annotation_web.labeling.errors import NotFound
+from annotation_web.labeling.models import PREFERENCE_OUTCOMES, Judgment, Outcome, Pair, Project
+
+EXPORT_SCHEMA_VERSION = 1
+
+
+def project_get(*, slug: str) -> Project:
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        raise NotFound(f"no project {slug!r}")
+    return project
+
+
+def project_list() -> QuerySet[Project]:
+    return Project.objects.order_by("name")
+
+
+def annotator_stats(*, annotator: User, project: Project) -> dict:
+    start_of_day = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
+    mine = Judgment.objects.filter(annotator=annotator, pair__project=project)
+    judged_by_me = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
+    left = (
+        Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0).filter(~Exists(judged_by_me)).count()
+    )
+    return {
+        "judged_today": mine.filter(created_at__gte=start_of_day).exclude(outcome=Outcome.SKIP).count(),
+        "judged_total": mine.exclude(outcome=Outcome.SKIP).count(),
+        "skipped_total": mine.filter(outcome=Outcome.SKIP).count(),
+        "left_in_queue": left,
+    }
+
+
+def _preference_rows(project: Project, batch: str | None = None) -> QuerySet[Judgment]:
+    rows = Judgment.objects.filter(pair__project=project, outcome__in=PREFERENCE_OUTCOMES, is_gold=False)
+    if batch is not None:
+        rows = rows.filter(pair__batch=batch)
+    return rows
+
+
+def project_agreement(*, project: Project) -> dict:
+    triples = list(_preference_rows(project).values_list("pair_id", "annotator_id", "outcome"))
+    units: dict[int, list[str]] = {}
+    batch_of_pair = dict(Pair.objects.filter(project=project).values_list("pk", "batch"))
+    for pair_id, _, outcome in triples:
+        units.setdefault(pair_id, []).append(outcome)
+    batches: dict[str, dict[int, list[str]]] = {}
+    for pair_id, values in units.items():
+        batches.setdefault(batch_of_pair.get(pair_id, ""), {})[pair_id] = values
+    per_annotator = agreement_with_majority(triples)
+    usernames = dict(User.objects.filter(pk__in=per_annotator.keys()).values_list("pk", "username"))
+    return {
+        "alpha": krippendorff_alpha_nominal(units),
+        "pairs_with_two_or_more": sum(1 for v in units.values() if len(v) >= 2),
+        "judgments": len(triples),
+        "per_batch": [
+            {
+                "batch": batch,
+                "alpha": krippendorff_alpha_nominal(batch_units),
+                "pairs_with_two_or_more": sum(1 for v in batch_units.values() if len(v) >= 2),
+            }
+            for batch, batch_units in sorted(batches.items())
+        ],
+        "per_annotator_majority_agreement": [
+            {"annotator": usernames[annotator_id], **stats} for annotator_id, stats in sorted(per_annotator.items())
+        ],
+    }
+
+
+def annotators_overview(*, project: Project) -> list[dict]:
+    rows = (
+        Judgment.objects.filter(pair__project=project)
+        .values("annotator_id", "annotator__username")
+        .annotate(
+            judgments=Count("id", filter=~Q(outcome=Outcome.SKIP)),
+            skips=Count("id", filter=Q(outcome=Outcome.SKIP)),
+            gold_answered=Count("id", filter=Q(is_gold=True, gold_correct__isnull=False)),
+            gold_correct=Count("id", filter=Q(is_gold=True, gold_correct=True)),
+        )
+        .order_by("annotator__username")
+    )
+    return [
+        {
+            "annotator": row["annotator__username"],
+            "judgments": row["judgments"],
+            "skips": row["skips"],
+            "gold_answered": row["gold_answered"],
+            "gold_accuracy": row["gold_correct"] / row["gold_answered"] if row["gold_answered"] else None,
+        }
+        for row in rows
+    ]
+
+
+def preference_export_rows(*, project: Project, include_gold: bool = True) -> Iterator[dict]:
+    """Rows of the preference export contract (DESIGN.md), read in chunks, never all in memory."""
+    rows = Judgment.objects.filter(pair__project=project, outcome__in=PREFERENCE_OUTCOMES)
+    if not include_gold:
+        rows = rows.filter(is_gold=False)
+    rows = rows.select_related(
+        "pair__face_input",
+        "pair__candidate_a__model_version",
+        "pair__candidate_b__model_version",
+        "annotator",
+    ).order_by("id")
+    for judgment in rows.iterator(chunk_size=2000):
+        pair = judgment.pair
+        a, b = pair.candidate_a, pair.candidate_b
+        yield {
+            "schema_version": EXPORT_SCHEMA_VERSION,
+            "judgment_id": judgment.pk,
+            "pair_id": pair.pk,
+            "input_id": pair.face_input_id,
+            "lq_key": pair.face_input.lq_key,
+            "hq_key": pair.face_input.hq_key or None,
+            "a_key": a.image_key,
+            "b_key": b.image_key,
+            "outcome": judgment.outcome,
+            "annotator_id": judgment.annotator_id,
+            "is_gold": judgment.is_gold,
+            "shown_left": judgment.shown_left,
+            "duration_ms": judgment.client_duration_ms
+            if judgment.client_duration_ms is not None
+            else judgment.server_duration_ms,
+            "server_duration_ms": judgment.server_duration_ms,
+            "created_at": judgment.created_at.isoformat(),
+            "a_model": str(a.model_version),
+            "b_model": str(b.model_version),
+            "a_seed": a.seed,
+            "b_seed": b.seed,
+            "batch": pair.batch,
+        }
+
+
+def pairs_for_engineer(*, project: Project) -> QuerySet[Pair]:
+    return (
+        Pair.objects.filter(project=project)
+        .select_related("candidate_a__model_version", "candidate_b__model_version")
+        .order_by("id")
+    )
+
+
+def judgments_for_engineer(*, project: Project) -> QuerySet[Judgment]:
+    return Judgment.objects.filter(pair__project=project).select_related("annotator").order_by("id")

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from annotation_web.labeling.models import Judgment, Pair, Project, Reservation, Side
+from annotation_web.labeling.services import SCREEN_CHOICES
+from annotation_web.storage import get_storage
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["slug", "name", "description", "overlap", "reservation_ttl_seconds", "gold_rate", "resolution"]
+
+
+class NextPairRequestSerializer(serializers.Serializer):
+    exclude = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=10)
+
+
+def served_pair_payload(reservation: Reservation) -> dict:
+    """What an annotator sees: the LQ reference and two images by side. No model, no a/b, no gold flag."""
+    storage = get_storage()
+    pair = reservation.pair
+    left, right = (
+        (pair.candidate_a, pair.candidate_b) if reservation.shown_left == Side.A else (pair.candidate_b, pair.candidate_a)
+    )
+    return {
+        "reservation": str(reservation.pk),
+        "expires_at": reservation.expires_at.isoformat(),
+        "reference_url": storage.url(pair.face_input.lq_key),
+        "left_url": storage.url(left.image_key),
+        "right_url": storage.url(right.image_key),
+        "instruction": pair.face_input.instruction,
+    }
+
+
+class ServedPairSerializer(serializers.Serializer):
+    reservation = serializers.UUIDField()
+    expires_at = serializers.DateTimeField()
+    reference_url = serializers.CharField()
+    left_url = serializers.CharField()
+    right_url = serializers.CharField()
+    instruction = serializers.CharField()
+
+
+class NextPairResponseSerializer(serializers.Serializer):
+    pair = ServedPairSerializer(allow_null=True)
+    message = serializers.CharField()
+
+
+class SubmitRequestSerializer(serializers.Serializer):
+    reservation = serializers.UUIDField()
+    choice = serializers.ChoiceField(choices=SCREEN_CHOICES)
+    idempotency_key = serializers.CharField(max_length=100)
+    client_duration_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True)
+    next = NextPairRequestSerializer(required=False, help_text="Also reserve the next pair, saving a round trip.")
+
+
+class SubmitResponseSerializer(serializers.Serializer):
+    judgment_id = serializers.IntegerField()
+    reservation = serializers.UUIDField()
+    choice = serializers.CharField()
+    created = serializers.BooleanField()
+    next = NextPairResponseSerializer(required=False)
+
+
+class MyStatsSerializer(serializers.Serializer):
+    judged_today = serializers.IntegerField()
+    judged_total = serializers.IntegerField()
+    skipped_total = serializers.IntegerField()
+    left_in_queue = serializers.IntegerField()
+
+
+class PairSerializer(serializers.ModelSerializer):
+    a_key = serializers.CharField(source="candidate_a.image_key")
+    b_key = serializers.CharField(source="candidate_b.image_key")
+    a_model = serializers.CharField(source="candidate_a.model_version.__str__")
+    b_model = serializers.CharField(source="candidate_b.model_version.__str__")
+
+    class Meta:
+        model = Pair
+        fields = [
+            "id", "face_input", "a_key", "b_key", "a_model", "b_model", "is_gold", "gold_outcome", "batch",
+            "priority", "selection_reason", "selection_score", "open_slots", "judgment_count",
+        ]
+
+
+class JudgmentSerializer(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username")
+
+    class Meta:
+        model = Judgment
+        fields = [
+            "id", "pair", "annotator", "outcome", "shown_left", "is_gold", "gold_correct",
+            "server_duration_ms", "client_duration_ms", "created_at",
+        ]
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    file = serializers.FileField(required=False, help_text="A zip of face images, or one image.")
+    s3_prefix = serializers.CharField(required=False, help_text="s3://bucket/prefix of face images.")
+    batch = serializers.CharField(required=False, default="", max_length=100)
+    instruction = serializers.CharField(required=False, default="", max_length=500)
+
+    def validate(self, attrs):
+        if bool(attrs.get("file")) == bool(attrs.get("s3_prefix")):
+            raise serializers.ValidationError("send exactly one of `file` (zip or image) and `s3_prefix`")
+        if attrs.get("s3_prefix") and not attrs["s3_prefix"].startswith("s3://"):
+            raise serializers.ValidationError("s3_prefix must look like s3://bucket/prefix")
+        return attrs

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from annotation_web.labeling.services import reservations_release_expired
+
+
+@shared_task(acks_late=True)
+def release_expired_reservations() -> int:
+    return reservations_release_expired()
