@@ -95,6 +95,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Static files straight from the apps (no collectstatic step on a fresh machine), also with DEBUG off.
+WHITENOISE_USE_FINDERS = True
 
 # Uploads: refuse oversized bodies before they reach a view.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -145,6 +147,8 @@ REST_FRAMEWORK = {
         "anon": os.environ.get("PREF_THROTTLE_ANON", "120/min"),
         "user": os.environ.get("PREF_THROTTLE_USER", "3000/min"),
     },
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "annotation_web.api_errors.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

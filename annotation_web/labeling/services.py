@@ -166,7 +166,6 @@ def _outcome_from_screen(choice: str, shown_left: str) -> str:
     return choice
 
 
-@transaction.atomic
 def judgment_submit(
     *,
     annotator: User,
@@ -176,6 +175,29 @@ def judgment_submit(
     client_duration_ms: int | None = None,
 ) -> SubmitResult:
     """Record the annotator's answer for a reservation. Repeats with the same key return the first result."""
+    result = _judgment_submit(
+        annotator=annotator,
+        reservation_id=reservation_id,
+        choice=choice,
+        idempotency_key=idempotency_key,
+        client_duration_ms=client_duration_ms,
+    )
+    if result is None:
+        # Committed on its own: the refusal must not roll back the slot going back to the queue.
+        reservations_release_expired()
+        raise Expired("this reservation expired; ask for the next pair")
+    return result
+
+
+@transaction.atomic
+def _judgment_submit(
+    *,
+    annotator: User,
+    reservation_id: UUID | str,
+    choice: str,
+    idempotency_key: str,
+    client_duration_ms: int | None,
+) -> SubmitResult | None:
     if not idempotency_key or len(idempotency_key) > 100:
         raise LabelingError("idempotency_key must be 1 to 100 characters")
     if choice not in SCREEN_CHOICES:
@@ -198,9 +220,7 @@ def judgment_submit(
         raise Conflict("this pair was already judged under this reservation")
     now = timezone.now()
     if reservation.state == ReservationState.EXPIRED or reservation.expires_at <= now:
-        if reservation.state == ReservationState.ACTIVE:
-            _release_expired(project=None, now=now)
-        raise Expired("this reservation expired; ask for the next pair")
+        return None
 
     pair = Pair.objects.select_for_update().get(pk=reservation.pair_id)
     outcome = _outcome_from_screen(choice, reservation.shown_left)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from annotation_web.accounts.models import Role
+from annotation_web.accounts.services import user_create
+from annotation_web.labeling import services
+from annotation_web.labeling.models import Candidate, FaceInput, ModelKind, ModelVersion, Pair
+from annotation_web.storage import _cached_storage
+
+_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def local_storage(settings, tmp_path):
+    """Every test gets its own storage folder (S3 tests override this with the S3 settings)."""
+    settings.STORAGE_BACKEND = "local"
+    settings.STORAGE_LOCAL_ROOT = tmp_path / "storage"
+    _cached_storage.cache_clear()
+    yield settings.STORAGE_LOCAL_ROOT
+    _cached_storage.cache_clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(role: str = Role.ANNOTATOR, username: str | None = None):
+        return user_create(username=username or f"user{next(_counter)}", password="pw-123456", role=role)
+
+    return make
+
+
+@pytest.fixture
+def annotator(make_user):
+    return make_user(Role.ANNOTATOR, "ann")
+
+
+@pytest.fixture
+def engineer(make_user):
+    return make_user(Role.ENGINEER, "eng")
+
+
+def face_png(seed: int, size: int = 48) -> bytes:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    face = ((xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 2.6) ** 2).astype(np.float32)
+    image = np.stack([face * 200 + 30, face * 160 + 40, face * 140 + 50], axis=-1)
+    image += rng.normal(0, 12, image.shape)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_project(db):
+    def make(*, pairs: int = 5, overlap: int = 1, gold: int = 0, gold_rate: float = 0.0, ttl: int = 300, slug=None):
+        """A project with `pairs` pairs on separate inputs; image keys are placeholders (no files needed)."""
+        project = services.project_create(
+            name="Test project",
+            slug=slug or f"p{next(_counter)}",
+            overlap=overlap,
+            gold_rate=gold_rate,
+            reservation_ttl_seconds=ttl,
+        )
+        version_a, _ = ModelVersion.objects.get_or_create(kind=ModelKind.CLASSICAL, name="a")
+        version_b, _ = ModelVersion.objects.get_or_create(kind=ModelKind.CLASSICAL, name="b")
+        for index in range(pairs + gold):
+            face_input = FaceInput.objects.create(
+                project=project, source_name=f"f{index}.png", content_hash=f"{project.slug}-{index}", lq_key=f"in/{index}/lq.png", hq_key=f"in/{index}/hq.png"
+            )
+            a = Candidate.objects.create(face_input=face_input, model_version=version_a, image_key=f"s/{index}/a.png")
+            b = Candidate.objects.create(face_input=face_input, model_version=version_b, image_key=f"s/{index}/b.png")
+            if index < pairs:
+                services.pair_create(a=a, b=b, batch="b1" if index % 2 == 0 else "b2")
+            else:
+                services.gold_pair_create(better=a, worse=b)
+        return project
+
+    return make
+
+
+def gold_pairs(project) -> list[Pair]:
+    return list(Pair.objects.filter(project=project, is_gold=True))

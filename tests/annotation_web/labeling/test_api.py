@@ -1,0 +1,159 @@
+"""The REST API: what each role may see and do, and clear 4xx answers to bad requests."""
+
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation_web.accounts.models import Role
+from annotation_web.accounts.services import token_for_user
+from annotation_web.labeling.models import Judgment, Pair
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for_user(user=user)}")
+    return client
+
+
+@pytest.mark.django_db
+def test_annotator_flow_next_submit_with_next_and_stats(make_project, annotator):
+    project = make_project(pairs=3, gold=2, gold_rate=0.5)
+    client = client_for(annotator)
+    served = client.post(f"/api/projects/{project.slug}/next/", {}, format="json").json()["pair"]
+    assert set(served) == {"reservation", "expires_at", "reference_url", "left_url", "right_url", "instruction"}
+    # Nothing tells the browser which side is which model, or which pair is gold.
+    body = json.dumps(served)
+    for leak in ("gold", "model", '"a"', "candidate", "shown_left"):
+        assert leak not in body
+    judged = 0
+    while served is not None:
+        response = client.post(
+            "/api/judgments/",
+            {"reservation": served["reservation"], "choice": "left", "idempotency_key": f"k{judged}", "client_duration_ms": 850, "next": {"exclude": []}},
+            format="json",
+        )
+        assert response.status_code == 201, response.content
+        judged += 1
+        served = response.json()["next"]["pair"]
+    assert judged >= 3
+    stats = client.get(f"/api/projects/{project.slug}/me/stats/").json()
+    assert stats["left_in_queue"] == 0 and stats["judged_today"] == judged
+    assert Judgment.objects.filter(annotator=annotator, client_duration_ms=850).count() == judged
+
+
+@pytest.mark.django_db
+def test_repeated_submit_over_http_returns_200_and_the_same_judgment(make_project, annotator):
+    project = make_project(pairs=2)
+    client = client_for(annotator)
+    reservation = client.post(f"/api/projects/{project.slug}/next/", {}, format="json").json()["pair"]["reservation"]
+    body = {"reservation": reservation, "choice": "tie", "idempotency_key": "abc"}
+    first = client.post("/api/judgments/", body, format="json")
+    second = client.post("/api/judgments/", body, format="json")
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["judgment_id"] == second.json()["judgment_id"]
+    assert Judgment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_bad_requests_get_clear_4xx(make_project, make_user):
+    project = make_project(pairs=2)
+    owner, other = make_user(), make_user()
+    client = client_for(owner)
+    reservation = client.post(f"/api/projects/{project.slug}/next/", {}, format="json").json()["pair"]["reservation"]
+    cases = [
+        (client, {"reservation": "00000000-0000-0000-0000-000000000000", "choice": "left", "idempotency_key": "a"}, 404),
+        (client_for(other), {"reservation": reservation, "choice": "left", "idempotency_key": "b"}, 403),
+        (client, {"reservation": reservation, "choice": "a", "idempotency_key": "c"}, 400),
+        (client, {"reservation": "not-a-uuid", "choice": "left", "idempotency_key": "d"}, 400),
+        (client, {"choice": "left"}, 400),
+    ]
+    for api_client, body, status in cases:
+        response = api_client.post("/api/judgments/", body, format="json")
+        assert response.status_code == status, (body, response.content)
+        assert "error" in response.json() and response.json()["detail"]
+    malformed = client.post("/api/judgments/", data="{not json", content_type="application/json")
+    assert malformed.status_code == 400 and "JSON" in str(malformed.json()["detail"])
+    assert client.post("/api/projects/no-such/next/", {}, format="json").status_code == 404
+    assert Judgment.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_roles_are_enforced_on_every_engineer_endpoint(make_project, annotator, engineer, make_user):
+    project = make_project(pairs=1, gold=1)
+    manager = make_user(Role.MANAGER)
+    engineer_only = [
+        f"/api/projects/{project.slug}/pairs/",
+        f"/api/projects/{project.slug}/judgments/",
+        f"/api/projects/{project.slug}/export/",
+        "/api/jobs/",
+    ]
+    for url in engineer_only:
+        assert client_for(annotator).get(url).status_code == 403, url
+        assert client_for(engineer).get(url).status_code == 200, url
+    assert client_for(annotator).get(f"/api/projects/{project.slug}/agreement/").status_code == 403
+    assert client_for(manager).get(f"/api/projects/{project.slug}/agreement/").status_code == 200
+    assert client_for(annotator).post(f"/api/projects/{project.slug}/imports/", {}).status_code == 403
+    assert APIClient().post(f"/api/projects/{project.slug}/next/", {}, format="json").status_code in (401, 403)
+    pairs = client_for(engineer).get(f"/api/projects/{project.slug}/pairs/").json()["results"]
+    assert any(p["is_gold"] and p["gold_outcome"] in ("a", "b") for p in pairs)
+
+
+@pytest.mark.django_db
+def test_session_writes_need_the_csrf_token(make_project, annotator):
+    project = make_project(pairs=1)
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(annotator)
+    refused = client.post(f"/api/projects/{project.slug}/next/", {}, format="json")
+    assert refused.status_code == 403 and "CSRF" in str(refused.json()["detail"])
+    page = client.get(f"/annotate/{project.slug}/")
+    token = page.cookies["csrftoken"].value
+    accepted = client.post(f"/api/projects/{project.slug}/next/", {}, format="json", HTTP_X_CSRFTOKEN=token)
+    assert accepted.status_code == 200 and accepted.json()["pair"] is not None
+
+
+@pytest.mark.django_db
+def test_export_streams_the_contract_rows_without_skips(make_project, make_user, engineer):
+    project = make_project(pairs=3, overlap=2)
+    from annotation_web.labeling import services
+
+    for user in (make_user(), make_user()):
+        choices = iter(["left", "skip", "both_bad"])
+        while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
+            services.judgment_submit(annotator=user, reservation_id=reservation.pk, choice=next(choices, "tie"), idempotency_key=str(reservation.pk))
+    response = client_for(engineer).get(f"/api/projects/{project.slug}/export/")
+    assert response.status_code == 200 and response.streaming
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    expected = {
+        "pair_id", "input_id", "lq_key", "a_key", "b_key", "outcome", "annotator_id", "is_gold", "shown_left",
+        "duration_ms", "created_at", "a_model", "b_model", "a_seed", "b_seed", "schema_version",
+    }
+    assert rows and all(expected <= set(row) for row in rows)
+    assert all(row["outcome"] in {"a", "b", "tie", "both_bad"} for row in rows)
+    assert len(rows) == Judgment.objects.exclude(outcome="skip").count()
+    assert Judgment.objects.filter(outcome="skip").count() >= 1
+    pair = Pair.objects.get(pk=rows[0]["pair_id"])
+    assert rows[0]["a_key"] == pair.candidate_a.image_key
+
+
+@pytest.mark.django_db
+def test_agreement_endpoint_reports_alpha_per_project_and_batch(make_project, make_user, engineer):
+    from annotation_web.labeling import services
+
+    project = make_project(pairs=4, overlap=2)
+    for user in (make_user(), make_user()):
+        while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
+            choice = "left" if reservation.shown_left == "a" else "right"  # both always pick `a`
+            services.judgment_submit(annotator=user, reservation_id=reservation.pk, choice=choice, idempotency_key=str(reservation.pk))
+    data = client_for(engineer).get(f"/api/projects/{project.slug}/agreement/").json()
+    assert data["agreement"]["pairs_with_two_or_more"] == 4
+    assert {b["batch"] for b in data["agreement"]["per_batch"]} == {"b1", "b2"}
+    assert all(a["rate"] == 1.0 for a in data["agreement"]["per_annotator_majority_agreement"])
+
+
+@pytest.mark.django_db
+def test_openapi_schema_is_served(annotator):
+    client = client_for(annotator)
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    assert "/api/judgments/" in schema.json()["paths"]
