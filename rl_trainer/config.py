@@ -1,0 +1,203 @@
+"""The frozen configuration of one RL fine-tuning run, saved in every checkpoint and in the output artifact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RL_CONFIG_VERSION = 1
+
+
+class RLConfigError(ValueError):
+    """A configuration that cannot describe a valid run (unknown preset, foreign file, bad values)."""
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Everything that decides what an RL run does; two runs with equal configs and inputs give equal results.
+
+    Rollouts: ``inputs_per_step`` LQ inputs, each sampled ``group_size`` times with ``rollout_steps`` stochastic
+    (``eta`` > 0) denoising steps. The policy is then updated ``inner_epochs`` times over those samples in
+    minibatches of ``minibatch_size`` trajectories with a PPO-style clipped ratio (DDPO) plus ``kl_weight`` times
+    the per-step Gaussian KL to the frozen reference restorer.
+    """
+
+    version: int = RL_CONFIG_VERSION
+    seed: int = 0
+    max_steps: int = 20
+
+    # rollouts
+    inputs_per_step: int = 4
+    group_size: int = 4
+    rollout_steps: int = 8
+    eta: float = 1.0
+
+    # policy update
+    inner_epochs: int = 2
+    minibatch_size: int = 8
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    clip_range: float = 1e-2
+    advantage_clip: float = 5.0
+    kl_weight: float = 0.01
+
+    # reward: learned reward plus fidelity terms (each logged on its own)
+    learned_reward_weight: float = 1.0
+    consistency_weight: float = 1.0
+    perceptual_weight: float = 0.0
+    # side of the fixed low-pass used for observation consistency when an input has no degradation params
+    fallback_downsample: int = 4
+
+    # optional LoRA (peft) on the UNet instead of full fine-tuning
+    use_lora: bool = False
+    lora_rank: int = 4
+    lora_alpha: int = 4
+
+    # evaluation, reward-hacking guard, solution entropy
+    eval_every: int = 5
+    eval_inputs: int = 4
+    eval_steps: int = 8
+    eval_eta: float = 0.0
+    eval_fraction: float = 0.2
+    hacking_patience: int = 3
+    hacking_min_delta: float = 0.0
+    entropy_seeds: int = 4
+
+    # checkpoints
+    checkpoint_every: int = 5
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        positive = [
+            "max_steps",
+            "inputs_per_step",
+            "group_size",
+            "rollout_steps",
+            "inner_epochs",
+            "minibatch_size",
+            "eval_every",
+            "eval_inputs",
+            "eval_steps",
+            "hacking_patience",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "fallback_downsample",
+            "lora_rank",
+        ]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise RLConfigError(f"RLConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise RLConfigError("RLConfig.group_size must be >= 2: advantages are normalised within a group")
+        if self.eta <= 0:
+            raise RLConfigError("RLConfig.eta must be > 0: a deterministic sampler has no log-probabilities")
+        if not 0 < self.clip_range < 1:
+            raise RLConfigError(f"RLConfig.clip_range must be in (0, 1), got {self.clip_range}")
+        if self.advantage_clip <= 0:
+            raise RLConfigError("RLConfig.advantage_clip must be > 0")
+        if self.kl_weight < 0 or self.consistency_weight < 0 or self.perceptual_weight < 0:
+            raise RLConfigError("RLConfig weights (kl, consistency, perceptual) must be >= 0")
+        if self.entropy_seeds < 2 and self.entropy_seeds != 0:
+            raise RLConfigError("RLConfig.entropy_seeds must be 0 (off) or >= 2")
+        if not 0 <= self.eval_fraction < 1:
+            raise RLConfigError("RLConfig.eval_fraction must be in [0, 1)")
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.inputs_per_step * self.group_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RLConfig:
+        if not isinstance(values, dict):
+            raise RLConfigError("an RL config must be a JSON object")
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RLConfigError(f"not an RLConfig: unknown fields {unknown}")
+        if values.get("version", RL_CONFIG_VERSION) != RL_CONFIG_VERSION:
+            raise RLConfigError(f"RLConfig version {values.get('version')} is not {RL_CONFIG_VERSION}")
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> RLConfig:
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise RLConfigError(f"cannot read RL config {path}: {error}") from error
+        return cls.from_dict(values)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> RLConfig:
+        """``tiny``: the 64x64 restorer on a 2-core CPU; ``base``: a GPU run; ``test``: seconds-long unit tests."""
+        if name not in PRESETS:
+            raise RLConfigError(f"unknown RL preset {name!r}; known: {sorted(PRESETS)}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def config_from_argument(value: str, **overrides: Any) -> RLConfig:
+    """A preset name or a path to a config JSON file, as given on the command line."""
+    if value in PRESETS:
+        return RLConfig.preset(value, **overrides)
+    config = RLConfig.load(Path(value))
+    return dataclasses.replace(config, **overrides)
+
+
+PRESETS: dict[str, RLConfig] = {
+    "test": RLConfig(
+        max_steps=4,
+        inputs_per_step=2,
+        group_size=4,
+        rollout_steps=4,
+        inner_epochs=2,
+        minibatch_size=8,
+        learning_rate=1e-2,
+        eval_every=2,
+        eval_inputs=2,
+        eval_steps=4,
+        entropy_seeds=3,
+        checkpoint_every=2,
+    ),
+    "tiny": RLConfig(
+        max_steps=30,
+        inputs_per_step=4,
+        group_size=4,
+        rollout_steps=8,
+        eta=1.0,
+        inner_epochs=2,
+        minibatch_size=8,
+        learning_rate=3e-5,
+        clip_range=1e-2,
+        kl_weight=0.01,
+        eval_every=5,
+        eval_inputs=8,
+        eval_steps=8,
+        entropy_seeds=4,
+        checkpoint_every=5,
+    ),
+    "base": RLConfig(
+        max_steps=500,
+        inputs_per_step=16,
+        group_size=8,
+        rollout_steps=20,
+        inner_epochs=2,
+        minibatch_size=32,
+        learning_rate=1e-5,
+        eval_every=25,
+        eval_inputs=64,
+        eval_steps=20,
+        entropy_seeds=8,
+        checkpoint_every=25,
+    ),
+}

@@ -1,0 +1,83 @@
+"""The reward-hacking guard: a held-out evaluator the trainer never optimises, and the early-stop rule.
+
+At every evaluation the policy's samples of the held-out inputs are scored twice: by the learned reward (what RL
+climbs) and by a held-out evaluator (what we actually want). When the learned reward rises while the held-out
+score falls, evaluation after evaluation, for ``patience`` evaluations in a row, the policy is exploiting the
+reward model rather than restoring better faces, and training stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rl_trainer.rewards import DistanceFn, observation_consistency
+
+HeldOutFn = Callable[[Tensor, Tensor, Tensor, Sequence[Any | None]], Tensor]
+"""(lq [B,3,H,W], images, hq [B,3,H,W], degradations) -> score [B], higher is better."""
+
+
+@dataclass
+class HeldOutEvaluator:
+    name: str
+    score: HeldOutFn
+
+    def __call__(self, lq: Tensor, images: Tensor, hq: Tensor, degradations: Sequence[Any | None]) -> Tensor:
+        return self.score(lq, images, hq, degradations)
+
+
+def oracle_evaluator(distance: DistanceFn, name: str) -> HeldOutEvaluator:
+    """The simulated annotators' noise-free utility: minus the perceptual distance to the HQ original."""
+
+    @torch.no_grad()
+    def score(lq: Tensor, images: Tensor, hq: Tensor, degradations: Sequence[Any | None]) -> Tensor:
+        return -distance(images, hq).detach().float().cpu()
+
+    return HeldOutEvaluator(name=f"oracle_neg_{name}", score=score)
+
+
+def fidelity_evaluator(fallback_downsample: int) -> HeldOutEvaluator:
+    """Without HQ: the PSNR (dB) between the LQ and the re-degraded restoration."""
+
+    @torch.no_grad()
+    def score(lq: Tensor, images: Tensor, hq: Tensor, degradations: Sequence[Any | None]) -> Tensor:
+        mse = -observation_consistency(lq, images, degradations, fallback_factor=fallback_downsample)
+        # images live in [-1, 1]: a peak-to-peak range of 2
+        return (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).cpu()
+
+    return HeldOutEvaluator(name="observation_psnr", score=score)
+
+
+@dataclass
+class HackingGuard:
+    patience: int
+    min_delta: float = 0.0
+    streak: int = 0
+    history: list[tuple[float, float]] = field(default_factory=list)
+
+    def update(self, learned_reward: float, held_out_score: float) -> bool:
+        """Record one evaluation; True when the stop rule fires."""
+        if self.history:
+            previous_learned, previous_held_out = self.history[-1]
+            diverging = (
+                learned_reward > previous_learned + self.min_delta
+                and held_out_score < previous_held_out - self.min_delta
+            )
+            self.streak = self.streak + 1 if diverging else 0
+        self.history.append((learned_reward, held_out_score))
+        return self.triggered
+
+    @property
+    def triggered(self) -> bool:
+        return self.streak >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"streak": self.streak, "history": [list(pair) for pair in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.streak = int(state["streak"])
+        self.history = [(float(a), float(b)) for a, b in state["history"]]

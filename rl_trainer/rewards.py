@@ -1,0 +1,130 @@
+"""The scalar an RL rollout is scored with: the learned reward plus weighted fidelity terms, each kept apart.
+
+- ``learned``: ``r(lq, x)``, the reward model (any callable ``(lq [B,3,H,W], x [B,3,H,W]) -> [B]``, higher better).
+- ``consistency``: minus the mean squared error between the LQ and the restoration degraded again. With the
+  input's recorded ``DegradationParams`` the degradation is re-applied exactly (same blur, resize, noise seed and
+  JPEG, so the noise realisation cancels and only the restoration's own error remains); without them both images
+  go through a fixed low-pass + downsample, which ignores the detail a restorer is allowed to invent. Needs no HQ.
+- ``perceptual``: minus a perceptual distance to the HQ original, for inputs whose HQ is known (0 otherwise:
+  advantages are normalised per input, so a constant within a group has no effect).
+
+The total is ``learned_weight * learned + consistency_weight * consistency + perceptual_weight * perceptual``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+RewardFn = Callable[[Tensor, Tensor], Tensor]
+DistanceFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class RewardBreakdown:
+    total: Tensor  # [B]
+    terms: dict[str, Tensor]  # each [B], before weighting
+
+    def means(self) -> dict[str, float]:
+        values = {f"reward/{name}": float(term.mean()) for name, term in self.terms.items()}
+        values["reward/total"] = float(self.total.mean())
+        return values
+
+
+def lowpass(images: Tensor, factor: int) -> Tensor:
+    return F.avg_pool2d(images, kernel_size=factor, stride=factor) if factor > 1 else images
+
+
+def redegrade(
+    images: Tensor, degradations: Sequence[Any | None], *, fallback_factor: int
+) -> tuple[Tensor, Tensor]:
+    """Each image passed through its input's degradation: ``(degraded, exact)`` where ``exact[i]`` says the
+    recorded params were used; rows without params are low-passed (compare them to a low-passed LQ)."""
+    degraded = lowpass(images, fallback_factor)
+    degraded = F.interpolate(degraded, size=images.shape[-2:], mode="nearest")
+    exact = torch.zeros(images.shape[0], dtype=torch.bool)
+    if any(params is not None for params in degradations):
+        from restorer.degradations import apply_degradation
+
+        rows = []
+        for index, params in enumerate(degradations):
+            if params is None:
+                rows.append(degraded[index])
+            else:
+                rows.append(apply_degradation(images[index].clamp(-1, 1), params).to(images))
+                exact[index] = True
+        degraded = torch.stack(rows)
+    return degraded, exact
+
+
+def observation_consistency(
+    lq: Tensor, images: Tensor, degradations: Sequence[Any | None], *, fallback_factor: int
+) -> Tensor:
+    """Minus the MSE between the LQ and the re-degraded restoration, ``[B]`` (0 is perfect)."""
+    degraded, exact = redegrade(images, degradations, fallback_factor=fallback_factor)
+    reference = lowpass(lq, fallback_factor)
+    reference = F.interpolate(reference, size=lq.shape[-2:], mode="nearest")
+    reference = torch.where(exact.view(-1, 1, 1, 1), lq, reference)
+    return -((degraded - reference) ** 2).flatten(1).mean(dim=1)
+
+
+class CompositeReward:
+    """Scores restorations; ``learned`` is the reward model, ``perceptual`` a distance to HQ (e.g. LPIPS variant)."""
+
+    def __init__(
+        self,
+        learned: RewardFn | None,
+        *,
+        learned_weight: float = 1.0,
+        consistency_weight: float = 0.0,
+        perceptual_weight: float = 0.0,
+        perceptual: DistanceFn | None = None,
+        fallback_downsample: int = 4,
+    ) -> None:
+        if learned is None and learned_weight != 0:
+            raise ValueError("a learned reward weight without a learned reward")
+        if perceptual_weight > 0 and perceptual is None:
+            raise ValueError("a perceptual weight without a perceptual distance")
+        self.learned = learned
+        self.learned_weight = learned_weight
+        self.consistency_weight = consistency_weight
+        self.perceptual_weight = perceptual_weight
+        self.perceptual = perceptual
+        self.fallback_downsample = fallback_downsample
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        lq: Tensor,
+        images: Tensor,
+        *,
+        hq: Tensor | None = None,
+        has_hq: Tensor | None = None,
+        degradations: Sequence[Any | None] | None = None,
+    ) -> RewardBreakdown:
+        batch = images.shape[0]
+        terms: dict[str, Tensor] = {}
+        total = torch.zeros(batch)
+        if self.learned is not None:
+            terms["learned"] = self.learned(lq, images).detach().float().view(batch).cpu()
+            total = total + self.learned_weight * terms["learned"]
+        if self.consistency_weight > 0:
+            params = list(degradations) if degradations is not None else [None] * batch
+            terms["consistency"] = observation_consistency(
+                lq, images, params, fallback_factor=self.fallback_downsample
+            ).cpu()
+            total = total + self.consistency_weight * terms["consistency"]
+        if self.perceptual_weight > 0 and self.perceptual is not None and hq is not None:
+            known = has_hq if has_hq is not None else torch.ones(batch, dtype=torch.bool)
+            perceptual = torch.zeros(batch)
+            if bool(known.any()):
+                distance = self.perceptual(images[known], hq[known]).detach().float().cpu()
+                perceptual[known] = -distance
+            terms["perceptual"] = perceptual
+            total = total + self.perceptual_weight * perceptual
+        return RewardBreakdown(total=total, terms=terms)

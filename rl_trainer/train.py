@@ -1,0 +1,351 @@
+"""RL fine-tuning of a restorer artifact against a reward-model artifact: the job runner's entry point and CLI.
+
+    python -m rl_trainer.train --policy <restorer dir> --reward <reward dir> --inputs <manifest> --out <dir> \
+        --config tiny
+
+The manifest format is described in ``rl_trainer.manifest``. The output folder receives a restorer artifact
+(``Restorer.from_pretrained(out)`` loads it) whose ``metrics.json`` records under ``"rl"`` its parent restorer,
+its reward model, the RL config, the evaluations and why training stopped; ``rl_config.json`` holds the config
+and ``checkpoints/`` the state to resume from after a crash (rerun the same command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from rl_trainer.checkpoints import load_latest_checkpoint, save_checkpoint
+from rl_trainer.config import RLConfig, config_from_argument
+from rl_trainer.guard import HeldOutEvaluator, fidelity_evaluator, oracle_evaluator
+from rl_trainer.lora import add_lora, merge_lora
+from rl_trainer.manifest import RLInputs, load_inputs, read_manifest, split_entries
+from rl_trainer.rewards import DistanceFn, RewardFn
+from rl_trainer.trainer import RLTrainer
+
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+ArtifactWriter = Callable[[nn.Module, Path, dict[str, Any]], None]
+
+STOP_COMPLETED = "completed"
+STOP_REWARD_HACKING = "reward_hacking"
+STOP_CANCELLED = "cancelled"
+
+
+@dataclass
+class RLResult:
+    out_dir: Path
+    steps: int
+    stop_reason: str  # completed | reward_hacking | cancelled
+    message: str
+    rollouts: int  # sampled trajectories
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    entropy_before: float | None = None
+    entropy_after: float | None = None
+    rolled_back_to_step: int | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_reason != STOP_COMPLETED
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "stop_reason": self.stop_reason,
+            "stopped_early": self.stopped_early,
+            "message": self.message,
+            "rollouts": self.rollouts,
+            "seconds": round(self.seconds, 2),
+            "entropy_before": self.entropy_before,
+            "entropy_after": self.entropy_after,
+            "rolled_back_to_step": self.rolled_back_to_step,
+            "evaluations": self.evaluations,
+        }
+
+
+def _trainable_state(policy: nn.Module) -> dict[str, Tensor]:
+    return {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
+
+
+def train_policy(
+    config: RLConfig,
+    *,
+    policy: nn.Module,
+    reference: nn.Module,
+    reward_fn: RewardFn,
+    train_inputs: RLInputs,
+    eval_inputs: RLInputs | None,
+    out_dir: Path | str,
+    sampler: Any = None,
+    held_out: HeldOutEvaluator | None = None,
+    perceptual: DistanceFn | None = None,
+    write_artifact: ArtifactWriter | None = None,
+    lineage: dict[str, Any] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_bar: bool = True,
+) -> RLResult:
+    """The RL loop over already-built models and inputs; ``train`` wraps it for artifact folders.
+
+    ``policy`` is trained in place (LoRA adapters are injected first when ``config.use_lora``) and handed to
+    ``write_artifact(policy, out_dir, rl_metrics)`` at the end, adapters merged. Resumes from the latest checkpoint
+    in ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save(out_dir / "rl_config.json")
+    torch.manual_seed(config.seed)
+    if config.use_lora:
+        add_lora(policy, rank=config.lora_rank, alpha=config.lora_alpha)
+    trainer = RLTrainer(
+        config,
+        policy,
+        reference,
+        reward_fn,
+        train_inputs=train_inputs,
+        eval_inputs=eval_inputs,
+        sampler=sampler,
+        held_out=held_out,
+        perceptual=perceptual,
+    )
+
+    history: list[dict[str, float]] = []
+    evaluations: list[dict[str, float]] = []
+    # trainable weights at recent evaluations: where to roll back to when the guard fires
+    snapshots: dict[int, dict[str, Tensor]] = {}
+    entropy_before: float | None = None
+    seconds_before = 0.0
+    checkpoint = load_latest_checkpoint(out_dir, config)
+    if checkpoint is not None:
+        trainer.load(checkpoint.policy_state, checkpoint.training_state, checkpoint.state["guard"])
+        history = checkpoint.state["history"]
+        evaluations = checkpoint.state["evaluations"]
+        entropy_before = checkpoint.state["entropy_before"]
+        seconds_before = float(checkpoint.state["seconds"])
+        snapshots = {int(key): value for key, value in checkpoint.training_state["snapshots"].items()}
+    else:
+        if config.entropy_seeds:
+            entropy_before = trainer.entropy()
+        evaluations.append({"step": 0, **trainer.evaluate()})
+        snapshots[0] = _trainable_state(policy)
+
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - started
+
+    def checkpoint_now() -> None:
+        save_checkpoint(
+            out_dir,
+            step=trainer.step_count,
+            policy_state=trainer.policy_state(),
+            training_state={
+                **trainer.training_state(),
+                "snapshots": {str(k): v for k, v in snapshots.items()},
+            },
+            state={
+                "config": config.to_dict(),
+                "guard": trainer.guard.state_dict(),
+                "history": history,
+                "evaluations": evaluations,
+                "entropy_before": entropy_before,
+                "seconds": elapsed(),
+            },
+            keep=config.keep_checkpoints,
+        )
+
+    stop_reason, message, rolled_back_to = STOP_COMPLETED, f"trained {config.max_steps} steps", None
+    bar = tqdm(total=config.max_steps, initial=trainer.step_count, desc="rl", disable=not progress_bar)
+    postfix: dict[str, float] = {}
+    while trainer.step_count < config.max_steps:
+        if should_stop is not None and should_stop():
+            stop_reason = STOP_CANCELLED
+            message = f"cancelled after {trainer.step_count} steps; rerun to resume from the checkpoint"
+            checkpoint_now()
+            break
+        metrics = trainer.step()
+        step = trainer.step_count
+        history.append({"step": float(step), **metrics})
+        postfix.update(
+            reward=metrics["reward/total"],
+            kl=metrics["kl"],
+            fidelity=metrics.get("reward/consistency", float("nan")),
+            sps=metrics["samples_per_s"],
+        )
+        if step % config.eval_every == 0 or step == config.max_steps:
+            evaluation = trainer.evaluate()
+            evaluations.append({"step": float(step), **evaluation})
+            metrics.update(evaluation)
+            postfix.update(held_out=evaluation.get("eval/held_out", float("nan")))
+            snapshots[step] = _trainable_state(policy)
+            for old_step in sorted(snapshots)[: -(config.hacking_patience + 1)]:
+                del snapshots[old_step]
+            if trainer.guard.triggered:
+                rolled_back_to = min(snapshots)
+                policy.load_state_dict(snapshots[rolled_back_to], strict=False)
+                stop_reason = STOP_REWARD_HACKING
+                message = (
+                    f"stopped early at step {step}: the learned reward rose while the held-out "
+                    f"{held_out.name if held_out else 'evaluator'} fell for {config.hacking_patience} evaluations "
+                    f"in a row; kept the policy of step {rolled_back_to}, before the divergence"
+                )
+        bar.set_postfix({key: f"{value:.4g}" for key, value in postfix.items()})
+        bar.update(1)
+        if on_progress is not None:
+            on_progress(step, config.max_steps, metrics)
+        if stop_reason != STOP_COMPLETED:
+            break
+        if step % config.checkpoint_every == 0 or step == config.max_steps:
+            checkpoint_now()
+    bar.close()
+
+    result = RLResult(
+        out_dir=out_dir,
+        steps=trainer.step_count,
+        stop_reason=stop_reason,
+        message=message,
+        rollouts=trainer.step_count * config.samples_per_step,
+        seconds=elapsed(),
+        history=history,
+        evaluations=evaluations,
+        entropy_before=entropy_before,
+        rolled_back_to_step=rolled_back_to,
+    )
+    if stop_reason == STOP_CANCELLED:
+        return result
+    if config.entropy_seeds:
+        result.entropy_after = trainer.entropy()
+    if config.use_lora:
+        merge_lora(policy)
+    rl_metrics = {
+        "rl_config": config.to_dict(),
+        **(lineage or {}),
+        **result.summary(),
+        "final": history[-1] if history else {},
+    }
+    (out_dir / "rl_result.json").write_text(json.dumps(rl_metrics, indent=1, sort_keys=True) + "\n")
+    if write_artifact is not None:
+        write_artifact(policy, out_dir, rl_metrics)
+    return result
+
+
+def _write_restorer_artifact(policy: nn.Module, out_dir: Path, rl_metrics: dict[str, Any]) -> None:
+    policy.save_pretrained(out_dir)  # type: ignore[operator]
+    metrics_path = out_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics["rl"] = rl_metrics
+    metrics_path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+
+
+def default_held_out(
+    eval_inputs: RLInputs, config: RLConfig, distance: DistanceFn, name: str
+) -> HeldOutEvaluator:
+    """The oracle's noise-free score when every evaluation input has its HQ, else observation fidelity."""
+    if bool(eval_inputs.has_hq.all()):
+        return oracle_evaluator(distance, name)
+    return fidelity_evaluator(config.fallback_downsample)
+
+
+def train(
+    config: RLConfig | str,
+    *,
+    policy_dir: Path | str,
+    reward_dir: Path | str,
+    inputs_manifest: Path | str,
+    out_dir: Path | str,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_bar: bool = True,
+) -> RLResult:
+    """Fine-tune the restorer artifact ``policy_dir`` against the reward model ``reward_dir`` on the manifest's
+    inputs; writes a restorer artifact to ``out_dir``. ``on_progress(step, total, metrics)`` is called after every
+    step and ``should_stop()`` before each (True cancels, keeping a checkpoint to resume from)."""
+    from restorer.metrics import PerceptualDistance
+    from restorer.model import Restorer
+    from reward_model.model import RewardModel
+
+    if isinstance(config, str):
+        config = config_from_argument(config)
+    policy = Restorer.from_pretrained(policy_dir)
+    reference = copy.deepcopy(policy)
+    reward_model = RewardModel.from_pretrained(reward_dir)
+    reward_model.eval()
+    for parameter in reward_model.parameters():
+        parameter.requires_grad_(False)
+
+    def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return reward_model(lq, images)
+
+    entries = read_manifest(inputs_manifest)
+    train_entries, eval_entries = split_entries(entries, config.eval_fraction)
+    resolution = int(policy.config.resolution)
+    train_inputs = load_inputs(train_entries, resolution)
+    eval_inputs = load_inputs(eval_entries, resolution) if eval_entries else None
+    distance = PerceptualDistance()
+    held_out = default_held_out(eval_inputs or train_inputs, config, distance, distance.name)
+    lineage = {
+        "parent_restorer": str(Path(policy_dir).resolve()),
+        "reward_model": str(Path(reward_dir).resolve()),
+        "inputs_manifest": str(Path(inputs_manifest).resolve()),
+        "train_inputs": len(train_inputs),
+        "eval_inputs": len(eval_inputs) if eval_inputs is not None else 0,
+        "held_out_evaluator": held_out.name,
+    }
+    return train_policy(
+        config,
+        policy=policy,
+        reference=reference,
+        reward_fn=reward_fn,
+        train_inputs=train_inputs,
+        eval_inputs=eval_inputs,
+        out_dir=out_dir,
+        held_out=held_out,
+        perceptual=distance,
+        write_artifact=_write_restorer_artifact,
+        lineage=lineage,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        progress_bar=progress_bar,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rl_trainer.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy", required=True, help="restorer artifact folder to fine-tune")
+    parser.add_argument("--reward", required=True, help="reward model artifact folder")
+    parser.add_argument(
+        "--inputs", required=True, help="inputs manifest (JSONL or JSON, see rl_trainer.manifest)"
+    )
+    parser.add_argument("--out", required=True, help="output folder (resumes from its checkpoints)")
+    parser.add_argument(
+        "--config", default="tiny", help="preset name (test, tiny, base) or a config JSON path"
+    )
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    overrides = {
+        key: value for key, value in (("max_steps", args.max_steps), ("seed", args.seed)) if value is not None
+    }
+    config = config_from_argument(args.config, **overrides)
+    result = train(
+        config, policy_dir=args.policy, reward_dir=args.reward, inputs_manifest=args.inputs, out_dir=args.out
+    )
+    print(json.dumps(result.summary(), indent=1))
+    print(result.message)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

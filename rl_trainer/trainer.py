@@ -1,0 +1,265 @@
+"""``RLTrainer``: one ``step()`` = rollouts, rewards, group advantages, several clipped policy updates.
+
+DDPO with GRPO's group baseline: for each LQ input the policy samples G restorations with the stochastic sampler
+(eta > 0), recording the whole trajectory; the rewards are normalised within each input's group; every denoising
+step of every trajectory then gets the PPO clipped-ratio loss with its trajectory's advantage, plus a KL
+penalty towards the frozen reference restorer, for ``inner_epochs`` passes over the rollout batch.
+
+Everything random is derived from ``(config.seed, step)`` (which inputs, which sampler seeds, the minibatch
+order), so a run resumed from a checkpoint replays exactly the steps an uninterrupted run would have made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rl_trainer.config import RLConfig
+from rl_trainer.guard import HackingGuard, HeldOutEvaluator
+from rl_trainer.losses import clipped_policy_loss, gaussian_kl, group_advantages, sampled_kl
+from rl_trainer.manifest import RLInputs
+from rl_trainer.rewards import CompositeReward, DistanceFn, RewardFn
+from rl_trainer.sampler import SamplerAdapter, StepDistribution
+
+EVAL_SEED_BASE = 1_000_000_007
+ENTROPY_SEED_BASE = 2_000_000_011
+
+
+def solution_entropy(samples: Tensor) -> float:
+    """Mean per-pixel std across seeds, ``samples``: ``[S, B, 3, H, W]`` (the paper's determinism measure)."""
+    from restorer.metrics import solution_entropy as restorer_solution_entropy
+
+    return float(restorer_solution_entropy(samples))
+
+
+class RLTrainer:
+    """Fine-tunes ``policy`` in place against ``reward_fn`` (a plain ``(lq, x) -> [B]`` callable, higher better)."""
+
+    def __init__(
+        self,
+        config: RLConfig,
+        policy: nn.Module,
+        reference: nn.Module,
+        reward_fn: RewardFn,
+        *,
+        train_inputs: RLInputs,
+        eval_inputs: RLInputs | None = None,
+        sampler: Any = None,
+        held_out: HeldOutEvaluator | None = None,
+        perceptual: DistanceFn | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.reference = reference
+        self.reward_fn = reward_fn
+        self.train_inputs = train_inputs
+        # without held-out inputs, evaluate on training inputs (the guard still sees the held-out evaluator)
+        self.eval_inputs = (eval_inputs if eval_inputs is not None else train_inputs).select(
+            range(min(config.eval_inputs, len(eval_inputs if eval_inputs is not None else train_inputs)))
+        )
+        if sampler is None:
+            import restorer.sampling
+
+            sampler = restorer.sampling
+        self.sampler = sampler if isinstance(sampler, SamplerAdapter) else SamplerAdapter(sampler)
+        self.held_out = held_out
+        self.reward = CompositeReward(
+            reward_fn,
+            learned_weight=config.learned_reward_weight,
+            consistency_weight=config.consistency_weight,
+            perceptual_weight=config.perceptual_weight,
+            perceptual=perceptual,
+            fallback_downsample=config.fallback_downsample,
+        )
+        self.guard = HackingGuard(patience=config.hacking_patience, min_delta=config.hacking_min_delta)
+
+        for parameter in self.reference.parameters():
+            parameter.requires_grad_(False)
+        self.reference.eval()
+        # eval mode on purpose: dropout would make the recomputed log-probs differ from the sampled ones
+        self.policy.eval()
+        self.trainable = [parameter for parameter in self.policy.parameters() if parameter.requires_grad]
+        if not self.trainable:
+            raise ValueError("the policy has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(
+            self.trainable,
+            lr=config.learning_rate,
+            betas=(config.adam_beta1, config.adam_beta2),
+            weight_decay=config.weight_decay,
+        )
+        self.step_count = 0
+        self._permutations: dict[int, list[int]] = {}
+
+    # -- what a step samples ---------------------------------------------------------------------------------
+
+    def batch_indices(self, step: int) -> list[int]:
+        """The training inputs of ``step``: consecutive slices of a fresh permutation each epoch."""
+        count = len(self.train_inputs)
+        indices = []
+        for position in range(step * self.config.inputs_per_step, (step + 1) * self.config.inputs_per_step):
+            epoch = position // count
+            if epoch not in self._permutations:
+                generator = torch.Generator().manual_seed(self.config.seed * 7_919 + epoch)
+                self._permutations = {epoch: torch.randperm(count, generator=generator).tolist()}
+            indices.append(self._permutations[epoch][position % count])
+        return indices
+
+    def rollout_seeds(self, step: int) -> list[int]:
+        per_step = self.config.samples_per_step
+        base = (self.config.seed * 1_000_003 + step) * per_step
+        return [base + offset for offset in range(per_step)]
+
+    # -- one RL step -----------------------------------------------------------------------------------------
+
+    def step(self) -> dict[str, float]:
+        config = self.config
+        started = time.perf_counter()
+        step = self.step_count
+        groups = self.train_inputs.select(self.batch_indices(step)).repeat_each(config.group_size)
+
+        with torch.no_grad():
+            rollout = self.sampler.rollout(
+                self.policy,
+                groups.lq,
+                groups.instructions,
+                num_steps=config.rollout_steps,
+                eta=config.eta,
+                seeds=self.rollout_seeds(step),
+            )
+            old = self.sampler.step_distribution(
+                self.policy,
+                groups.lq,
+                groups.instructions,
+                rollout.trajectory,
+                rollout.timesteps,
+                eta=config.eta,
+            )
+            reference = self.sampler.step_distribution(
+                self.reference,
+                groups.lq,
+                groups.instructions,
+                rollout.trajectory,
+                rollout.timesteps,
+                eta=config.eta,
+            )
+        sampled_at = time.perf_counter()
+        rewards = self.reward(
+            groups.lq, rollout.images, hq=groups.hq, has_hq=groups.has_hq, degradations=groups.degradations
+        )
+        advantages = group_advantages(rewards.total, config.group_size, clip=config.advantage_clip)
+
+        generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
+        totals: dict[str, float] = {
+            "loss/policy": 0.0,
+            "kl": 0.0,
+            "clip_fraction": 0.0,
+            "approx_kl_to_old": 0.0,
+        }
+        updates = 0
+        count = len(groups)
+        for _ in range(config.inner_epochs):
+            order = torch.randperm(count, generator=generator).tolist()
+            for start in range(0, count, config.minibatch_size):
+                rows = order[start : start + config.minibatch_size]
+                index = torch.as_tensor(rows)
+                current = self.sampler.step_distribution(
+                    self.policy,
+                    groups.lq[index],
+                    [groups.instructions[row] for row in rows],
+                    rollout.trajectory[index],
+                    rollout.timesteps,
+                    eta=config.eta,
+                )
+                policy_loss, stats = clipped_policy_loss(
+                    current.log_probs, old.log_probs[index], advantages[index], clip_range=config.clip_range
+                )
+                kl = self._kl(current, reference, index).mean()
+                loss = policy_loss + config.kl_weight * kl
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
+                self.optimizer.step()
+                totals["loss/policy"] += float(policy_loss.detach())
+                totals["kl"] += float(kl.detach())
+                totals["clip_fraction"] += stats.clip_fraction
+                totals["approx_kl_to_old"] += stats.approx_kl_to_old
+                updates += 1
+
+        self.step_count += 1
+        elapsed = time.perf_counter() - started
+        metrics = {name: value / updates for name, value in totals.items()}
+        metrics.update(rewards.means())
+        metrics["advantage_abs"] = float(advantages.abs().mean())
+        metrics["samples_per_s"] = count / max(sampled_at - started, 1e-9)
+        metrics["step_seconds"] = elapsed
+        return metrics
+
+    def _kl(self, current: StepDistribution, reference: StepDistribution, index: Tensor) -> Tensor:
+        if current.means is not None and reference.means is not None and current.std is not None:
+            return gaussian_kl(current.means, reference.means[index], current.std)
+        return sampled_kl(current.log_probs, reference.log_probs[index])
+
+    # -- evaluation ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, inputs: RLInputs, seeds: Sequence[int], module: nn.Module | None = None) -> Tensor:
+        return self.sampler.generate(
+            module if module is not None else self.policy,
+            inputs.lq,
+            inputs.instructions,
+            num_steps=self.config.eval_steps,
+            eta=self.config.eval_eta,
+            seeds=list(seeds),
+        )
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Learned reward and held-out score of the policy's samples of the evaluation inputs, same seeds every
+        time so that successive evaluations are paired; feeds the reward-hacking guard."""
+        inputs = self.eval_inputs
+        images = self.generate(inputs, [EVAL_SEED_BASE + i for i in range(len(inputs))])
+        metrics = {"eval/learned_reward": float(self.reward_fn(inputs.lq, images).float().mean())}
+        if self.held_out is not None:
+            score = self.held_out(inputs.lq, images, inputs.hq, inputs.degradations)
+            metrics["eval/held_out"] = float(score.float().mean())
+            self.guard.update(metrics["eval/learned_reward"], metrics["eval/held_out"])
+            metrics["eval/hacking_streak"] = float(self.guard.streak)
+        return metrics
+
+    @torch.no_grad()
+    def entropy(self, module: nn.Module | None = None) -> float:
+        """Solution entropy of the evaluation inputs over ``entropy_seeds`` seeds."""
+        inputs = self.eval_inputs
+        samples = [
+            self.generate(inputs, [ENTROPY_SEED_BASE + 1_000 * seed + i for i in range(len(inputs))], module)
+            for seed in range(self.config.entropy_seeds)
+        ]
+        return solution_entropy(torch.stack(samples))
+
+    # -- checkpoint state ------------------------------------------------------------------------------------
+
+    def policy_state(self) -> dict[str, Tensor]:
+        return {
+            name: tensor.detach().clone().contiguous() for name, tensor in self.policy.state_dict().items()
+        }
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": self.step_count,
+        }
+
+    def load(
+        self, policy_state: dict[str, Tensor], training_state: dict[str, Any], guard: dict[str, Any]
+    ) -> None:
+        self.policy.load_state_dict(policy_state)
+        self.optimizer.load_state_dict(training_state["optimizer"])
+        torch.set_rng_state(training_state["torch_rng"])
+        self.step_count = int(training_state["step"])
+        self.guard.load_state_dict(guard)

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from rl_trainer.config import RLConfig, RLConfigError, config_from_argument
+
+
+def test_presets_round_trip_through_json(tmp_path):
+    config = RLConfig.preset("tiny", seed=3)
+    config.save(tmp_path / "rl_config.json")
+    assert RLConfig.load(tmp_path / "rl_config.json") == config
+    assert config_from_argument(str(tmp_path / "rl_config.json"), max_steps=2) == RLConfig.preset(
+        "tiny", seed=3, max_steps=2
+    )
+
+
+def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"learning_rate": 1e-4, "unet_channels": [16, 32]}))
+    with pytest.raises(RLConfigError, match="unknown fields.*unet_channels"):
+        RLConfig.load(path)
+    path.write_text("{not json")
+    with pytest.raises(RLConfigError, match="cannot read"):
+        RLConfig.load(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("group_size", 1, "group_size"), ("eta", 0.0, "eta"), ("clip_range", 1.5, "clip_range")],
+)
+def test_invalid_values_are_refused(field, value, message):
+    with pytest.raises(RLConfigError, match=message):
+        RLConfig.preset("test", **{field: value})
+
+
+def test_unknown_preset():
+    with pytest.raises(RLConfigError, match="unknown RL preset"):
+        RLConfig.preset("huge")

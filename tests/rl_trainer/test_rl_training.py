@@ -1,0 +1,178 @@
+"""The RL loop on the stand-in Gaussian-step policy: planted rewards, KL, resume, the reward-hacking stop."""
+
+import copy
+
+import pytest
+import torch
+
+from rl_trainer.checkpoints import CheckpointError, complete_checkpoints
+from rl_trainer.config import RLConfig
+from rl_trainer.guard import HeldOutEvaluator
+from rl_trainer.train import STOP_CANCELLED, STOP_COMPLETED, STOP_REWARD_HACKING, train_policy
+from tests.rl_trainer.rl_standin import (
+    GaussianStepPolicy,
+    GaussianStepSampling,
+    LogProbOnlySampling,
+    brightness,
+    make_inputs,
+)
+
+
+def config(**overrides) -> RLConfig:
+    values = {"consistency_weight": 0.0, "entropy_seeds": 0, "clip_range": 0.2, "learning_rate": 3e-2}
+    values.update(overrides)
+    return RLConfig.preset("test", **values)
+
+
+def run(tmp_path, cfg, *, reward_fn=brightness, sampling=None, held_out=None, policy=None, **kwargs):
+    policy = policy if policy is not None else GaussianStepPolicy()
+    reference = copy.deepcopy(policy)
+    result = train_policy(
+        cfg,
+        policy=policy,
+        reference=reference,
+        reward_fn=reward_fn,
+        train_inputs=make_inputs(6),
+        eval_inputs=make_inputs(2, seed=1),
+        out_dir=tmp_path,
+        sampler=sampling or GaussianStepSampling(),
+        held_out=held_out,
+        progress_bar=False,
+        **kwargs,
+    )
+    return result, policy, reference
+
+
+def distance(policy, reference) -> float:
+    return (
+        sum(float((a - b).pow(2).sum()) for a, b in zip(policy.parameters(), reference.parameters())) ** 0.5
+    )
+
+
+def test_a_planted_brightness_reward_rises(tmp_path):
+    result, policy, reference = run(tmp_path, config(max_steps=6, kl_weight=0.0, eval_every=3))
+    rewards = [evaluation["eval/learned_reward"] for evaluation in result.evaluations]
+    assert result.stop_reason == STOP_COMPLETED and result.steps == 6
+    assert rewards[-1] > rewards[0] + 0.05
+    assert float(policy.bias.detach().mean()) > float(reference.bias.detach().mean())
+    assert result.rollouts == 6 * 2 * 4
+
+
+def test_the_fallback_sampled_kl_also_raises_the_reward(tmp_path):
+    result, _, _ = run(tmp_path, config(max_steps=6, eval_every=3), sampling=LogProbOnlySampling())
+    rewards = [evaluation["eval/learned_reward"] for evaluation in result.evaluations]
+    assert rewards[-1] > rewards[0] + 0.05
+
+
+def test_a_large_kl_weight_holds_the_policy_near_the_reference(tmp_path):
+    free, free_policy, free_reference = run(tmp_path / "free", config(max_steps=6, kl_weight=0.0))
+    held, held_policy, held_reference = run(tmp_path / "held", config(max_steps=6, kl_weight=1e4))
+    assert distance(held_policy, held_reference) < 0.3 * distance(free_policy, free_reference)
+    assert held.history[-1]["kl"] < 0.1 * free.history[-1]["kl"]
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    cfg = config(max_steps=4, checkpoint_every=2, eval_every=2)
+    straight, straight_policy, _ = run(tmp_path / "straight", cfg)
+
+    def crash_at_step_3(step, total, metrics):
+        if step == 3:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "resumed", cfg, on_progress=crash_at_step_3)
+    assert [path.name for path in complete_checkpoints(tmp_path / "resumed")] == ["step_000002"]
+    resumed, resumed_policy, _ = run(tmp_path / "resumed", cfg)
+
+    for a, b in zip(straight_policy.state_dict().values(), resumed_policy.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [e["eval/learned_reward"] for e in straight.evaluations] == [
+        e["eval/learned_reward"] for e in resumed.evaluations
+    ]
+    assert [h["reward/total"] for h in straight.history] == [h["reward/total"] for h in resumed.history]
+
+
+def test_cancel_keeps_a_checkpoint_and_a_rerun_finishes_the_same(tmp_path):
+    cfg = config(max_steps=4, checkpoint_every=4, eval_every=2)
+    straight, straight_policy, _ = run(tmp_path / "straight", cfg)
+    steps_seen = []
+    cancelled, _, _ = run(
+        tmp_path / "cancelled",
+        cfg,
+        on_progress=lambda step, total, metrics: steps_seen.append((step, total)),
+        should_stop=lambda: len(steps_seen) >= 1,
+    )
+    assert cancelled.stop_reason == STOP_CANCELLED and cancelled.steps == 1
+    assert steps_seen == [(1, 4)]
+    finished, finished_policy, _ = run(tmp_path / "cancelled", cfg)
+    assert finished.steps == 4
+    assert torch.equal(straight_policy.bias, finished_policy.bias)
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    run(tmp_path, config(max_steps=2, checkpoint_every=2))
+    with pytest.raises(CheckpointError, match="another RLConfig"):
+        run(tmp_path, config(max_steps=4, checkpoint_every=2))
+
+
+def darkness_evaluator() -> HeldOutEvaluator:
+    return HeldOutEvaluator(name="darkness", score=lambda lq, images, hq, params: -images.mean(dim=(1, 2, 3)))
+
+
+def test_the_hacking_guard_stops_when_the_planted_reward_diverges_from_the_held_out_evaluator(tmp_path):
+    cfg = config(max_steps=12, eval_every=1, hacking_patience=2, kl_weight=0.0)
+    result, policy, _ = run(tmp_path, cfg, held_out=darkness_evaluator())
+    assert result.stop_reason == STOP_REWARD_HACKING and result.stopped_early
+    assert result.steps < 12
+    assert "held-out darkness fell for 2 evaluations" in result.message
+    # the policy handed back is the one from before the divergence
+    assert result.rolled_back_to_step == result.steps - 2
+    learned = [e["eval/learned_reward"] for e in result.evaluations]
+    assert learned[-1] > learned[-3]
+
+
+def test_the_guard_stays_quiet_when_the_held_out_evaluator_agrees(tmp_path):
+    agreeing = HeldOutEvaluator(
+        name="brightness", score=lambda lq, images, hq, params: brightness(lq, images)
+    )
+    result, _, _ = run(tmp_path, config(max_steps=6, eval_every=1, hacking_patience=2), held_out=agreeing)
+    assert result.stop_reason == STOP_COMPLETED
+    assert len(result.evaluations) == 7 and all("eval/held_out" in e for e in result.evaluations)
+
+
+def test_the_artifact_writer_gets_the_policy_and_the_lineage(tmp_path):
+    written = {}
+
+    def write_artifact(policy, out_dir, metrics):
+        written.update(metrics=metrics, bias=policy.bias.detach().clone())
+
+    result, policy, _ = run(
+        tmp_path,
+        config(max_steps=2),
+        write_artifact=write_artifact,
+        lineage={"parent_restorer": "p", "reward_model": "r"},
+    )
+    assert written["metrics"]["parent_restorer"] == "p" and written["metrics"]["reward_model"] == "r"
+    assert written["metrics"]["rl_config"]["max_steps"] == 2
+    assert written["metrics"]["stop_reason"] == STOP_COMPLETED
+    assert torch.equal(written["bias"], policy.bias)
+    assert (tmp_path / "rl_result.json").is_file() and (tmp_path / "rl_config.json").is_file()
+
+
+def test_lora_trains_only_adapters_and_merges_back_into_plain_layers(tmp_path):
+    policy = GaussianStepPolicy()
+    seen = {}
+
+    def write_artifact(module, out_dir, metrics):
+        seen["keys"] = sorted(module.state_dict())
+
+    result, policy, reference = run(
+        tmp_path,
+        config(max_steps=3, use_lora=True, lora_rank=2),
+        policy=policy,
+        write_artifact=write_artifact,
+    )
+    assert seen["keys"] == sorted(reference.state_dict())  # adapters folded away
+    # base layers were frozen: only the LoRA delta moved the 1x1 conv
+    assert torch.equal(policy.bias, reference.bias) and torch.equal(policy.gain, reference.gain)
+    assert not torch.equal(policy.mix.weight, reference.mix.weight)
