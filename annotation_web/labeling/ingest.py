@@ -86,12 +86,14 @@ def iter_zip(file: Path | io.BytesIO) -> Iterator[SourceFile]:
     total = 0
     with archive:
         for member in archive.infolist():
-            if member.is_dir() or not _looks_like_image(member.filename):
+            if member.is_dir():
                 continue
             try:
                 name = _safe_member_name(member.filename)
             except ImportRejected as exc:
                 yield SourceFile(member.filename, b"", error=str(exc))
+                continue
+            if not _looks_like_image(name):
                 continue
             if member.file_size > settings.IMPORT_MAX_IMAGE_BYTES:
                 yield SourceFile(name, b"", error=f"{name}: {member.file_size} bytes is over the limit")
