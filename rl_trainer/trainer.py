@@ -62,9 +62,9 @@ class RLTrainer:
             range(min(config.eval_inputs, len(eval_inputs if eval_inputs is not None else train_inputs)))
         )
         if sampler is None:
-            import restorer.sampling
+            from rl_trainer.restorer_steps import RestorerSampling
 
-            sampler = restorer.sampling
+            sampler = RestorerSampling()
         self.sampler = sampler if isinstance(sampler, SamplerAdapter) else SamplerAdapter(sampler)
         self.held_out = held_out
         self.reward = CompositeReward(

@@ -45,7 +45,8 @@ def run(tmp_path, cfg, *, reward_fn=brightness, sampling=None, held_out=None, po
 
 def distance(policy, reference) -> float:
     return (
-        sum(float((a - b).pow(2).sum()) for a, b in zip(policy.parameters(), reference.parameters())) ** 0.5
+        sum(float((a - b).detach().pow(2).sum()) for a, b in zip(policy.parameters(), reference.parameters()))
+        ** 0.5
     )
 
 
