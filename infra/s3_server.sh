@@ -12,10 +12,13 @@ case "$ACTION" in
 JSON
     WEED="$VENV_BIN/weed"; [ -x "$WEED" ] || WEED="$(command -v weed)"
     "$WEED" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$DIR/data" -s3 -s3.port=8333 -s3.config="$DIR/s3.json" \
-      -master.port=9333 -volume.port=8081 -filer.port=8888 -volume.max=5 > "$DIR/weed.log" 2>&1 &
+      -master.port=9333 -volume.port=8081 -filer.port=8888 -volume.max=30 > "$DIR/weed.log" 2>&1 &
     echo $! > "$DIR/weed.pid"
-    for _ in $(seq 1 60); do
-      if curl -s -o /dev/null "http://127.0.0.1:8333/"; then echo "S3 server up (pid $(cat "$DIR/weed.pid"))"; exit 0; fi
+    # Up means: the S3 port answers and the master can hand out a writable volume (the volume server joined).
+    for _ in $(seq 1 120); do
+      if curl -s -o /dev/null "http://127.0.0.1:8333/" && curl -s "http://127.0.0.1:9333/dir/assign" | grep -q '"fid"'; then
+        echo "S3 server up (pid $(cat "$DIR/weed.pid"))"; exit 0
+      fi
       sleep 0.5
     done
     echo "S3 server did not start; see $DIR/weed.log" >&2; tail -20 "$DIR/weed.log" >&2; exit 1 ;;
