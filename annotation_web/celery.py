@@ -18,12 +18,13 @@ def _configure_filesystem_broker() -> None:
     if not str(settings.CELERY_BROKER_URL).startswith("filesystem://"):
         return
     folder = settings.CELERY_FILESYSTEM_BROKER_DIR
-    for sub in ("out", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     app.conf.broker_transport_options = {
-        "data_folder_in": str(folder / "out"),
-        "data_folder_out": str(folder / "out"),
-        "data_folder_processed": str(folder / "processed"),
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
     }
 
 
