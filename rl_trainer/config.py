@@ -38,6 +38,8 @@ class RLConfig:
     # policy update
     inner_epochs: int = 2
     minibatch_size: int = 8
+    # share of the denoising steps each minibatch update trains on (DDPO's timestep_fraction)
+    train_timestep_fraction: float = 1.0
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
@@ -105,6 +107,8 @@ class RLConfig:
             raise RLConfigError("RLConfig weights (kl, consistency, perceptual) must be >= 0")
         if self.entropy_seeds < 2 and self.entropy_seeds != 0:
             raise RLConfigError("RLConfig.entropy_seeds must be 0 (off) or >= 2")
+        if not 0 < self.train_timestep_fraction <= 1:
+            raise RLConfigError("RLConfig.train_timestep_fraction must be in (0, 1]")
         if not 0 <= self.eval_fraction < 1:
             raise RLConfigError("RLConfig.eval_fraction must be in [0, 1)")
 

@@ -3,13 +3,14 @@
 ``restorer.sampling`` exposes ``sample(..., eta>0, return_trajectory=True)`` and
 ``trajectory_log_probs(...)``; any object with those two functions (the real module, or a stand-in policy in the
 tests) can be wrapped. When it also exposes ``trajectory_step_means(policy, lq, instructions, trajectory,
-timesteps, *, eta) -> (means [B,T,C,H,W], std [T])`` the trainer computes log-probs from the means itself and
-uses the exact Gaussian KL to the reference; otherwise it falls back to the sampler's log-probs and a sampled
-KL estimator.
+timesteps, *, eta, steps) -> (means [B,S,C,H,W], std [S])`` for the chosen steps (``rl_trainer.restorer_steps``
+does, for the real restorer), the trainer computes log-probs from the means itself and uses the exact Gaussian
+KL to the reference; otherwise it falls back to the sampler's log-probs and a sampled KL estimator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,15 +49,16 @@ class Rollout:
     images: Tensor  # [B, C, H, W]
     trajectory: Tensor  # [B, T+1, C, H, W], from pure noise to the image
     timesteps: Tensor  # [T]
+    log_probs: Tensor | None  # [B, T] per pixel, as recorded while sampling
 
 
 @dataclass
 class StepDistribution:
-    """The policy's Gaussian for every recorded step; ``means`` / ``std`` are None when the sampler hides them."""
+    """The policy's Gaussian for recorded steps; ``means`` / ``std`` are None when the sampler hides them."""
 
-    log_probs: Tensor  # [B, T], per pixel
-    means: Tensor | None  # [B, T, C, H, W]
-    std: Tensor | None  # [T]
+    log_probs: Tensor  # [B, S], per pixel
+    means: Tensor | None  # [B, S, C, H, W]
+    std: Tensor | None  # [S]
 
 
 class SamplerAdapter:
@@ -82,7 +84,15 @@ class SamplerAdapter:
         )
         if output.trajectory is None:
             raise RuntimeError("the sampler returned no trajectory although one was asked for")
-        return Rollout(images=output.images, trajectory=output.trajectory, timesteps=output.timesteps)
+        pixels = output.trajectory[0, 0].numel()
+        # the sampler sums log-densities over the image; per pixel keeps PPO ratios in a usable range
+        log_probs = output.log_probs / pixels if output.log_probs is not None else None
+        return Rollout(
+            images=output.images,
+            trajectory=output.trajectory,
+            timesteps=output.timesteps,
+            log_probs=log_probs,
+        )
 
     def generate(
         self,
@@ -109,17 +119,20 @@ class SamplerAdapter:
         timesteps: Tensor,
         *,
         eta: float,
+        steps: Sequence[int] | None = None,
     ) -> StepDistribution:
+        """The policy's step Gaussians at the steps ``steps`` (all by default) of recorded trajectories."""
+        chosen = list(range(len(timesteps))) if steps is None else list(steps)
+        next_states = trajectory[:, [step + 1 for step in chosen]]
         if self.has_means:
             means, std = self.functions.trajectory_step_means(
-                policy, lq, instructions, trajectory, timesteps, eta=eta
+                policy, lq, instructions, trajectory, timesteps, eta=eta, steps=chosen
             )
             return StepDistribution(
-                log_probs=gaussian_log_prob(trajectory[:, 1:], means, std), means=means, std=std
+                log_probs=gaussian_log_prob(next_states, means, std), means=means, std=std
             )
         log_probs = self.functions.trajectory_log_probs(
             policy, lq, instructions, trajectory, timesteps, eta=eta
         )
-        # the sampler's log-probs are summed over the image; per pixel keeps PPO ratios in a usable range
         pixels = trajectory[0, 0].numel()
-        return StepDistribution(log_probs=log_probs / pixels, means=None, std=None)
+        return StepDistribution(log_probs=log_probs[:, chosen] / pixels, means=None, std=None)

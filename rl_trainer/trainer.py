@@ -23,7 +23,7 @@ from rl_trainer.guard import HackingGuard, HeldOutEvaluator
 from rl_trainer.losses import clipped_policy_loss, gaussian_kl, group_advantages, sampled_kl
 from rl_trainer.manifest import RLInputs
 from rl_trainer.rewards import CompositeReward, DistanceFn, RewardFn
-from rl_trainer.sampler import SamplerAdapter, StepDistribution
+from rl_trainer.sampler import Rollout, SamplerAdapter, StepDistribution
 
 EVAL_SEED_BASE = 1_000_000_007
 ENTROPY_SEED_BASE = 2_000_000_011
@@ -130,22 +130,18 @@ class RLTrainer:
                 eta=config.eta,
                 seeds=self.rollout_seeds(step),
             )
-            old = self.sampler.step_distribution(
-                self.policy,
-                groups.lq,
-                groups.instructions,
-                rollout.trajectory,
-                rollout.timesteps,
-                eta=config.eta,
-            )
-            reference = self.sampler.step_distribution(
-                self.reference,
-                groups.lq,
-                groups.instructions,
-                rollout.trajectory,
-                rollout.timesteps,
-                eta=config.eta,
-            )
+            if rollout.log_probs is not None:
+                old_log_probs = rollout.log_probs
+            else:
+                old_log_probs = self.sampler.step_distribution(
+                    self.policy,
+                    groups.lq,
+                    groups.instructions,
+                    rollout.trajectory,
+                    rollout.timesteps,
+                    eta=config.eta,
+                ).log_probs
+            reference = self._reference_distribution(groups, rollout)
         sampled_at = time.perf_counter()
         rewards = self.reward(
             groups.lq, rollout.images, hq=groups.hq, has_hq=groups.has_hq, degradations=groups.degradations
@@ -153,19 +149,23 @@ class RLTrainer:
         advantages = group_advantages(rewards.total, config.group_size, clip=config.advantage_clip)
 
         generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
-        totals: dict[str, float] = {
+        totals = {
             "loss/policy": 0.0,
             "kl": 0.0,
             "clip_fraction": 0.0,
             "approx_kl_to_old": 0.0,
         }
-        updates = 0
+        updates, ratio_max = 0, 0.0
         count = len(groups)
+        total_steps = config.rollout_steps
+        trained_steps = max(1, round(total_steps * config.train_timestep_fraction))
         for _ in range(config.inner_epochs):
             order = torch.randperm(count, generator=generator).tolist()
             for start in range(0, count, config.minibatch_size):
                 rows = order[start : start + config.minibatch_size]
                 index = torch.as_tensor(rows)
+                # DDPO's timestep subsampling: a random subset of the denoising steps per minibatch
+                steps = sorted(torch.randperm(total_steps, generator=generator)[:trained_steps].tolist())
                 current = self.sampler.step_distribution(
                     self.policy,
                     groups.lq[index],
@@ -173,11 +173,15 @@ class RLTrainer:
                     rollout.trajectory[index],
                     rollout.timesteps,
                     eta=config.eta,
+                    steps=steps,
                 )
                 policy_loss, stats = clipped_policy_loss(
-                    current.log_probs, old.log_probs[index], advantages[index], clip_range=config.clip_range
+                    current.log_probs,
+                    old_log_probs[index][:, steps],
+                    advantages[index],
+                    clip_range=config.clip_range,
                 )
-                kl = self._kl(current, reference, index).mean()
+                kl = self._kl(current, reference, index, steps).mean()
                 loss = policy_loss + config.kl_weight * kl
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -188,21 +192,36 @@ class RLTrainer:
                 totals["kl"] += float(kl.detach())
                 totals["clip_fraction"] += stats.clip_fraction
                 totals["approx_kl_to_old"] += stats.approx_kl_to_old
+                ratio_max = max(ratio_max, stats.ratio_max)
                 updates += 1
 
         self.step_count += 1
         elapsed = time.perf_counter() - started
         metrics = {name: value / updates for name, value in totals.items()}
+        metrics["ratio_max"] = ratio_max
         metrics.update(rewards.means())
         metrics["advantage_abs"] = float(advantages.abs().mean())
         metrics["samples_per_s"] = count / max(sampled_at - started, 1e-9)
         metrics["step_seconds"] = elapsed
         return metrics
 
-    def _kl(self, current: StepDistribution, reference: StepDistribution, index: Tensor) -> Tensor:
+    def _reference_distribution(self, groups: RLInputs, rollout: Rollout) -> StepDistribution:
+        """The frozen reference's step Gaussians along the rollout (the KL is logged even at weight 0)."""
+        return self.sampler.step_distribution(
+            self.reference,
+            groups.lq,
+            groups.instructions,
+            rollout.trajectory,
+            rollout.timesteps,
+            eta=self.config.eta,
+        )
+
+    def _kl(
+        self, current: StepDistribution, reference: StepDistribution, index: Tensor, steps: list[int]
+    ) -> Tensor:
         if current.means is not None and reference.means is not None and current.std is not None:
-            return gaussian_kl(current.means, reference.means[index], current.std)
-        return sampled_kl(current.log_probs, reference.log_probs[index])
+            return gaussian_kl(current.means, reference.means[index][:, steps], current.std)
+        return sampled_kl(current.log_probs, reference.log_probs[index][:, steps])
 
     # -- evaluation ------------------------------------------------------------------------------------------
 

@@ -79,9 +79,11 @@ class GaussianStepSampling:
             timesteps=torch.arange(num_steps, 0, -1),
         )
 
-    def trajectory_step_means(self, policy, lq, instructions, trajectory, timesteps, *, eta):
-        steps = trajectory.shape[1] - 1
-        return self._means(policy, lq, trajectory[:, :-1], steps), self._std(steps, eta)
+    def trajectory_step_means(self, policy, lq, instructions, trajectory, timesteps, *, eta, steps=None):
+        total = trajectory.shape[1] - 1
+        chosen = list(range(total)) if steps is None else list(steps)
+        means = self._means(policy, lq, trajectory[:, :-1], total)
+        return means[:, chosen], self._std(total, eta)[chosen]
 
     def trajectory_log_probs(self, policy, lq, instructions, trajectory, timesteps, *, eta):
         means, std = self.trajectory_step_means(policy, lq, instructions, trajectory, timesteps, eta=eta)

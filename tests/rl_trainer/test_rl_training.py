@@ -50,8 +50,10 @@ def distance(policy, reference) -> float:
     )
 
 
-def test_a_planted_brightness_reward_rises(tmp_path):
-    result, policy, reference = run(tmp_path, config(max_steps=6, kl_weight=0.0, eval_every=3))
+@pytest.mark.parametrize("timestep_fraction", [1.0, 0.5])
+def test_a_planted_brightness_reward_rises(tmp_path, timestep_fraction):
+    cfg = config(max_steps=6, kl_weight=0.0, eval_every=3, train_timestep_fraction=timestep_fraction)
+    result, policy, reference = run(tmp_path, cfg)
     rewards = [evaluation["eval/learned_reward"] for evaluation in result.evaluations]
     assert result.stop_reason == STOP_COMPLETED and result.steps == 6
     assert rewards[-1] > rewards[0] + 0.05

@@ -1,0 +1,157 @@
+"""RL on the real ``restorer.Restorer`` (tiny test config) and a real ``reward_model.RewardModel`` artifact."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from restorer import sampling
+from restorer.degradations import apply_degradation, sample_degradation
+from restorer.images import tensor_to_pil
+from restorer.model import Restorer, tiny_test_config
+from reward_model.model import CONFIG_PRESETS, RewardModel
+from rl_trainer.config import RLConfig
+from rl_trainer.losses import gaussian_log_prob
+from rl_trainer.manifest import ManifestError, load_inputs, read_manifest, split_entries, write_manifest
+from rl_trainer.restorer_steps import trajectory_step_means
+from rl_trainer.train import STOP_COMPLETED, main, train
+
+RESOLUTION = 32
+
+
+def smooth_faces(count: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, 4, 4, generator=generator) * 1.6 - 0.8
+    return F.interpolate(coarse, size=(RESOLUTION, RESOLUTION), mode="bicubic", align_corners=False).clamp(
+        -1, 1
+    )
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rl_artifacts")
+    torch.manual_seed(0)
+    Restorer(tiny_test_config()).save_pretrained(root / "restorer", metrics={"psnr": 1.0})
+    RewardModel(CONFIG_PRESETS["tiny"]).save_pretrained(root / "reward")
+    rows = []
+    for index, hq in enumerate(smooth_faces(6, seed=3)):
+        params = sample_degradation("gfpgan", seed=index, resolution=RESOLUTION)
+        tensor_to_pil(hq).save(root / f"hq_{index}.png")
+        tensor_to_pil(apply_degradation(hq, params)).save(root / f"lq_{index}.png")
+        row = {"id": f"face-{index}", "lq": f"lq_{index}.png", "split": "eval" if index >= 4 else "train"}
+        if index != 1:  # one input with neither HQ nor params: the fallback fidelity terms
+            row.update(hq=f"hq_{index}.png", degradation=params.to_dict())
+        rows.append(row)
+    write_manifest(root / "inputs.jsonl", rows)
+    return root
+
+
+def test_batched_step_means_give_the_restorer_samplers_log_probs():
+    torch.manual_seed(0)
+    restorer = Restorer(tiny_test_config()).eval()
+    lq = smooth_faces(3, seed=1)
+    instructions = ["restore the face"] * 3
+    output = sampling.sample(
+        restorer, lq, instructions, num_steps=4, eta=1.0, seeds=[1, 2, 3], return_trajectory=True
+    )
+    means, std = trajectory_step_means(
+        restorer, lq, instructions, output.trajectory, output.timesteps, eta=1.0
+    )
+    expected = sampling.trajectory_log_probs(
+        restorer, lq, instructions, output.trajectory, output.timesteps, eta=1.0, reduction="mean"
+    )
+    assert torch.allclose(gaussian_log_prob(output.trajectory[:, 1:], means, std), expected, atol=1e-5)
+    assert torch.allclose(output.log_probs / lq[0].numel(), expected, atol=1e-5)
+    subset_means, subset_std = trajectory_step_means(
+        restorer, lq, instructions, output.trajectory, output.timesteps, eta=1.0, steps=[1, 3]
+    )
+    assert torch.allclose(subset_means, means[:, [1, 3]], atol=1e-5) and torch.equal(subset_std, std[[1, 3]])
+
+
+def test_manifest_inputs_load_with_params_instructions_and_split(artifacts):
+    entries = read_manifest(artifacts / "inputs.jsonl")
+    train_entries, eval_entries = split_entries(entries, eval_fraction=0.5)
+    assert [e.id for e in eval_entries] == ["face-4", "face-5"]
+    inputs = load_inputs(train_entries, RESOLUTION)
+    assert inputs.lq.shape == (4, 3, RESOLUTION, RESOLUTION)
+    assert inputs.has_hq.tolist() == [True, False, True, True]
+    assert inputs.degradations[1] is None and inputs.degradations[0].preset == "gfpgan"
+    assert "restore" in inputs.instructions[0]
+
+
+def test_bad_manifests_get_clear_errors(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"lq": "missing.png"}\n')
+    with pytest.raises(ManifestError, match="m.jsonl:1: file not found"):
+        read_manifest(tmp_path / "m.jsonl")
+    (tmp_path / "m.jsonl").write_text('{"lq": "a.png"}\n{oops\n')
+    with pytest.raises(ManifestError, match="m.jsonl:2: not valid JSON"):
+        read_manifest(tmp_path / "m.jsonl")
+    (tmp_path / "m.json").write_text(json.dumps({"inputs": [{"hq": "x.png"}]}))
+    with pytest.raises(ManifestError, match="'lq'.*is required"):
+        read_manifest(tmp_path / "m.json")
+    (tmp_path / "empty.jsonl").write_text("\n# nothing\n")
+    with pytest.raises(ManifestError, match="lists no inputs"):
+        read_manifest(tmp_path / "empty.jsonl")
+
+
+def test_train_writes_a_restorer_artifact_that_records_its_lineage(artifacts, tmp_path):
+    config = RLConfig.preset("test", max_steps=2, eval_every=1, checkpoint_every=1, entropy_seeds=2)
+    progress = []
+    result = train(
+        config,
+        policy_dir=artifacts / "restorer",
+        reward_dir=artifacts / "reward",
+        inputs_manifest=artifacts / "inputs.jsonl",
+        out_dir=tmp_path / "tuned",
+        on_progress=lambda step, total, metrics: progress.append((step, total, sorted(metrics))),
+        progress_bar=False,
+    )
+    assert result.stop_reason == STOP_COMPLETED and result.steps == 2
+    assert [(step, total) for step, total, _ in progress] == [(1, 2), (2, 2)]
+    logged = progress[0][2]
+    for name in (
+        "reward/learned",
+        "reward/consistency",
+        "reward/total",
+        "kl",
+        "eval/held_out",
+        "samples_per_s",
+    ):
+        assert name in logged
+    assert result.entropy_before is not None and result.entropy_after is not None
+
+    tuned = Restorer.from_pretrained(tmp_path / "tuned")
+    parent = Restorer.from_pretrained(artifacts / "restorer")
+    changed = [
+        name
+        for name, weight in tuned.state_dict().items()
+        if not torch.equal(weight, parent.state_dict()[name])
+    ]
+    assert changed, "RL did not change the policy"
+    rl = Restorer.read_metrics(tmp_path / "tuned")["rl"]
+    assert rl["parent_restorer"] == str((artifacts / "restorer").resolve())
+    assert rl["reward_model"] == str((artifacts / "reward").resolve())
+    assert rl["rl_config"] == config.to_dict()
+    assert rl["held_out_evaluator"] == "oracle_neg_lpips_randtrunk"
+    assert rl["eval_inputs"] == 2 and rl["train_inputs"] == 4
+
+
+def test_command_line_with_lora(artifacts, tmp_path, capsys):
+    config_path = tmp_path / "rl.json"
+    RLConfig.preset("test", max_steps=1, use_lora=True, entropy_seeds=0).save(config_path)
+    code = main(
+        [
+            "--policy", str(artifacts / "restorer"),
+            "--reward", str(artifacts / "reward"),
+            "--inputs", str(artifacts / "inputs.jsonl"),
+            "--out", str(tmp_path / "lora"),
+            "--config", str(config_path),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert '"stop_reason": "completed"' in capsys.readouterr().out
+    tuned = Restorer.from_pretrained(tmp_path / "lora")  # adapters merged: a plain restorer artifact
+    parent = Restorer.from_pretrained(artifacts / "restorer")
+    assert not torch.equal(tuned.unet.conv_in.weight, parent.unet.conv_in.weight)
+    assert torch.equal(tuned.integrator.queries, parent.integrator.queries)  # LoRA went into the UNet only
