@@ -28,7 +28,9 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def degrade_face(image: Image.Image, *, preset: str, seed: int, resolution: int, extra_instruction: str = "") -> DegradedFace:
+def degrade_face(
+    image: Image.Image, *, preset: str, seed: int, resolution: int, extra_instruction: str = ""
+) -> DegradedFace:
     from restorer.degradations import degrade_image, instruction_text
     from restorer.images import face_crop_resize
 
@@ -50,7 +52,9 @@ def heavily_degraded_png(hq_png: bytes, *, seed: int, resolution: int) -> bytes:
     return _png(lq)
 
 
-def classical_restorations_png(lq_png: bytes, *, sharpen_levels=CLASSICAL_SHARPEN_LEVELS) -> list[tuple[float, bytes]]:
+def classical_restorations_png(
+    lq_png: bytes, *, sharpen_levels=CLASSICAL_SHARPEN_LEVELS
+) -> list[tuple[float, bytes]]:
     """Bicubic smoothing + unsharp mask at several strengths: the demo's candidates before a restorer exists."""
     from restorer.classical import classical_restore
     from restorer.images import pil_to_tensor, tensor_to_pil

@@ -110,7 +110,9 @@ class S3Storage:
         import boto3
         from botocore.config import Config
 
-        config = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3})
+        config = Config(
+            signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3}
+        )
         self.bucket = bucket
         self.client = boto3.client(
             "s3",
@@ -193,5 +195,8 @@ def _cached_storage(backend: str, root: str, bucket: str, endpoint: str | None) 
 def get_storage() -> BlobStorage:
     """The configured storage; cached per configuration so tests that override settings get their own."""
     return _cached_storage(
-        settings.STORAGE_BACKEND, str(settings.STORAGE_LOCAL_ROOT), settings.S3_BUCKET, settings.S3_ENDPOINT_URL
+        settings.STORAGE_BACKEND,
+        str(settings.STORAGE_LOCAL_ROOT),
+        settings.S3_BUCKET,
+        settings.S3_ENDPOINT_URL,
     )

@@ -46,3 +46,6 @@ class Job(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["state", "created_at"], name="job_state_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.state})"

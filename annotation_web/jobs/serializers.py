@@ -9,6 +9,17 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "state", "project", "params", "outputs", "progress_done", "progress_total",
-            "log_tail", "error", "created_at", "started_at", "finished_at",
+            "id",
+            "kind",
+            "state",
+            "project",
+            "params",
+            "outputs",
+            "progress_done",
+            "progress_total",
+            "log_tail",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation_web.jobs.models import ALLOWED_TRANSITIONS, TERMINAL_STATES, Job, JobState
+from annotation_web.labeling.errors import StorageUnavailable
 
 LOG_TAIL_CHARS = 8000
 
@@ -51,7 +52,16 @@ def job_finish(*, job_id: int, outputs: dict) -> Job:
 
 
 @transaction.atomic
-def import_job_create(*, project, user, upload_name: str = "", upload_bytes: bytes | None = None, s3_prefix: str = "", batch: str = "", instruction: str = "") -> Job:
+def import_job_create(
+    *,
+    project,
+    user,
+    upload_name: str = "",
+    upload_bytes: bytes | None = None,
+    s3_prefix: str = "",
+    batch: str = "",
+    instruction: str = "",
+) -> Job:
     """Keep the upload in storage and queue the import; the worker reads it back by key."""
     import hashlib
     import io
@@ -74,7 +84,12 @@ def import_job_create(*, project, user, upload_name: str = "", upload_bytes: byt
 
             validate_image(upload_name or "upload", upload_bytes)  # refuse a non-image now, not in the worker
             params["file_count"] = 1
-        get_storage().put(key, upload_bytes)
+        try:
+            get_storage().put(key, upload_bytes)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"could not keep the upload ({exc.strerror or exc}); nothing was imported"
+            ) from exc
     else:
         params["s3_prefix"] = s3_prefix
     job = Job.objects.create(kind=JobKind.IMPORT, project=project, created_by=user, params=params)

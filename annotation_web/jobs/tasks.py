@@ -5,6 +5,12 @@ from celery import shared_task
 from annotation_web.jobs import runners
 
 
-@shared_task(bind=True, acks_late=True, max_retries=3, autoretry_for=(ConnectionError, TimeoutError), retry_backoff=True)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    max_retries=3,
+    autoretry_for=(ConnectionError, TimeoutError),
+    retry_backoff=True,
+)
 def run_job(self, job_id: int) -> None:
     runners.job_run(job_id=job_id)

@@ -30,9 +30,9 @@ def krippendorff_alpha_nominal(units: Mapping[Hashable, Iterable[str]]) -> float
     for (c, _), value in coincidences.items():
         marginals[c] += value
     observed_disagreement = sum(v for (c, k), v in coincidences.items() if c != k) / n_total
-    expected_disagreement = (
-        sum(marginals[c] * marginals[k] for c in marginals for k in marginals if c != k) / (n_total * (n_total - 1))
-    )
+    expected_disagreement = sum(
+        marginals[c] * marginals[k] for c in marginals for k in marginals if c != k
+    ) / (n_total * (n_total - 1))
     if expected_disagreement == 0:
         return None
     return 1.0 - observed_disagreement / expected_disagreement

@@ -53,11 +53,16 @@ class NextPairApi(APIView):
         body = NextPairRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = selectors.project_get(slug=slug)
-        return Response(_next_pair_payload(user=request.user, project=project, exclude=body.validated_data["exclude"]))
+        return Response(
+            _next_pair_payload(user=request.user, project=project, exclude=body.validated_data["exclude"])
+        )
 
 
 class SubmitJudgmentApi(APIView):
-    @extend_schema(request=SubmitRequestSerializer, responses={201: SubmitResponseSerializer, 200: SubmitResponseSerializer})
+    @extend_schema(
+        request=SubmitRequestSerializer,
+        responses={201: SubmitResponseSerializer, 200: SubmitResponseSerializer},
+    )
     def post(self, request):
         body = SubmitRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -77,7 +82,9 @@ class SubmitJudgmentApi(APIView):
         }
         if "next" in data:
             project = result.judgment.pair.project
-            payload["next"] = _next_pair_payload(user=request.user, project=project, exclude=data["next"]["exclude"])
+            payload["next"] = _next_pair_payload(
+                user=request.user, project=project, exclude=data["next"]["exclude"]
+            )
         return Response(payload, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -126,7 +133,10 @@ class ExportPreferencesApi(APIView):
     def get(self, request, slug: str):
         project = selectors.project_get(slug=slug)
         include_gold = request.query_params.get("include_gold", "true").lower() != "false"
-        lines = (json.dumps(row) + "\n" for row in selectors.preference_export_rows(project=project, include_gold=include_gold))
+        lines = (
+            json.dumps(row) + "\n"
+            for row in selectors.preference_export_rows(project=project, include_gold=include_gold)
+        )
         response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
         response["Content-Disposition"] = f'attachment; filename="{project.slug}-preferences.jsonl"'
         return response

@@ -27,3 +27,8 @@ class Conflict(LabelingError):
 class Expired(LabelingError):
     status = 410
     code = "reservation_expired"
+
+
+class StorageUnavailable(LabelingError):
+    status = 507
+    code = "storage_unavailable"

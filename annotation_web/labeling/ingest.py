@@ -37,7 +37,9 @@ class SourceFile:
 
 def _looks_like_image(name: str) -> bool:
     path = PurePosixPath(name)
-    return path.suffix.lower() in IMAGE_SUFFIXES and not any(p.startswith(".") or p == "__MACOSX" for p in path.parts)
+    return path.suffix.lower() in IMAGE_SUFFIXES and not any(
+        p.startswith(".") or p == "__MACOSX" for p in path.parts
+    )
 
 
 def _safe_member_name(name: str) -> str:
@@ -49,7 +51,9 @@ def _safe_member_name(name: str) -> str:
 
 def validate_image(name: str, data: bytes) -> Image.Image:
     if len(data) > settings.IMPORT_MAX_IMAGE_BYTES:
-        raise ImportRejected(f"{name}: {len(data)} bytes is over the {settings.IMPORT_MAX_IMAGE_BYTES}-byte limit")
+        raise ImportRejected(
+            f"{name}: {len(data)} bytes is over the {settings.IMPORT_MAX_IMAGE_BYTES}-byte limit"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -62,10 +66,19 @@ def validate_image(name: str, data: bytes) -> Image.Image:
             image.load()
     except ImportRejected:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Warning,
+    ) as exc:
         raise ImportRejected(f"{name}: not a readable image ({exc.__class__.__name__})") from exc
     if min(image.size) < settings.IMPORT_MIN_IMAGE_SIDE:
-        raise ImportRejected(f"{name}: {image.size[0]}x{image.size[1]} is smaller than {settings.IMPORT_MIN_IMAGE_SIDE} px")
+        raise ImportRejected(
+            f"{name}: {image.size[0]}x{image.size[1]} is smaller than {settings.IMPORT_MIN_IMAGE_SIDE} px"
+        )
     return image.convert("RGB")
 
 
@@ -140,7 +153,9 @@ def iter_source(source: str) -> Iterator[SourceFile]:
 def count_source(source: str) -> int | None:
     path = Path(source)
     if path.is_dir():
-        return sum(1 for p in path.rglob("*") if p.is_file() and _looks_like_image(p.relative_to(path).as_posix()))
+        return sum(
+            1 for p in path.rglob("*") if p.is_file() and _looks_like_image(p.relative_to(path).as_posix())
+        )
     if path.is_file():
         try:
             with zipfile.ZipFile(path) as archive:

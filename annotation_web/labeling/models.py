@@ -44,7 +44,9 @@ class Project(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
-            models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_share"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_share"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -63,7 +65,9 @@ class FaceInput(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["project", "content_hash"], name="input_unique_per_project")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="input_unique_per_project")
+        ]
 
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.source_name}"
@@ -82,13 +86,17 @@ class ModelVersion(models.Model):
     version = models.PositiveIntegerField(default=1)
     description = models.TextField(blank=True)
     artifact_key = models.CharField(max_length=500, blank=True)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["kind", "name", "version"], name="model_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name", "version"], name="model_version_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}@v{self.version}"
@@ -105,6 +113,9 @@ class Candidate(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["face_input", "model_version", "seed"], name="candidate_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} seed {self.seed} on input {self.face_input_id}"
 
 
 class Pair(models.Model):
@@ -124,7 +135,9 @@ class Pair(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=~Q(candidate_a=F("candidate_b")), name="pair_two_different_candidates"),
+            models.CheckConstraint(
+                condition=~Q(candidate_a=F("candidate_b")), name="pair_two_different_candidates"
+            ),
             models.CheckConstraint(condition=Q(open_slots__gte=0), name="pair_open_slots_never_negative"),
             models.CheckConstraint(
                 condition=Q(is_gold=False) | ~Q(gold_outcome=""), name="gold_pair_has_known_outcome"
@@ -141,6 +154,9 @@ class Pair(models.Model):
             models.Index(fields=["project", "is_gold"], name="pair_project_gold"),
         ]
 
+    def __str__(self) -> str:
+        return f"pair {self.pk} ({'gold' if self.is_gold else 'open ' + str(self.open_slots)})"
+
 
 class ReservationState(models.TextChoices):
     ACTIVE = "active", "Active"
@@ -151,7 +167,9 @@ class ReservationState(models.TextChoices):
 class Reservation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="reservations")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reservations")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reservations"
+    )
     shown_left = models.CharField(max_length=1, choices=Side.choices)
     state = models.CharField(max_length=16, choices=ReservationState.choices, default=ReservationState.ACTIVE)
     created_at = models.DateTimeField()
@@ -163,10 +181,15 @@ class Reservation(models.Model):
             models.Index(fields=["state", "expires_at"], name="reservation_expiry"),
         ]
 
+    def __str__(self) -> str:
+        return f"reservation {self.pk} of pair {self.pair_id} ({self.state})"
+
 
 class Judgment(models.Model):
     pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="judgments")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgments"
+    )
     reservation = models.OneToOneField(Reservation, on_delete=models.PROTECT, related_name="judgment")
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     shown_left = models.CharField(max_length=1, choices=Side.choices)
@@ -183,3 +206,6 @@ class Judgment(models.Model):
             models.UniqueConstraint(fields=["annotator", "idempotency_key"], name="judgment_idempotency_key"),
         ]
         indexes = [models.Index(fields=["annotator", "created_at"], name="judgment_by_annotator")]
+
+    def __str__(self) -> str:
+        return f"judgment {self.pk}: pair {self.pair_id} -> {self.outcome}"

@@ -32,7 +32,9 @@ def annotator_stats(*, annotator: User, project: Project) -> dict:
     mine = Judgment.objects.filter(annotator=annotator, pair__project=project)
     judged_by_me = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
     left = (
-        Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0).filter(~Exists(judged_by_me)).count()
+        Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0)
+        .filter(~Exists(judged_by_me))
+        .count()
     )
     return {
         "judged_today": mine.filter(created_at__gte=start_of_day).exclude(outcome=Outcome.SKIP).count(),
@@ -73,7 +75,8 @@ def project_agreement(*, project: Project) -> dict:
             for batch, batch_units in sorted(batches.items())
         ],
         "per_annotator_majority_agreement": [
-            {"annotator": usernames[annotator_id], **stats} for annotator_id, stats in sorted(per_annotator.items())
+            {"annotator": usernames[annotator_id], **stats}
+            for annotator_id, stats in sorted(per_annotator.items())
         ],
     }
 

@@ -10,11 +10,21 @@ from annotation_web.storage import get_storage
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["slug", "name", "description", "overlap", "reservation_ttl_seconds", "gold_rate", "resolution"]
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "overlap",
+            "reservation_ttl_seconds",
+            "gold_rate",
+            "resolution",
+        ]
 
 
 class NextPairRequestSerializer(serializers.Serializer):
-    exclude = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=10)
+    exclude = serializers.ListField(
+        child=serializers.UUIDField(), required=False, default=list, max_length=10
+    )
 
 
 def served_pair_payload(reservation: Reservation) -> dict:
@@ -22,7 +32,9 @@ def served_pair_payload(reservation: Reservation) -> dict:
     storage = get_storage()
     pair = reservation.pair
     left, right = (
-        (pair.candidate_a, pair.candidate_b) if reservation.shown_left == Side.A else (pair.candidate_b, pair.candidate_a)
+        (pair.candidate_a, pair.candidate_b)
+        if reservation.shown_left == Side.A
+        else (pair.candidate_b, pair.candidate_a)
     )
     return {
         "reservation": str(reservation.pk),
@@ -52,8 +64,12 @@ class SubmitRequestSerializer(serializers.Serializer):
     reservation = serializers.UUIDField()
     choice = serializers.ChoiceField(choices=SCREEN_CHOICES)
     idempotency_key = serializers.CharField(max_length=100)
-    client_duration_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True)
-    next = NextPairRequestSerializer(required=False, help_text="Also reserve the next pair, saving a round trip.")
+    client_duration_ms = serializers.IntegerField(
+        min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True
+    )
+    next = NextPairRequestSerializer(
+        required=False, help_text="Also reserve the next pair, saving a round trip."
+    )
 
 
 class SubmitResponseSerializer(serializers.Serializer):
@@ -80,8 +96,20 @@ class PairSerializer(serializers.ModelSerializer):
     class Meta:
         model = Pair
         fields = [
-            "id", "face_input", "a_key", "b_key", "a_model", "b_model", "is_gold", "gold_outcome", "batch",
-            "priority", "selection_reason", "selection_score", "open_slots", "judgment_count",
+            "id",
+            "face_input",
+            "a_key",
+            "b_key",
+            "a_model",
+            "b_model",
+            "is_gold",
+            "gold_outcome",
+            "batch",
+            "priority",
+            "selection_reason",
+            "selection_score",
+            "open_slots",
+            "judgment_count",
         ]
 
 
@@ -91,8 +119,16 @@ class JudgmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Judgment
         fields = [
-            "id", "pair", "annotator", "outcome", "shown_left", "is_gold", "gold_correct",
-            "server_duration_ms", "client_duration_ms", "created_at",
+            "id",
+            "pair",
+            "annotator",
+            "outcome",
+            "shown_left",
+            "is_gold",
+            "gold_correct",
+            "server_duration_ms",
+            "client_duration_ms",
+            "created_at",
         ]
 
 

@@ -19,10 +19,10 @@ from annotation_web.accounts.models import User
 from annotation_web.labeling.errors import Conflict, Expired, Forbidden, LabelingError, NotFound
 from annotation_web.labeling.models import (
     Candidate,
-    ModelKind,
-    ModelVersion,
     FaceInput,
     Judgment,
+    ModelKind,
+    ModelVersion,
     Outcome,
     Pair,
     Project,
@@ -47,7 +47,9 @@ def _lock_annotator(annotator: User) -> None:
     User.objects.select_for_update().filter(pk=annotator.pk).first()
 
 
-def _lock_next_open_pair(*, project: Project, annotator: User, exclude_pair_ids: Iterable[int]) -> Pair | None:
+def _lock_next_open_pair(
+    *, project: Project, annotator: User, exclude_pair_ids: Iterable[int]
+) -> Pair | None:
     judged_by_me = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
     return (
         Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0)
@@ -237,7 +239,9 @@ def _judgment_submit(
                 server_duration_ms=server_ms,
                 client_duration_ms=client_duration_ms,
                 is_gold=pair.is_gold,
-                gold_correct=(outcome == pair.gold_outcome) if pair.is_gold and outcome != Outcome.SKIP else None,
+                gold_correct=(outcome == pair.gold_outcome)
+                if pair.is_gold and outcome != Outcome.SKIP
+                else None,
             )
     except IntegrityError as exc:
         raise Conflict("you have already judged this pair") from exc
@@ -376,7 +380,9 @@ class ImportReport:
         }
 
 
-def face_input_import(*, project: Project, name: str, data: bytes, batch: str = "", extra_instruction: str = "") -> FaceInput | None:
+def face_input_import(
+    *, project: Project, name: str, data: bytes, batch: str = "", extra_instruction: str = ""
+) -> FaceInput | None:
     """Validate one image, store its HQ, degrade it, store the LQ; None when the project already has it."""
     import hashlib
 
@@ -435,7 +441,11 @@ def face_inputs_import(
         else:
             try:
                 face_input = face_input_import(
-                    project=project, name=item.name, data=item.data, batch=batch, extra_instruction=extra_instruction
+                    project=project,
+                    name=item.name,
+                    data=item.data,
+                    batch=batch,
+                    extra_instruction=extra_instruction,
                 )
             except ImportRejected as exc:
                 report.rejected.append(str(exc))
@@ -453,14 +463,18 @@ def face_inputs_import(
 
 
 @transaction.atomic
-def model_version_get_or_create(*, kind: str, name: str, version: int = 1, description: str = "", config: dict | None = None) -> ModelVersion:
+def model_version_get_or_create(
+    *, kind: str, name: str, version: int = 1, description: str = "", config: dict | None = None
+) -> ModelVersion:
     model_version, _ = ModelVersion.objects.get_or_create(
         kind=kind, name=name, version=version, defaults={"description": description, "config": config or {}}
     )
     return model_version
 
 
-def candidate_store(*, face_input: FaceInput, model_version: ModelVersion, seed: int, png: bytes) -> Candidate:
+def candidate_store(
+    *, face_input: FaceInput, model_version: ModelVersion, seed: int, png: bytes
+) -> Candidate:
     from annotation_web.storage import get_storage
 
     key = f"samples/{model_version.kind}-{model_version.name}-v{model_version.version}/{face_input.pk}/{seed}.png"
@@ -485,7 +499,9 @@ def classical_candidates_create(*, face_input: FaceInput) -> list[Candidate]:
             description=f"Classical: bicubic smoothing + unsharp mask (amount {level:g}). Not a learned model.",
             config={"sharpen": level},
         )
-        candidates.append(candidate_store(face_input=face_input, model_version=model_version, seed=0, png=png))
+        candidates.append(
+            candidate_store(face_input=face_input, model_version=model_version, seed=0, png=png)
+        )
     return candidates
 
 
@@ -497,13 +513,19 @@ def gold_pair_create_for_input(*, face_input: FaceInput) -> Pair | None:
     if not face_input.hq_key:
         return None
     hq_png = get_storage().get(face_input.hq_key)
-    original = model_version_get_or_create(kind=ModelKind.REFERENCE, name="hq-original", description="The clean original.")
+    original = model_version_get_or_create(
+        kind=ModelKind.REFERENCE, name="hq-original", description="The clean original."
+    )
     degraded = model_version_get_or_create(
-        kind=ModelKind.REFERENCE, name="heavy-degradation", description="The original under the `heavy` preset."
+        kind=ModelKind.REFERENCE,
+        name="heavy-degradation",
+        description="The original under the `heavy` preset.",
     )
     better = Candidate.objects.get_or_create(
         face_input=face_input, model_version=original, seed=0, defaults={"image_key": face_input.hq_key}
     )[0]
-    worse_png = ml_bridge.heavily_degraded_png(hq_png, seed=face_input.pk, resolution=face_input.project.resolution)
+    worse_png = ml_bridge.heavily_degraded_png(
+        hq_png, seed=face_input.pk, resolution=face_input.project.resolution
+    )
     worse = candidate_store(face_input=face_input, model_version=degraded, seed=face_input.pk, png=worse_png)
     return gold_pair_create(better=better, worse=worse)

@@ -13,7 +13,13 @@ from django.views.decorators.http import require_GET
 
 from annotation_web.labeling import selectors
 from annotation_web.labeling.errors import NotFound
-from annotation_web.storage import LocalStorage, StorageKeyError, StorageMissing, get_storage, local_key_from_token
+from annotation_web.storage import (
+    LocalStorage,
+    StorageKeyError,
+    StorageMissing,
+    get_storage,
+    local_key_from_token,
+)
 
 
 @login_required

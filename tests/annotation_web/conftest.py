@@ -57,7 +57,9 @@ def face_png(seed: int, size: int = 48) -> bytes:
 
 @pytest.fixture
 def make_project(db):
-    def make(*, pairs: int = 5, overlap: int = 1, gold: int = 0, gold_rate: float = 0.0, ttl: int = 300, slug=None):
+    def make(
+        *, pairs: int = 5, overlap: int = 1, gold: int = 0, gold_rate: float = 0.0, ttl: int = 300, slug=None
+    ):
         """A project with `pairs` pairs on separate inputs; image keys are placeholders (no files needed)."""
         project = services.project_create(
             name="Test project",
@@ -70,10 +72,18 @@ def make_project(db):
         version_b, _ = ModelVersion.objects.get_or_create(kind=ModelKind.CLASSICAL, name="b")
         for index in range(pairs + gold):
             face_input = FaceInput.objects.create(
-                project=project, source_name=f"f{index}.png", content_hash=f"{project.slug}-{index}", lq_key=f"in/{index}/lq.png", hq_key=f"in/{index}/hq.png"
+                project=project,
+                source_name=f"f{index}.png",
+                content_hash=f"{project.slug}-{index}",
+                lq_key=f"in/{index}/lq.png",
+                hq_key=f"in/{index}/hq.png",
             )
-            a = Candidate.objects.create(face_input=face_input, model_version=version_a, image_key=f"s/{index}/a.png")
-            b = Candidate.objects.create(face_input=face_input, model_version=version_b, image_key=f"s/{index}/b.png")
+            a = Candidate.objects.create(
+                face_input=face_input, model_version=version_a, image_key=f"s/{index}/a.png"
+            )
+            b = Candidate.objects.create(
+                face_input=face_input, model_version=version_b, image_key=f"s/{index}/b.png"
+            )
             if index < pairs:
                 services.pair_create(a=a, b=b, batch="b1" if index % 2 == 0 else "b2")
             else:

@@ -35,7 +35,16 @@ def zip_of_faces(count: int) -> bytes:
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "celery", "-A", "annotation_web", "worker", "--pool=solo", "--loglevel=INFO"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "annotation_web",
+        "worker",
+        "--pool=solo",
+        "--loglevel=INFO",
+    ]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -79,10 +88,14 @@ def test_worker_on_redis_runs_an_import_job(make_project, engineer, settings, tm
     worker = start_worker(env, log)
     try:
         project = make_project(pairs=0)
-        job = import_job_create(project=project, user=engineer, upload_name="faces.zip", upload_bytes=zip_of_faces(3))
+        job = import_job_create(
+            project=project, user=engineer, upload_name="faces.zip", upload_bytes=zip_of_faces(3)
+        )
         wait_for(
             lambda: Job.objects.get(pk=job.pk).state in (JobState.SUCCEEDED, JobState.FAILED),
-            timeout=90, what="the import job", log=log,
+            timeout=90,
+            what="the import job",
+            log=log,
         )
         job.refresh_from_db()
         assert job.state == JobState.SUCCEEDED, job.error
@@ -95,7 +108,9 @@ def test_worker_on_redis_runs_an_import_job(make_project, engineer, settings, tm
 
 def test_embedded_defaults_sqlite_and_filesystem_broker(tmp_path):
     """No server at all: SQLite, local files, a worker on the filesystem broker."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "PREF_STORAGE"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "PREF_STORAGE"}
+    }
     env["PREF_VAR_DIR"] = str(tmp_path / "var")
     env["DJANGO_SETTINGS_MODULE"] = "annotation_web.settings"
     manage = [sys.executable, str(REPO / "manage.py")]
@@ -107,7 +122,7 @@ from annotation_web.jobs.services import import_job_create
 from annotation_web.labeling.services import project_create
 p = project_create(name='E', slug='embedded')
 u = user_create(username='eng', password='pw-123456', role='engineer')
-job = import_job_create(project=p, user=u, upload_name='faces.zip', upload_bytes=open({str(tmp_path / 'faces.zip')!r}, 'rb').read())
+job = import_job_create(project=p, user=u, upload_name='faces.zip', upload_bytes=open({str(tmp_path / "faces.zip")!r}, 'rb').read())
 print(job.pk)
 """
     subprocess.run([*manage, "shell", "-c", enqueue], cwd=REPO, env=env, check=True, capture_output=True)

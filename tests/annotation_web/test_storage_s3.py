@@ -15,7 +15,9 @@ from tests.annotation_web.conftest import face_png
 ENDPOINT = os.environ.get("PREF_TEST_S3_ENDPOINT")
 pytestmark = [
     pytest.mark.s3,
-    pytest.mark.skipif(not ENDPOINT, reason="needs the S3 server that infra/test.sh starts (PREF_TEST_S3_ENDPOINT)"),
+    pytest.mark.skipif(
+        not ENDPOINT, reason="needs the S3 server that infra/test.sh starts (PREF_TEST_S3_ENDPOINT)"
+    ),
 ]
 
 
@@ -59,7 +61,9 @@ def test_import_from_an_s3_prefix_into_s3_storage(s3_settings, make_project):
     storage.put(f"{prefix}readme.txt", b"not a face")
     storage.put(f"{prefix}broken.png", b"broken")
     project = make_project(pairs=0)
-    report = services.face_inputs_import(project=project, source=iter_s3_prefix(f"s3://{s3_settings.S3_BUCKET}/{prefix}"))
+    report = services.face_inputs_import(
+        project=project, source=iter_s3_prefix(f"s3://{s3_settings.S3_BUCKET}/{prefix}")
+    )
     assert len(report.imported) == 3 and len(report.rejected) == 1
     face_input = project.inputs.first()
     assert storage.exists(face_input.lq_key) and storage.exists(face_input.hq_key)

@@ -15,7 +15,10 @@ def _annotate_until_empty(user, project, errors, barrier):
         barrier.wait()
         while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
             services.judgment_submit(
-                annotator=user, reservation_id=reservation.pk, choice="left", idempotency_key=str(reservation.pk)
+                annotator=user,
+                reservation_id=reservation.pk,
+                choice="left",
+                idempotency_key=str(reservation.pk),
             )
     except Exception as exc:  # noqa: BLE001 - reported by the test below
         errors.append(repr(exc))
@@ -32,7 +35,9 @@ def test_racing_annotators_never_exceed_the_overlap(make_project, make_user, ove
     users = [make_user() for _ in range(8)]
     errors: list[str] = []
     barrier = threading.Barrier(len(users))
-    threads = [threading.Thread(target=_annotate_until_empty, args=(u, project, errors, barrier)) for u in users]
+    threads = [
+        threading.Thread(target=_annotate_until_empty, args=(u, project, errors, barrier)) for u in users
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

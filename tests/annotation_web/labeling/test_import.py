@@ -84,9 +84,19 @@ def test_import_command_makes_candidates_pairs_and_gold(make_project, tmp_path):
     for seed in range(3):
         (folder / f"{seed}.png").write_bytes(face_png(seed + 10))
     out = io.StringIO()
-    call_command("import_faces", str(folder), project=project.slug, classical_candidates=True, gold=True, stdout=out, verbosity=0)
+    call_command(
+        "import_faces",
+        str(folder),
+        project=project.slug,
+        classical_candidates=True,
+        gold=True,
+        stdout=out,
+        verbosity=0,
+    )
     assert "imported 3" in out.getvalue()
-    assert Pair.objects.filter(project=project, is_gold=False).count() == 9  # 3 classical candidates -> 3 pairs each
+    assert (
+        Pair.objects.filter(project=project, is_gold=False).count() == 9
+    )  # 3 classical candidates -> 3 pairs each
     gold = Pair.objects.filter(project=project, is_gold=True)
     assert gold.count() == 3
     for pair in gold:
@@ -95,7 +105,9 @@ def test_import_command_makes_candidates_pairs_and_gold(make_project, tmp_path):
 
 
 @pytest.mark.django_db
-def test_import_api_queues_a_job_that_imports_the_zip(make_project, engineer, settings, django_capture_on_commit_callbacks):
+def test_import_api_queues_a_job_that_imports_the_zip(
+    make_project, engineer, settings, django_capture_on_commit_callbacks
+):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     from annotation_web.celery import app
 
@@ -107,7 +119,9 @@ def test_import_api_queues_a_job_that_imports_the_zip(make_project, engineer, se
         upload = io.BytesIO(make_zip({"x.png": face_png(20), "y.png": face_png(21), "bad.png": b"nope"}))
         upload.name = "faces.zip"
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(f"/api/projects/{project.slug}/imports/", {"file": upload, "batch": "api"}, format="multipart")
+            response = client.post(
+                f"/api/projects/{project.slug}/imports/", {"file": upload, "batch": "api"}, format="multipart"
+            )
         assert response.status_code == 202, response.content
         job = Job.objects.get(pk=response.json()["id"])
         assert job.state == JobState.SUCCEEDED, job.error
@@ -130,3 +144,34 @@ def test_import_api_refuses_a_non_image_and_a_wrong_payload(make_project, engine
     both_missing = client.post(f"/api/projects/{project.slug}/imports/", {}, format="json")
     assert both_missing.status_code == 400
     assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_full_disk_fails_clearly_and_leaves_no_half_imported_input(make_project, engineer, monkeypatch):
+    import errno
+
+    from annotation_web.storage import LocalStorage
+
+    project = make_project(pairs=0)
+
+    def disk_full(self, key, data, *, content_type=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalStorage, "put", disk_full)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for_user(user=engineer)}")
+    upload = io.BytesIO(face_png(30))
+    upload.name = "face.png"
+    response = client.post(f"/api/projects/{project.slug}/imports/", {"file": upload}, format="multipart")
+    assert response.status_code == 507 and "No space left" in response.json()["detail"]
+    assert not Job.objects.exists()
+    # An import already running when the disk fills up: the file fails, no row points at a missing image.
+    with pytest.raises(OSError):
+        services.face_inputs_import(project=project, source=iter_folder_of_one(face_png(31)))
+    assert not FaceInput.objects.filter(project=project).exists()
+
+
+def iter_folder_of_one(data: bytes):
+    from annotation_web.labeling.ingest import SourceFile
+
+    yield SourceFile("one.png", data)

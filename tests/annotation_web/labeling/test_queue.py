@@ -13,7 +13,10 @@ from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation,
 
 def judge(user, reservation, choice="left", key=None):
     return services.judgment_submit(
-        annotator=user, reservation_id=reservation.pk, choice=choice, idempotency_key=key or f"k-{reservation.pk}"
+        annotator=user,
+        reservation_id=reservation.pk,
+        choice=choice,
+        idempotency_key=key or f"k-{reservation.pk}",
     )
 
 
@@ -30,10 +33,14 @@ def test_asking_again_before_submitting_returns_the_same_reservation(make_projec
 def test_prefetch_holds_a_second_pair_but_never_a_third(make_project, annotator):
     project = make_project(pairs=3)
     current = services.pair_reserve_next(annotator=annotator, project=project)
-    prefetched = services.pair_reserve_next(annotator=annotator, project=project, exclude_reservations=[current.pk])
+    prefetched = services.pair_reserve_next(
+        annotator=annotator, project=project, exclude_reservations=[current.pk]
+    )
     assert prefetched.pair_id != current.pair_id
     with pytest.raises(Conflict):
-        services.pair_reserve_next(annotator=annotator, project=project, exclude_reservations=[current.pk, prefetched.pk])
+        services.pair_reserve_next(
+            annotator=annotator, project=project, exclude_reservations=[current.pk, prefetched.pk]
+        )
 
 
 @pytest.mark.django_db

@@ -13,13 +13,22 @@ from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("shown_left", "choice", "outcome"),
-    [("a", "left", "a"), ("a", "right", "b"), ("b", "left", "b"), ("b", "right", "a"), ("b", "tie", "tie"), ("a", "both_bad", "both_bad")],
+    [
+        ("a", "left", "a"),
+        ("a", "right", "b"),
+        ("b", "left", "b"),
+        ("b", "right", "a"),
+        ("b", "tie", "tie"),
+        ("a", "both_bad", "both_bad"),
+    ],
 )
 def test_screen_choice_is_recorded_against_the_pair(make_project, annotator, shown_left, choice, outcome):
     project = make_project(pairs=1)
     reservation = services.pair_reserve_next(annotator=annotator, project=project)
     Reservation.objects.filter(pk=reservation.pk).update(shown_left=shown_left)
-    result = services.judgment_submit(annotator=annotator, reservation_id=reservation.pk, choice=choice, idempotency_key="k1")
+    result = services.judgment_submit(
+        annotator=annotator, reservation_id=reservation.pk, choice=choice, idempotency_key="k1"
+    )
     assert result.created
     judgment = Judgment.objects.get()
     assert (judgment.outcome, judgment.shown_left) == (outcome, shown_left)
@@ -31,8 +40,12 @@ def test_screen_choice_is_recorded_against_the_pair(make_project, annotator, sho
 def test_repeated_submit_returns_the_first_result(make_project, annotator):
     project = make_project(pairs=2)
     reservation = services.pair_reserve_next(annotator=annotator, project=project)
-    first = services.judgment_submit(annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="same")
-    repeat = services.judgment_submit(annotator=annotator, reservation_id=reservation.pk, choice="right", idempotency_key="same")
+    first = services.judgment_submit(
+        annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="same"
+    )
+    repeat = services.judgment_submit(
+        annotator=annotator, reservation_id=reservation.pk, choice="right", idempotency_key="same"
+    )
     assert not repeat.created and repeat.judgment.pk == first.judgment.pk
     assert repeat.judgment.outcome == first.judgment.outcome
     assert Judgment.objects.count() == 1 and Pair.objects.get(pk=reservation.pair_id).judgment_count == 1
@@ -42,9 +55,13 @@ def test_repeated_submit_returns_the_first_result(make_project, annotator):
 def test_second_submit_with_another_key_is_refused(make_project, annotator):
     project = make_project(pairs=2)
     reservation = services.pair_reserve_next(annotator=annotator, project=project)
-    services.judgment_submit(annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="k1")
+    services.judgment_submit(
+        annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="k1"
+    )
     with pytest.raises(Conflict):
-        services.judgment_submit(annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="k2")
+        services.judgment_submit(
+            annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="k2"
+        )
     assert Judgment.objects.count() == 1
 
 
@@ -54,14 +71,25 @@ def test_refusals_are_clear(make_project, make_user):
     owner, stranger = make_user(), make_user()
     reservation = services.pair_reserve_next(annotator=owner, project=project)
     with pytest.raises(NotFound):
-        services.judgment_submit(annotator=owner, reservation_id="00000000-0000-0000-0000-000000000000", choice="left", idempotency_key="x")
+        services.judgment_submit(
+            annotator=owner,
+            reservation_id="00000000-0000-0000-0000-000000000000",
+            choice="left",
+            idempotency_key="x",
+        )
     with pytest.raises(Forbidden):
-        services.judgment_submit(annotator=stranger, reservation_id=reservation.pk, choice="left", idempotency_key="x")
+        services.judgment_submit(
+            annotator=stranger, reservation_id=reservation.pk, choice="left", idempotency_key="x"
+        )
     with pytest.raises(LabelingError, match="choice must be one of"):
-        services.judgment_submit(annotator=owner, reservation_id=reservation.pk, choice="a", idempotency_key="x")
+        services.judgment_submit(
+            annotator=owner, reservation_id=reservation.pk, choice="a", idempotency_key="x"
+        )
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     with pytest.raises(Expired):
-        services.judgment_submit(annotator=owner, reservation_id=reservation.pk, choice="left", idempotency_key="x")
+        services.judgment_submit(
+            annotator=owner, reservation_id=reservation.pk, choice="left", idempotency_key="x"
+        )
     assert Judgment.objects.count() == 0
     assert Pair.objects.get(pk=reservation.pair_id).open_slots == 1  # the expired slot went back
 
@@ -72,11 +100,23 @@ def test_database_forbids_two_judgments_of_one_pair_by_one_annotator(make_projec
 
     project = make_project(pairs=1)
     reservation = services.pair_reserve_next(annotator=annotator, project=project)
-    services.judgment_submit(annotator=annotator, reservation_id=reservation.pk, choice="tie", idempotency_key="k1")
+    services.judgment_submit(
+        annotator=annotator, reservation_id=reservation.pk, choice="tie", idempotency_key="k1"
+    )
     judgment = Judgment.objects.get()
     with pytest.raises(IntegrityError), transaction.atomic():
         Judgment.objects.create(
-            pair=judgment.pair, annotator=annotator, reservation=Reservation.objects.create(
-                pair=judgment.pair, annotator=annotator, shown_left="a", created_at=timezone.now(), expires_at=timezone.now()
-            ), outcome=Outcome.A, shown_left="a", idempotency_key="other", server_duration_ms=1,
+            pair=judgment.pair,
+            annotator=annotator,
+            reservation=Reservation.objects.create(
+                pair=judgment.pair,
+                annotator=annotator,
+                shown_left="a",
+                created_at=timezone.now(),
+                expires_at=timezone.now(),
+            ),
+            outcome=Outcome.A,
+            shown_left="a",
+            idempotency_key="other",
+            server_duration_ms=1,
         )

@@ -14,8 +14,14 @@ class Command(BaseCommand):
         parser.add_argument("--project", required=True, help="project slug")
         parser.add_argument("--batch", default="", help="batch label recorded on every input")
         parser.add_argument("--instruction", default="", help="free text added to every instruction")
-        parser.add_argument("--classical-candidates", action="store_true", help="also make classical candidates and their pairs")
-        parser.add_argument("--gold", action="store_true", help="also make a gold pair (HQ vs heavy degradation) per input")
+        parser.add_argument(
+            "--classical-candidates",
+            action="store_true",
+            help="also make classical candidates and their pairs",
+        )
+        parser.add_argument(
+            "--gold", action="store_true", help="also make a gold pair (HQ vs heavy degradation) per input"
+        )
 
     def handle(self, *args, **options):
         try:
@@ -23,7 +29,12 @@ class Command(BaseCommand):
             source = iter_source(options["source"])
         except LabelingError as exc:
             raise CommandError(exc.message) from exc
-        bar = tqdm(total=count_source(options["source"]), unit="img", desc="import", disable=options["verbosity"] == 0)
+        bar = tqdm(
+            total=count_source(options["source"]),
+            unit="img",
+            desc="import",
+            disable=options["verbosity"] == 0,
+        )
         try:
             report = services.face_inputs_import(
                 project=project,
@@ -40,7 +51,9 @@ class Command(BaseCommand):
             face_input = project.inputs.get(pk=input_id)
             if options["classical_candidates"]:
                 candidates = services.classical_candidates_create(face_input=face_input)
-                services.pairs_create_all_for_input(face_input=face_input, candidates=candidates, batch=options["batch"])
+                services.pairs_create_all_for_input(
+                    face_input=face_input, candidates=candidates, batch=options["batch"]
+                )
             if options["gold"]:
                 services.gold_pair_create_for_input(face_input=face_input)
         for message in report.rejected:
