@@ -28,6 +28,9 @@ class RLConfig:
     version: int = RL_CONFIG_VERSION
     seed: int = 0
     max_steps: int = 20
+    # wall-clock budget: training ends (normally, artifact written) at the first step boundary past it. A run
+    # that hits it is not bit-for-bit repeatable; leave None where resume must equal an uninterrupted run.
+    max_minutes: float | None = None
 
     # rollouts
     inputs_per_step: int = 4
@@ -107,6 +110,8 @@ class RLConfig:
             raise RLConfigError("RLConfig weights (kl, consistency, perceptual) must be >= 0")
         if self.entropy_seeds < 2 and self.entropy_seeds != 0:
             raise RLConfigError("RLConfig.entropy_seeds must be 0 (off) or >= 2")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise RLConfigError("RLConfig.max_minutes must be > 0 or None")
         if not 0 < self.train_timestep_fraction <= 1:
             raise RLConfigError("RLConfig.train_timestep_fraction must be in (0, 1]")
         if not 0 <= self.eval_fraction < 1:

@@ -39,13 +39,14 @@ ArtifactWriter = Callable[[nn.Module, Path, dict[str, Any]], None]
 STOP_COMPLETED = "completed"
 STOP_REWARD_HACKING = "reward_hacking"
 STOP_CANCELLED = "cancelled"
+STOP_TIME_BUDGET = "time_budget"
 
 
 @dataclass
 class RLResult:
     out_dir: Path
     steps: int
-    stop_reason: str  # completed | reward_hacking | cancelled
+    stop_reason: str  # completed | time_budget | reward_hacking | cancelled
     message: str
     rollouts: int  # sampled trajectories
     seconds: float
@@ -57,7 +58,7 @@ class RLResult:
 
     @property
     def stopped_early(self) -> bool:
-        return self.stop_reason != STOP_COMPLETED
+        return self.stop_reason not in (STOP_COMPLETED, STOP_TIME_BUDGET)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -100,7 +101,9 @@ def train_policy(
 
     ``policy`` is trained in place (LoRA adapters are injected first when ``config.use_lora``) and handed to
     ``write_artifact(policy, out_dir, rl_metrics)`` at the end, adapters merged. Resumes from the latest checkpoint
-    in ``out_dir``.
+    in ``out_dir``. Ends after ``config.max_steps`` steps, or earlier: at the time budget (``config.max_minutes``,
+    artifact written), when the reward-hacking guard fires (artifact of the policy before the divergence), or
+    when ``should_stop()`` says so (cancelled: checkpoint kept, no artifact).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +186,13 @@ def train_policy(
             fidelity=metrics.get("reward/consistency", float("nan")),
             sps=metrics["samples_per_s"],
         )
-        if step % config.eval_every == 0 or step == config.max_steps:
+        # stop before a step that would overrun the budget (steps take about equally long)
+        out_of_time = (
+            config.max_minutes is not None
+            and step < config.max_steps
+            and elapsed() + metrics["step_seconds"] > 60 * config.max_minutes
+        )
+        if step % config.eval_every == 0 or step == config.max_steps or out_of_time:
             evaluation = trainer.evaluate()
             evaluations.append({"step": float(step), **evaluation})
             metrics.update(evaluation)
@@ -206,8 +215,14 @@ def train_policy(
             on_progress(step, config.max_steps, metrics)
         if stop_reason != STOP_COMPLETED:
             break
-        if step % config.checkpoint_every == 0 or step == config.max_steps:
+        if step % config.checkpoint_every == 0 or step == config.max_steps or out_of_time:
             checkpoint_now()
+        if out_of_time:
+            stop_reason = STOP_TIME_BUDGET
+            message = (
+                f"trained {step} of {config.max_steps} steps: the {config.max_minutes}-minute budget ran out"
+            )
+            break
     bar.close()
 
     result = RLResult(

@@ -8,7 +8,13 @@ import torch
 from rl_trainer.checkpoints import CheckpointError, complete_checkpoints
 from rl_trainer.config import RLConfig
 from rl_trainer.guard import HeldOutEvaluator
-from rl_trainer.train import STOP_CANCELLED, STOP_COMPLETED, STOP_REWARD_HACKING, train_policy
+from rl_trainer.train import (
+    STOP_CANCELLED,
+    STOP_COMPLETED,
+    STOP_REWARD_HACKING,
+    STOP_TIME_BUDGET,
+    train_policy,
+)
 from tests.rl_trainer.rl_standin import (
     GaussianStepPolicy,
     GaussianStepSampling,
@@ -179,3 +185,15 @@ def test_lora_trains_only_adapters_and_merges_back_into_plain_layers(tmp_path):
     # base layers were frozen: only the LoRA delta moved the 1x1 conv
     assert torch.equal(policy.bias, reference.bias) and torch.equal(policy.gain, reference.gain)
     assert not torch.equal(policy.mix.weight, reference.mix.weight)
+
+
+def test_the_time_budget_ends_training_normally_with_an_artifact(tmp_path):
+    written = []
+    result, _, _ = run(
+        tmp_path,
+        config(max_steps=50, max_minutes=1e-6, eval_every=10),
+        write_artifact=lambda policy, out_dir, metrics: written.append(metrics["stop_reason"]),
+    )
+    assert result.stop_reason == STOP_TIME_BUDGET and not result.stopped_early
+    assert result.steps == 1 and written == [STOP_TIME_BUDGET]
+    assert result.evaluations[-1]["step"] == 1  # the policy handed back was evaluated
