@@ -5,7 +5,10 @@
 # Extra arguments go to pytest, e.g. `infra/test.sh tests/restorer -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="$(bash infra/install.sh --test | tail -1)"
+INSTALL_LOG="$(mktemp -t pref-install-XXXXXX.log)"
+bash infra/install.sh --test > "$INSTALL_LOG" 2>&1 || { cat "$INSTALL_LOG"; exit 1; }
+BIN="$(tail -1 "$INSTALL_LOG")"
+echo "installed into $BIN"
 export PREF_VENV_BIN="$BIN" PATH="$BIN:$PATH"
 
 if [ ! -x /usr/bin/chromium ]; then
@@ -29,5 +32,5 @@ export PREF_VAR_DIR="$WORK_DIR/var"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mkdir -p "$PREF_VAR_DIR"
 
-"$BIN/ruff" check annotation_web restorer reward_model rl_trainer tests benchmarks
+"$BIN/ruff" check .
 "$BIN/python" -m pytest -p no:cacheprovider "$@"
