@@ -56,6 +56,8 @@ class RLConfig:
     learned_reward_weight: float = 1.0
     consistency_weight: float = 1.0
     perceptual_weight: float = 0.0
+    # standardise each term within its group before weighting (weights become unit-free); False: raw sum
+    normalize_reward_terms: bool = True
     # side of the fixed low-pass used for observation consistency when an input has no degradation params
     fallback_downsample: int = 4
 

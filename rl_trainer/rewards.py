@@ -8,7 +8,9 @@
 - ``perceptual``: minus a perceptual distance to the HQ original, for inputs whose HQ is known (0 otherwise:
   advantages are normalised per input, so a constant within a group has no effect).
 
-The total is ``learned_weight * learned + consistency_weight * consistency + perceptual_weight * perceptual``.
+The total is ``learned_weight * learned + consistency_weight * consistency + perceptual_weight * perceptual``;
+with ``RLConfig.normalize_reward_terms`` the advantages instead use each term standardised within its group
+before weighting, so that a weight means the same whatever the units of its term.
 """
 
 from __future__ import annotations
@@ -27,13 +29,32 @@ DistanceFn = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class RewardBreakdown:
-    total: Tensor  # [B]
+    total: Tensor  # [B], the weighted sum of the terms
     terms: dict[str, Tensor]  # each [B], before weighting
+    weights: dict[str, float]  # the weight of each term
 
-    def means(self) -> dict[str, float]:
+    def means(self, group_size: int | None = None) -> dict[str, float]:
+        """Mean of every term; with ``group_size``, also its mean spread within groups (``reward/<term>_spread``),
+        the part of a term that can reach the group-normalised advantages."""
         values = {f"reward/{name}": float(term.mean()) for name, term in self.terms.items()}
         values["reward/total"] = float(self.total.mean())
+        if group_size is not None:
+            for name, term in self.terms.items():
+                values[f"reward/{name}_spread"] = float(
+                    term.view(-1, group_size).std(dim=1, unbiased=False).mean()
+                )
         return values
+
+    def normalized_total(self, group_size: int, eps: float = 1e-6) -> Tensor:
+        """Weighted sum of the terms after standardising each within its group: weights then say how much each
+        term counts regardless of its units (an MSE of 1e-3 and a reward of 100 on equal footing)."""
+        total = torch.zeros_like(self.total)
+        for name, term in self.terms.items():
+            groups = term.view(-1, group_size)
+            centred = groups - groups.mean(dim=1, keepdim=True)
+            standardised = centred / (groups.std(dim=1, unbiased=False, keepdim=True) + eps)
+            total = total + self.weights[name] * standardised.view(-1)
+        return total
 
 
 def lowpass(images: Tensor, factor: int) -> Tensor:
@@ -109,16 +130,19 @@ class CompositeReward:
     ) -> RewardBreakdown:
         batch = images.shape[0]
         terms: dict[str, Tensor] = {}
+        weights: dict[str, float] = {}
         total = torch.zeros(batch)
         if self.learned is not None:
             terms["learned"] = self.learned(lq, images).detach().float().view(batch).cpu()
             total = total + self.learned_weight * terms["learned"]
+            weights["learned"] = self.learned_weight
         if self.consistency_weight > 0:
             params = list(degradations) if degradations is not None else [None] * batch
             terms["consistency"] = observation_consistency(
                 lq, images, params, fallback_factor=self.fallback_downsample
             ).cpu()
             total = total + self.consistency_weight * terms["consistency"]
+            weights["consistency"] = self.consistency_weight
         if self.perceptual_weight > 0 and self.perceptual is not None and hq is not None:
             known = has_hq if has_hq is not None else torch.ones(batch, dtype=torch.bool)
             perceptual = torch.zeros(batch)
@@ -126,5 +150,6 @@ class CompositeReward:
                 distance = self.perceptual(images[known], hq[known]).detach().float().cpu()
                 perceptual[known] = -distance
             terms["perceptual"] = perceptual
+            weights["perceptual"] = self.perceptual_weight
             total = total + self.perceptual_weight * perceptual
-        return RewardBreakdown(total=total, terms=terms)
+        return RewardBreakdown(total=total, terms=terms, weights=weights)

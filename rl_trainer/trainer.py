@@ -146,7 +146,10 @@ class RLTrainer:
         rewards = self.reward(
             groups.lq, rollout.images, hq=groups.hq, has_hq=groups.has_hq, degradations=groups.degradations
         )
-        advantages = group_advantages(rewards.total, config.group_size, clip=config.advantage_clip)
+        scores = (
+            rewards.normalized_total(config.group_size) if config.normalize_reward_terms else rewards.total
+        )
+        advantages = group_advantages(scores, config.group_size, clip=config.advantage_clip)
 
         generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
         totals = {
@@ -199,7 +202,7 @@ class RLTrainer:
         elapsed = time.perf_counter() - started
         metrics = {name: value / updates for name, value in totals.items()}
         metrics["ratio_max"] = ratio_max
-        metrics.update(rewards.means())
+        metrics.update(rewards.means(config.group_size))
         metrics["advantage_abs"] = float(advantages.abs().mean())
         metrics["samples_per_s"] = count / max(sampled_at - started, 1e-9)
         metrics["step_seconds"] = elapsed

@@ -1,0 +1,94 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from restorer.degradations import apply_degradation, sample_degradation
+from rl_trainer.guard import HackingGuard, fidelity_evaluator
+from rl_trainer.rewards import CompositeReward, observation_consistency
+
+
+def smooth(count: int, seed: int, size: int = 32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, 4, 4, generator=generator) * 1.6 - 0.8
+    return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
+
+
+def test_observation_consistency_re_applies_the_recorded_degradation():
+    hq = smooth(2, seed=0)
+    params = [sample_degradation("gfpgan", seed=seed, resolution=32) for seed in (5, 6)]
+    lq = torch.stack([apply_degradation(image, p) for image, p in zip(hq, params)])
+    # the original explains its observation exactly: same blur, resize, noise draw and JPEG
+    assert torch.allclose(
+        observation_consistency(lq, hq, params, fallback_factor=4), torch.zeros(2), atol=1e-6
+    )
+    wrong = smooth(2, seed=1)
+    assert (observation_consistency(lq, wrong, params, fallback_factor=4) < -1e-3).all()
+
+
+def test_without_params_consistency_compares_low_passed_images():
+    hq = smooth(2, seed=0)
+    # an LQ with all the HQ's low frequencies: the fallback ignores the detail a restorer may add
+    lq = F.interpolate(F.avg_pool2d(hq, 4), scale_factor=4, mode="nearest")
+    detailed = hq + 0.2 * torch.sign(torch.randn(hq.shape, generator=torch.Generator().manual_seed(0)))
+    consistency = observation_consistency(lq, detailed, [None, None], fallback_factor=4)
+    assert (consistency.abs() < 1e-2).all()
+    assert (observation_consistency(lq, -hq, [None, None], fallback_factor=4) < -0.05).all()
+
+
+def test_each_term_is_reported_apart_and_weighted_into_the_total():
+    lq, images, hq = smooth(4, 0), smooth(4, 1), smooth(4, 2)
+    reward = CompositeReward(
+        lambda lq, x: x.mean(dim=(1, 2, 3)),
+        learned_weight=2.0,
+        consistency_weight=3.0,
+        perceptual_weight=5.0,
+        perceptual=lambda x, y: (x - y).abs().mean(dim=(1, 2, 3)),
+    )
+    has_hq = torch.tensor([True, True, False, True])
+    breakdown = reward(lq, images, hq=hq, has_hq=has_hq, degradations=[None] * 4)
+    assert set(breakdown.terms) == {"learned", "consistency", "perceptual"}
+    assert breakdown.terms["perceptual"][2] == 0  # no HQ known: no perceptual term for that input
+    expected = (
+        2 * breakdown.terms["learned"]
+        + 3 * breakdown.terms["consistency"]
+        + 5 * breakdown.terms["perceptual"]
+    )
+    assert torch.allclose(breakdown.total, expected)
+    assert set(breakdown.means(group_size=2)) >= {"reward/learned", "reward/learned_spread", "reward/total"}
+
+
+def test_normalised_terms_make_weights_independent_of_units():
+    lq, images = smooth(4, 0), smooth(4, 1)
+
+    def breakdown(scale: float):
+        reward = CompositeReward(lambda lq, x: scale * x.mean(dim=(1, 2, 3)), consistency_weight=1.0)
+        return reward(lq, images, degradations=[None] * 4)
+
+    assert torch.allclose(
+        breakdown(1.0).normalized_total(2), breakdown(1000.0).normalized_total(2), atol=1e-4
+    )
+    assert not torch.allclose(breakdown(1.0).total, breakdown(1000.0).total)
+
+
+def test_fidelity_evaluator_is_the_observation_psnr():
+    hq = smooth(2, seed=0)
+    params = [sample_degradation("gfpgan", seed=seed, resolution=32) for seed in (5, 6)]
+    lq = torch.stack([apply_degradation(image, p) for image, p in zip(hq, params)])
+    evaluator = fidelity_evaluator(fallback_downsample=4)
+    good = evaluator(lq, hq, hq, params)
+    bad = evaluator(lq, smooth(2, seed=1), hq, params)
+    assert (good > 50).all() and (bad < good).all()
+
+
+@pytest.mark.parametrize(
+    ("evaluations", "fires"),
+    [
+        ([(1, 5), (2, 4), (3, 3)], True),  # reward up, held-out down twice in a row
+        ([(1, 5), (2, 4), (3, 6), (4, 5)], False),  # the streak is broken
+        ([(1, 5), (2, 6), (3, 7)], False),  # both rise: no hacking
+    ],
+)
+def test_the_guard_counts_consecutive_divergent_evaluations(evaluations, fires):
+    guard = HackingGuard(patience=2)
+    results = [guard.update(learned, held_out) for learned, held_out in evaluations]
+    assert results[-1] is fires and not any(results[:-1])
