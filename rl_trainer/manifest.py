@@ -79,7 +79,7 @@ class RLInputs:
         return len(self.ids)
 
     def select(self, indices: Sequence[int]) -> RLInputs:
-        index = torch.as_tensor(list(indices), dtype=torch.long)
+        index = torch.as_tensor(list(indices), dtype=torch.long, device=self.lq.device)
         return RLInputs(
             ids=[self.ids[i] for i in indices],
             lq=self.lq[index],
@@ -87,6 +87,16 @@ class RLInputs:
             has_hq=self.has_hq[index],
             degradations=[self.degradations[i] for i in indices],
             instructions=[self.instructions[i] for i in indices],
+        )
+
+    def to(self, device: torch.device | str) -> RLInputs:
+        return RLInputs(
+            ids=self.ids,
+            lq=self.lq.to(device),
+            hq=self.hq.to(device),
+            has_hq=self.has_hq.to(device),
+            degradations=self.degradations,
+            instructions=self.instructions,
         )
 
     def repeat_each(self, times: int) -> RLInputs:

@@ -68,7 +68,7 @@ def redegrade(
     recorded params were used; rows without params are low-passed (compare them to a low-passed LQ)."""
     degraded = lowpass(images, fallback_factor)
     degraded = F.interpolate(degraded, size=images.shape[-2:], mode="nearest")
-    exact = torch.zeros(images.shape[0], dtype=torch.bool)
+    exact = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     if any(params is not None for params in degradations):
         from restorer.degradations import apply_degradation
 
@@ -144,10 +144,11 @@ class CompositeReward:
             total = total + self.consistency_weight * terms["consistency"]
             weights["consistency"] = self.consistency_weight
         if self.perceptual_weight > 0 and self.perceptual is not None and hq is not None:
-            known = has_hq if has_hq is not None else torch.ones(batch, dtype=torch.bool)
+            known = has_hq.cpu() if has_hq is not None else torch.ones(batch, dtype=torch.bool)
             perceptual = torch.zeros(batch)
             if bool(known.any()):
-                distance = self.perceptual(images[known], hq[known]).detach().float().cpu()
+                on_device = known.to(images.device)
+                distance = self.perceptual(images[on_device], hq[on_device]).detach().float().cpu()
                 perceptual[known] = -distance
             terms["perceptual"] = perceptual
             weights["perceptual"] = self.perceptual_weight

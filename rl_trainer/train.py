@@ -76,7 +76,7 @@ class RLResult:
 
 
 def _trainable_state(policy: nn.Module) -> dict[str, Tensor]:
-    return {name: p.detach().clone() for name, p in policy.named_parameters() if p.requires_grad}
+    return {name: p.detach().cpu().clone() for name, p in policy.named_parameters() if p.requires_grad}
 
 
 def train_policy(
@@ -282,6 +282,7 @@ def train(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = True,
+    device: str | torch.device = "cpu",
 ) -> RLResult:
     """Fine-tune the restorer artifact ``policy_dir`` against the reward model ``reward_dir`` on the manifest's
     inputs; writes a restorer artifact to ``out_dir``. ``on_progress(step, total, metrics)`` is called after every
@@ -292,23 +293,24 @@ def train(
 
     if isinstance(config, str):
         config = config_from_argument(config)
-    policy = Restorer.from_pretrained(policy_dir)
+    policy = Restorer.from_pretrained(policy_dir, device=device)
     reference = copy.deepcopy(policy)
-    reward_model = RewardModel.from_pretrained(reward_dir)
+    reward_model = RewardModel.from_pretrained(reward_dir, device=device)
     reward_model.eval()
     for parameter in reward_model.parameters():
         parameter.requires_grad_(False)
 
     def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
         with torch.no_grad():
-            return reward_model(lq, images)
+            rewards: Tensor = reward_model(lq, images)
+            return rewards.cpu()
 
     entries = read_manifest(inputs_manifest)
     train_entries, eval_entries = split_entries(entries, config.eval_fraction)
     resolution = int(policy.config.resolution)
     train_inputs = load_inputs(train_entries, resolution)
     eval_inputs = load_inputs(eval_entries, resolution) if eval_entries else None
-    distance = PerceptualDistance()
+    distance = PerceptualDistance(device=device)
     held_out = default_held_out(eval_inputs or train_inputs, config, distance, distance.name)
     lineage = {
         "parent_restorer": str(Path(policy_dir).resolve()),
@@ -349,13 +351,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     args = parser.parse_args(argv)
     overrides = {
         key: value for key, value in (("max_steps", args.max_steps), ("seed", args.seed)) if value is not None
     }
     config = config_from_argument(args.config, **overrides)
     result = train(
-        config, policy_dir=args.policy, reward_dir=args.reward, inputs_manifest=args.inputs, out_dir=args.out
+        config,
+        policy_dir=args.policy,
+        reward_dir=args.reward,
+        inputs_manifest=args.inputs,
+        out_dir=args.out,
+        device=args.device,
     )
     print(json.dumps(result.summary(), indent=1))
     print(result.message)

@@ -56,11 +56,12 @@ class RLTrainer:
         self.policy = policy
         self.reference = reference
         self.reward_fn = reward_fn
-        self.train_inputs = train_inputs
+        device = next(policy.parameters()).device
+        self.train_inputs = train_inputs.to(device)
+        eval_inputs = eval_inputs.to(device) if eval_inputs is not None else None
         # without held-out inputs, evaluate on training inputs (the guard still sees the held-out evaluator)
-        self.eval_inputs = (eval_inputs if eval_inputs is not None else train_inputs).select(
-            range(min(config.eval_inputs, len(eval_inputs if eval_inputs is not None else train_inputs)))
-        )
+        evaluation_pool = eval_inputs if eval_inputs is not None else self.train_inputs
+        self.eval_inputs = evaluation_pool.select(range(min(config.eval_inputs, len(evaluation_pool))))
         if sampler is None:
             from rl_trainer.restorer_steps import RestorerSampling
 
@@ -267,7 +268,8 @@ class RLTrainer:
 
     def policy_state(self) -> dict[str, Tensor]:
         return {
-            name: tensor.detach().clone().contiguous() for name, tensor in self.policy.state_dict().items()
+            name: tensor.detach().cpu().clone().contiguous()
+            for name, tensor in self.policy.state_dict().items()
         }
 
     def training_state(self) -> dict[str, Any]:
