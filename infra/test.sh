@@ -28,6 +28,7 @@ trap cleanup EXIT
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pref_restore}"
 export PREF_TEST_S3_ENDPOINT="http://127.0.0.1:8333"
 export PREF_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
+export CELERY_BROKER_URL="$PREF_TEST_REDIS_URL"
 export PREF_VAR_DIR="$WORK_DIR/var"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mkdir -p "$PREF_VAR_DIR"

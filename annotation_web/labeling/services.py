@@ -47,18 +47,20 @@ def _lock_annotator(annotator: User) -> None:
     User.objects.select_for_update().filter(pk=annotator.pk).first()
 
 
-def _lock_next_open_pair(
-    *, project: Project, annotator: User, exclude_pair_ids: Iterable[int]
-) -> Pair | None:
+def _lock_next_open_pair(*, project: Project, annotator: User, exclude_pair_ids: Iterable[int]) -> Pair | None:
     judged_by_me = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
-    return (
+    open_for_me = (
         Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0)
         .exclude(pk__in=list(exclude_pair_ids))
         .filter(~Exists(judged_by_me))
         .order_by("priority", "id")
-        .select_for_update(skip_locked=True, of=("self",))
-        .first()
     )
+    pair = open_for_me.select_for_update(skip_locked=True, of=("self",)).first()
+    if pair is None:
+        # Every open pair may only be locked for a moment by annotators racing for it: wait for them rather
+        # than tell this annotator the queue is empty (only at the tail of the queue does this ever wait).
+        pair = open_for_me.select_for_update(of=("self",)).first()
+    return pair
 
 
 def _pick_gold_pair(*, project: Project, annotator: User, exclude_pair_ids: Iterable[int]) -> Pair | None:
