@@ -34,4 +34,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mkdir -p "$PREF_VAR_DIR"
 
 "$BIN/ruff" check .
+"$BIN/mypy"
 "$BIN/python" -m pytest -p no:cacheprovider "$@"
