@@ -37,12 +37,16 @@ KINDS: tuple[str, ...] = get_args(Kind)
 NOISY_TEMPERATURE_FACTOR = 4.0
 SPAMMER_OUTCOME_PROBABILITIES = {"a": 0.45, "b": 0.45, "tie": 0.05, "both_bad": 0.05}
 
-# Defaults in units of the default distance (lpips_randtrunk), chosen so that on the demo data
-# (synthetic faces degraded at several strengths) a reliable annotator agrees with the noise-free
-# preference on roughly 90 % of pairs, ties are rare and "both bad" marks the heaviest degradations.
-DEFAULT_TEMPERATURE = 0.01
-DEFAULT_TIE_MARGIN = 0.002
-DEFAULT_BOTH_BAD_THRESHOLD = 0.5
+# Defaults per distance, in that distance's units: (temperature, tie margin, both-bad threshold). Chosen on
+# the demo data (64-px synthetic faces, candidates of graded quality) so that a reliable annotator agrees
+# with the noise-free preference on ~88 % of pairs, ~2 % of answers are ties and "both bad" marks only
+# pairs of two of the worst candidates. lpips_randtrunk distances are small (median ~0.005 there).
+DEFAULTS_BY_DISTANCE: dict[str, tuple[float, float, float]] = {
+    "lpips_randtrunk": (0.001, 0.0001, 0.015),
+    "lpips_alex": (0.02, 0.002, 0.45),
+    "l1_gradient": (0.02, 0.002, 1.0),
+}
+FALLBACK_DEFAULTS = DEFAULTS_BY_DISTANCE["lpips_randtrunk"]
 
 DistanceFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -88,15 +92,22 @@ class OracleAnnotator:
         self,
         kind: Kind | str,
         *,
-        temperature: float = DEFAULT_TEMPERATURE,
-        tie_margin: float = DEFAULT_TIE_MARGIN,
-        both_bad_threshold: float = DEFAULT_BOTH_BAD_THRESHOLD,
+        temperature: float | None = None,
+        tie_margin: float | None = None,
+        both_bad_threshold: float | None = None,
         side_bias: float = 0.35,
         seed: int = 0,
         distance: DistanceFn | None = None,
     ) -> None:
+        """Settings left as None take the defaults of the distance in use (:data:`DEFAULTS_BY_DISTANCE`)."""
         if kind not in KINDS:
             raise ValueError(f"unknown annotator kind {kind!r}; expected one of {', '.join(KINDS)}")
+        self._distance = distance
+        if temperature is None or tie_margin is None or both_bad_threshold is None:
+            defaults = DEFAULTS_BY_DISTANCE.get(distance_name(self.distance), FALLBACK_DEFAULTS)
+            temperature = defaults[0] if temperature is None else temperature
+            tie_margin = defaults[1] if tie_margin is None else tie_margin
+            both_bad_threshold = defaults[2] if both_bad_threshold is None else both_bad_threshold
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if tie_margin < 0:
@@ -110,11 +121,10 @@ class OracleAnnotator:
         self.side_bias = side_bias
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._distance = distance
 
     @property
     def distance(self) -> DistanceFn:
-        # Built lazily: the perceptual network is only loaded by oracles that judge images.
+        # Built lazily: the perceptual network is only loaded by oracles that judge images or need its defaults.
         if self._distance is None:
             self._distance = default_distance()
         return self._distance

@@ -3,7 +3,13 @@ from collections import Counter
 import pytest
 import torch
 
-from reward_model.oracle import KINDS, OracleAnnotator, _L1GradientDistance, noise_free_preference
+from reward_model.oracle import (
+    DEFAULTS_BY_DISTANCE,
+    KINDS,
+    OracleAnnotator,
+    _L1GradientDistance,
+    noise_free_preference,
+)
 
 
 def oracle(kind, **kwargs):
@@ -81,3 +87,22 @@ def test_every_kind_is_constructible_and_bad_settings_are_refused():
         oracle("reliable", temperature=0.0)
     with pytest.raises(ValueError, match="shown_left"):
         oracle("reliable").judge_distances(0.1, 0.2, shown_left="middle")
+
+
+def test_settings_default_to_the_scale_of_the_distance_in_use():
+    annotator = OracleAnnotator("noisy", distance=_L1GradientDistance())
+    temperature, tie_margin, both_bad = DEFAULTS_BY_DISTANCE["l1_gradient"]
+    assert annotator.temperature == pytest.approx(4 * temperature)
+    assert (annotator.tie_margin, annotator.both_bad_threshold) == (tie_margin, both_bad)
+    assert OracleAnnotator("reliable", temperature=0.5, distance=_L1GradientDistance()).temperature == 0.5
+
+
+def test_default_distance_is_the_projects_perceptual_distance():
+    annotator = OracleAnnotator("reliable", seed=0)
+    assert annotator.describe()["distance"] in ("lpips_randtrunk", "lpips_alex")
+    generator = torch.Generator().manual_seed(0)
+    hq = torch.rand(3, 32, 32, generator=generator) * 2 - 1
+    slightly_noisy = (hq + 0.02 * torch.randn(hq.shape, generator=generator)).clamp(-1, 1)
+    very_noisy = (hq + 0.4 * torch.randn(hq.shape, generator=generator)).clamp(-1, 1)
+    distance_a, distance_b = annotator.distances(hq, slightly_noisy, very_noisy)
+    assert distance_a < distance_b
