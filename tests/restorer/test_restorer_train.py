@@ -7,13 +7,18 @@ from safetensors.torch import load_file
 
 from restorer.model import Restorer
 from restorer.sampling import sample
-from restorer.train import TrainConfig, load_train_config, named_config, train, training_batch
+from restorer.train import TrainConfig, load_train_config, named_config, train, training_batch, training_pairs
 
 
 def _config(**changes) -> TrainConfig:
     # constant learning rate, no validation mid-run: a resumed run must match an uninterrupted one
     base = dataclasses.replace(
-        named_config("test"), warmup_steps=0, min_lr_ratio=1.0, validate_every=1000, checkpoint_every=3
+        named_config("test"),
+        warmup_steps=0,
+        min_lr_ratio=1.0,
+        validate_every=1000,
+        checkpoint_every=3,
+        crop_size=16,
     )
     return dataclasses.replace(base, **changes)
 
@@ -25,10 +30,13 @@ def faces() -> torch.Tensor:
 
 def test_batches_are_a_pure_function_of_seed_and_step(faces):
     config = _config()
-    hq_a, lq_a, text_a = training_batch(config, faces, step=5)
-    hq_b, lq_b, text_b = training_batch(config, faces, step=5)
+    pairs = training_pairs(config, faces)
+    assert torch.equal(pairs.lq, training_pairs(config, faces).lq)
+    assert not torch.equal(pairs.lq, pairs.hq)
+    hq_a, lq_a, text_a = training_batch(config, pairs, step=5)
+    hq_b, lq_b, text_b = training_batch(config, pairs, step=5)
     assert torch.equal(hq_a, hq_b) and torch.equal(lq_a, lq_b) and text_a == text_b
-    hq_c, _, _ = training_batch(config, faces, step=6)
+    hq_c, _, _ = training_batch(config, pairs, step=6)
     assert not torch.equal(hq_a, hq_c)
     assert all("restore the face" in t for t in text_a)
 

@@ -1,0 +1,124 @@
+"""Restorer quality on held-out synthetic faces: bicubic vs. no-integrator ablation vs. full restorer.
+
+Trains the ``tiny`` config twice on synthetic faces (with and without the instruction integrator, each for
+half of the wall-clock budget), then evaluates both and the bicubic baseline on held-out faces of the test
+split degraded with the ``gfpgan`` preset: PSNR, SSIM, the perceptual distance (``lpips_randtrunk`` offline),
+and solution entropy; plus training images/s and sampling images/s (20 DDIM steps).
+
+Run from the repo root, under the shared lock on the team's machine::
+
+    flock /tmp/pref-heavy.lock ~/.venvs/pref-restore/bin/python benchmarks/restorer_quality.py
+
+The trained artifacts are left in ``--artifacts`` (outside git) for reuse; ``--reuse`` skips training when
+they are already there. Nothing here asserts on time: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from restorer.evaluate import evaluate, synthetic_evaluation_set  # noqa: E402
+from restorer.model import Restorer  # noqa: E402
+from restorer.train import named_config, train  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--train-minutes", type=float, default=20.0, help="total training wall time, split in two"
+    )
+    parser.add_argument("--artifacts", default="/tmp/pref-artifacts", help="where the trained models go")
+    parser.add_argument("--count", type=int, default=256, help="held-out inputs")
+    parser.add_argument("--entropy-inputs", type=int, default=16)
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate existing artifacts instead of retraining"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    benchmark_started = time.perf_counter()
+
+    base = named_config("tiny")
+    minutes_each = args.train_minutes / 2
+    runs = {
+        "no_integrator": (
+            Path(args.artifacts) / "restorer_tiny_no_integrator",
+            base.model.replace(use_integrator=False),
+        ),
+        "full": (Path(args.artifacts) / "restorer_tiny", base.model),
+    }
+    print("# restorer quality benchmark")
+    print(
+        f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, no GPU"
+        if not torch.cuda.is_available()
+        else "machine: CUDA GPU"
+    )
+    print(
+        f"training: config 'tiny' ({base.model.resolution}x{base.model.resolution}, UNet channels "
+        f"{base.model.block_out_channels}, batch {base.batch_size}, preset {base.preset}), "
+        f"{minutes_each:.1f} min wall time per model, synthetic train split ({base.train_faces} faces)"
+    )
+    train_rates: dict[str, float] = {}
+    for name, (out_dir, model_config) in runs.items():
+        if args.reuse and (out_dir / "model.safetensors").is_file():
+            metrics = Restorer.read_metrics(out_dir)
+            print(f"  {name}: reused {out_dir} ({metrics.get('steps', 0):.0f} steps)")
+        else:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            config = dataclasses.replace(
+                base, model=model_config, max_minutes=minutes_each, max_steps=100_000
+            )
+            started = time.perf_counter()
+            result = train(config, out_dir=out_dir, progress=False)
+            metrics = result.metrics
+            print(
+                f"  {name}: {result.steps} steps in {(time.perf_counter() - started) / 60:.1f} min, "
+                f"final loss {result.final_loss:.4f}, val PSNR {metrics['val_psnr']:.2f} dB "
+                f"(bicubic {metrics['val_psnr_bicubic']:.2f}) -> {out_dir}"
+            )
+        train_rates[name] = float(metrics.get("train_images_per_second", float("nan")))
+
+    evaluation_started = time.perf_counter()
+    data = synthetic_evaluation_set(args.count, preset="gfpgan", resolution=base.model.resolution)
+    restorers = {name: Restorer.from_pretrained(out_dir) for name, (out_dir, _) in runs.items()}
+    table = evaluate(restorers, data, num_steps=20, entropy_seeds=8, entropy_inputs=args.entropy_inputs)
+    print()
+    print(table.format())
+    print(
+        f"evaluation wall time {(time.perf_counter() - evaluation_started) / 60:.1f} min, "
+        f"whole benchmark {(time.perf_counter() - benchmark_started) / 60:.1f} min"
+    )
+    print()
+    for name, rate in train_rates.items():
+        print(f"training images/s ({name}): {rate:.1f}")
+    rows = {row.method: row.metrics for row in table.rows}
+    lp = table.perceptual_name
+    full, ablation, bicubic = rows["full"], rows["no_integrator"], rows["bicubic"]
+    print()
+    print("targets:")
+    print(f"  full beats bicubic on {lp}: {full[lp] < bicubic[lp]} ({full[lp]:.4f} vs {bicubic[lp]:.4f})")
+    print(
+        f"  full at least matches bicubic PSNR: {full['psnr'] >= bicubic['psnr']} "
+        f"({full['psnr'] - bicubic['psnr']:+.2f} dB; +1 dB is the mark to aim at)"
+    )
+    print(
+        f"  full beats the no-integrator ablation: PSNR {full['psnr'] - ablation['psnr']:+.2f} dB, "
+        f"{lp} {full[lp] - ablation[lp]:+.4f} (lower is better)"
+    )
+
+
+if __name__ == "__main__":
+    main()
