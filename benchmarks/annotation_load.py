@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json as json_module
 import math
 import os
 import platform
@@ -33,6 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -70,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gold-rate", type=float, default=0.0)
     parser.add_argument(
         "--max-rate", type=float, default=600.0, help="judgments/s the pair count is sized for"
+    )
+    parser.add_argument(
+        "--client", choices=["raw", "httpx"], default="raw", help="the load generator's HTTP client"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-db", action="store_true", help="leave the database for inspection")
@@ -165,6 +171,51 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+# --- where the CPU goes --------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith("postgres"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_snapshot(server: Gunicorn) -> dict[str, float]:
+    """CPU seconds used so far by the server (master + workers), PostgreSQL and this load generator.
+
+    PostgreSQL counts every postgres process of the machine, so another user's queries inflate it a little.
+    """
+    master = server.process.pid
+    return {
+        "server": sum(_process_cpu_seconds(pid) for pid in [master, *_children(master)]),
+        "postgres": sum(_process_cpu_seconds(pid) for pid in _postgres_pids()),
+        "load generator": time.process_time(),
+    }
 
 
 # --- data: users, and one fresh project per run ------------------------------------------------------
@@ -284,6 +335,77 @@ class RunLog:
         counts[status] = counts.get(status, 0) + 1
 
 
+class RawResponse:
+    def __init__(self, status_code: int, content: bytes):
+        self.status_code = status_code
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return json_module.loads(self.content)
+
+
+class RawHttpClient:
+    """A minimal HTTP/1.1 JSON client over one asyncio connection, reused while the server keeps it alive.
+
+    httpx costs the load generator several ms of CPU per request; on a 2-core machine that shares its cores
+    with the server and PostgreSQL, a lean client leaves the cores to what is being measured.
+    """
+
+    def __init__(self, base_url: str):
+        parsed = urlsplit(base_url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, url: str, *, json: dict, headers: dict[str, str]) -> RawResponse:
+        body = json_module.dumps(json).encode()
+        head = [f"POST {urlsplit(url).path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        head += ["Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        for attempt in (0, 1):
+            reused = self._streams is not None
+            if self._streams is None:
+                self._streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self._streams
+            try:
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+                status_line = await reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("server closed the connection")
+                return await self._read_response(reader, status_line)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                await self.close()
+                if not reused or attempt:  # a kept-alive connection the server just closed: retry once
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _read_response(self, reader: asyncio.StreamReader, status_line: bytes) -> RawResponse:
+        status = int(status_line.split()[1])
+        length, close = None, False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value == "close":
+                close = True
+        content = await reader.readexactly(length) if length is not None else await reader.read()
+        if close or length is None:
+            await self.close()
+        return RawResponse(status, content)
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
 async def annotator_loop(
     client,
     *,
@@ -346,7 +468,7 @@ async def annotator_loop(
             if pair is None:
                 log.queue_ran_dry += 1
                 return
-        except (httpx.TransportError, ValueError, KeyError) as exc:
+        except (httpx.TransportError, OSError, asyncio.IncompleteReadError, ValueError, KeyError) as exc:
             log.transport_errors += 1
             log.rejected_submits.append((user_id, "", 0, repr(exc)[:200]))
             pair = None
@@ -362,32 +484,39 @@ async def run_load(
     seed: int,
     skip_rate: float,
     repeat_rate: float,
+    client_kind: str = "raw",
 ) -> tuple[RunLog, float]:
     import httpx
 
     log = RunLog()
     limits = httpx.Limits(max_connections=len(annotators), max_keepalive_connections=len(annotators))
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as shared_httpx:
+        clients = [
+            RawHttpClient(base_url) if client_kind == "raw" else shared_httpx for _ in range(len(annotators))
+        ]
         started = time.monotonic()
         deadline = started + duration
-        await asyncio.gather(
-            *[
-                annotator_loop(
-                    client,
-                    base_url=base_url,
-                    slug=slug,
-                    user_id=user_id,
-                    token=token,
-                    deadline=deadline,
-                    log=log,
-                    rng=random.Random(seed * 100_003 + index),
-                    skip_rate=skip_rate,
-                    repeat_rate=repeat_rate,
-                )
-                for index, (user_id, token) in enumerate(annotators)
-            ]
-        )
+        loops = [
+            annotator_loop(
+                client,
+                base_url=base_url,
+                slug=slug,
+                user_id=user_id,
+                token=token,
+                deadline=deadline,
+                log=log,
+                rng=random.Random(seed * 100_003 + index),
+                skip_rate=skip_rate,
+                repeat_rate=repeat_rate,
+            )
+            for index, ((user_id, token), client) in enumerate(zip(annotators, clients))
+        ]
+        # Bounded in time: a run never outlives its duration by more than the slowest answer allowed.
+        await asyncio.wait_for(asyncio.gather(*loops), timeout=duration + 60)
         elapsed = time.monotonic() - started
+        for client in clients:
+            if isinstance(client, RawHttpClient):
+                await client.close()
     return log, elapsed
 
 
@@ -493,15 +622,26 @@ def warm_up(server: Gunicorn, annotators) -> None:
     )
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    n: int
+    overlap: int
+    judgments_per_second: float
+    submit_p99_ms: float
+    errors: int
+    checks_ok: bool
+
+
 def one_run(
     *, server: Gunicorn, annotators, n: int, overlap: int, duration: float, args, label: str
-) -> float:
+) -> RunSummary:
     from django.db import connections
 
     pairs = math.ceil(args.max_rate * duration / overlap * 1.2) + 4 * n
     slug = f"load-{label}-n{n}-o{overlap}"
     project_id = create_project(slug=slug, overlap=overlap, pairs=pairs, gold_rate=args.gold_rate)
     connections.close_all()
+    cpu_before = cpu_snapshot(server)
     log, elapsed = asyncio.run(
         run_load(
             base_url=server.base_url,
@@ -511,9 +651,18 @@ def one_run(
             seed=args.seed + n * 10 + overlap,
             skip_rate=args.skip_rate,
             repeat_rate=args.repeat_rate,
+            client_kind=args.client,
         )
     )
+    cpu_after = cpu_snapshot(server)
     rate, lines = summarise(log, elapsed)
+    per_judgment = {k: (cpu_after[k] - cpu_before[k]) * 1000 / max(1, len(log.accepted)) for k in cpu_after}
+    lines.append(
+        "    CPU per judgment: "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in per_judgment.items())
+        + f"; all three used {sum(cpu_after.values()) - sum(cpu_before.values()):.1f} CPU-s in {elapsed:.1f} s"
+        + f" of {os.cpu_count()} cores"
+    )
     checks = check_database(project_id=project_id, log=log)
     bad = {
         k: v
@@ -531,7 +680,11 @@ def one_run(
         + ("  -> OK" if not bad else f"  -> FAILED {bad}")
     )
     sys.stdout.flush()
-    return rate
+    submit_latencies = log.latencies.get("submit+next", [float("nan")])
+    errors = sum(c for counts in log.statuses.values() for status, c in counts.items() if status >= 400)
+    return RunSummary(
+        n, overlap, rate, percentile(submit_latencies, 99), errors + log.transport_errors, not bad
+    )
 
 
 def query_counts(annotator_user_id: int) -> None:
@@ -573,7 +726,8 @@ def main() -> None:
     print("annotation_load: N concurrent simulated annotators, zero think time, next -> submit(+next) loops")
     print(
         f"machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), shared by the server "
-        f"(gunicorn), PostgreSQL and this load generator (asyncio + httpx); Python {platform.python_version()}"
+        f"(gunicorn), PostgreSQL and this load generator (asyncio, {args.client} HTTP client); "
+        f"Python {platform.python_version()}; other people's jobs may run on the same cores"
     )
     print(
         f"config: DEBUG off, token auth, PostgreSQL (fresh db {db_name}), duration {args.duration:g} s per run, "
@@ -593,7 +747,7 @@ def main() -> None:
                 server = Gunicorn(candidate, env)
                 warm_up(server, annotators)
                 print(f" gunicorn {SERVER_SETTINGS[candidate]}")
-                rate = one_run(
+                summary = one_run(
                     server=server,
                     annotators=annotators,
                     n=32,
@@ -604,22 +758,34 @@ def main() -> None:
                 )
                 server.stop()
                 server = None
-                if rate > best_rate:
-                    best_rate, setting = rate, candidate
+                if summary.judgments_per_second > best_rate:
+                    best_rate, setting = summary.judgments_per_second, candidate
         print(f"full matrix with gunicorn {SERVER_SETTINGS[setting]}:")
         server = Gunicorn(setting, env)
         warm_up(server, annotators)
+        summaries = []
         for overlap in args.overlaps:
             for n in args.annotators:
-                one_run(
-                    server=server,
-                    annotators=annotators,
-                    n=n,
-                    overlap=overlap,
-                    duration=args.duration,
-                    args=args,
-                    label="main",
+                summaries.append(
+                    one_run(
+                        server=server,
+                        annotators=annotators,
+                        n=n,
+                        overlap=overlap,
+                        duration=args.duration,
+                        args=args,
+                        label="main",
+                    )
                 )
+        print(
+            f"summary (gunicorn {SERVER_SETTINGS[setting]}; target at N=32: >=150 judgments/s, p99 < 100 ms):"
+        )
+        print("  overlap      N  judgments/s  submit+next p99  errors  db checks")
+        for row in summaries:
+            print(
+                f"  {row.overlap:>7} {row.n:>6} {row.judgments_per_second:>12.1f} {row.submit_p99_ms:>13.1f} ms"
+                f" {row.errors:>7}  {'OK' if row.checks_ok else 'FAILED'}"
+            )
     finally:
         if server is not None:
             server.stop()
