@@ -78,3 +78,14 @@ def test_training_configs_load_by_name_or_json_and_reject_mistakes(tmp_path):
         load_train_config(str(path))
     with pytest.raises(ValueError, match="unknown training config"):
         load_train_config("huge")
+
+
+def test_command_line_trains_the_test_config(tmp_path, capsys):
+    from restorer.train import main
+
+    main(["--config", "test", "--max-steps", "2", "--out", str(tmp_path / "run"), "--no-integrator"])
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{") :])["steps"] == 2
+    restorer = Restorer.from_pretrained(tmp_path / "run")
+    assert restorer.config.use_integrator is False
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
