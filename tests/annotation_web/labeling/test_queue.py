@@ -149,3 +149,17 @@ def test_left_right_is_randomised_per_reservation(make_project, make_user):
         sides.append(reservation.shown_left)
         judge(user, reservation)
     assert 10 < sides.count("a") < 50
+
+
+@pytest.mark.django_db
+def test_beat_schedules_the_release_task_and_the_task_releases(make_project, make_user):
+    from annotation_web.celery import app
+    from annotation_web.labeling.tasks import release_expired_reservations
+
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    assert release_expired_reservations.name in scheduled
+    project = make_project(pairs=1)
+    reservation = services.pair_reserve_next(annotator=make_user(), project=project)
+    Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert release_expired_reservations.apply().get() == 1
+    assert Pair.objects.get(pk=reservation.pair_id).open_slots == 1
