@@ -455,7 +455,10 @@ def main() -> None:
         tables[label] = compare(sup_samples, rl_samples, test_faces, reward, distance)
         speeds[label] = (sup_speed + rl_speed) / 2
 
-    rollout_speed = statistics.median(h["samples_per_s"] for h in result.history) if result.history else 0.0
+    rollout_speed = (
+        statistics.median(h["sampling_samples_per_s"] for h in result.history) if result.history else 0.0
+    )
+    rl_speed = statistics.median(h["samples_per_s"] for h in result.history) if result.history else 0.0
     step_seconds = statistics.median(h["step_seconds"] for h in result.history) if result.history else 0.0
     first_eval, last_eval = result.evaluations[0], result.evaluations[-1]
     lines = [
@@ -473,7 +476,8 @@ def main() -> None:
         f"RL budget: {result.rollouts} rollouts ({result.steps} steps x {config.samples_per_step} trajectories x"
         f" {config.rollout_steps} denoising steps) in {result.seconds / 60:.1f} min; stop: {result.stop_reason}"
         f" ({result.message})",
-        f"RL speed: {rollout_speed:.2f} rollout samples/s while sampling, {step_seconds:.1f} s per RL step (median)",
+        f"RL speed: {rl_speed:.2f} trajectories/s end to end (sampling, reward, updates), {rollout_speed:.2f} samples/s"
+        f" while sampling, {step_seconds:.1f} s per RL step (medians)",
         f"guard (val inputs, learned reward / held-out {last_eval.get('eval/held_out') is not None and 'oracle -lpips_randtrunk'}):"
         f" step 0 {first_eval['eval/learned_reward']:.4f} / {first_eval.get('eval/held_out', float('nan')):.4f},"
         f" step {int(last_eval['step'])} {last_eval['eval/learned_reward']:.4f} / {last_eval.get('eval/held_out', float('nan')):.4f}",
@@ -499,6 +503,29 @@ def main() -> None:
             f" PSNR change {psnr_change:+.2f} dB (limit -0.5 dB: {'met' if psnr_change >= -0.5 else 'NOT met'}),"
             f" learned reward gain {figures['rl_reward'] - figures['sup_reward']:+.4f},"
             f" solution entropy {entropy_change:+.1%} (target <= -30%: {'met' if entropy_change <= -0.30 else 'NOT met'})"
+        )
+    lines.append("")
+    lines.append(
+        "training curve (guard evaluations on val inputs; step metrics averaged since the previous one):"
+    )
+    lines.append(
+        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'rollout r':>10} {'consist.':>9} {'r spread':>9}"
+        f" {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
+    )
+    previous = 0
+    for evaluation in result.evaluations:
+        step = int(evaluation["step"])
+        window = [h for h in result.history if previous < h["step"] <= step]
+        previous = step
+
+        def mean_of(name: str, rows: list = window) -> float:
+            values = [row[name] for row in rows if name in row]
+            return statistics.fmean(values) if values else float("nan")
+
+        lines.append(
+            f"{step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.4f}"
+            f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/learned_spread'):>9.4f}"
+            f" {mean_of('kl'):>8.4f} {mean_of('clip_fraction'):>9.3f} {mean_of('approx_kl_to_old'):>13.2e}"
         )
     lines.append(f"total wall time {(time.perf_counter() - total_started) / 60:.1f} min")
     report = "\n".join(lines) + "\n"

@@ -131,6 +131,7 @@ class RLTrainer:
                 eta=config.eta,
                 seeds=self.rollout_seeds(step),
             )
+            sampled_at = time.perf_counter()
             if rollout.log_probs is not None:
                 old_log_probs = rollout.log_probs
             else:
@@ -143,7 +144,6 @@ class RLTrainer:
                     eta=config.eta,
                 ).log_probs
             reference = self._reference_distribution(groups, rollout)
-        sampled_at = time.perf_counter()
         rewards = self.reward(
             groups.lq, rollout.images, hq=groups.hq, has_hq=groups.has_hq, degradations=groups.degradations
         )
@@ -205,7 +205,9 @@ class RLTrainer:
         metrics["ratio_max"] = ratio_max
         metrics.update(rewards.means(config.group_size))
         metrics["advantage_abs"] = float(advantages.abs().mean())
-        metrics["samples_per_s"] = count / max(sampled_at - started, 1e-9)
+        # end to end (sampling, rewards, updates) and the sampler alone
+        metrics["samples_per_s"] = count / max(elapsed, 1e-9)
+        metrics["sampling_samples_per_s"] = count / max(sampled_at - started, 1e-9)
         metrics["step_seconds"] = elapsed
         return metrics
 
