@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 SCREEN_CHOICES = ["left", "right", "tie", "both_bad"]
-PASSWORD = "bench-password-123"
+COMPARE_AT = 32  # annotators in the comparison of server settings
 SERVER_SETTINGS = {
     "sync-w3": "--worker-class sync --workers 3",
     "sync-w4": "--worker-class sync --workers 4",
@@ -126,6 +126,7 @@ def free_port() -> int:
 class Gunicorn:
     def __init__(self, setting: str, env: dict[str, str]):
         self.setting = setting
+        self.db_name = env["DATABASE_URL"].rsplit("/", 1)[1]
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         command = [
@@ -193,27 +194,29 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _postgres_pids() -> list[int]:
+def _postgres_pids(db_name: str) -> list[int]:
+    """The PostgreSQL backends serving this benchmark's database (their title names the database)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().startswith("postgres"):
-                    pids.append(int(entry.name))
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
+            if title.startswith("postgres:") and f" {db_name} " in title:
+                pids.append(int(entry.name))
     return pids
 
 
 def cpu_snapshot(server: Gunicorn) -> dict[str, float]:
     """CPU seconds used so far by the server (master + workers), PostgreSQL and this load generator.
 
-    PostgreSQL counts every postgres process of the machine, so another user's queries inflate it a little.
+    PostgreSQL counts the backends of this database only (not the WAL writer and other shared processes).
     """
     master = server.process.pid
     return {
         "server": sum(_process_cpu_seconds(pid) for pid in [master, *_children(master)]),
-        "postgres": sum(_process_cpu_seconds(pid) for pid in _postgres_pids()),
+        "postgres": sum(_process_cpu_seconds(pid) for pid in _postgres_pids(server.db_name)),
         "load generator": time.process_time(),
     }
 
@@ -607,12 +610,13 @@ def warm_up(server: Gunicorn, annotators) -> None:
     """One unreported second of load, so that workers have imported everything and opened their connections."""
     from django.db import connections
 
-    create_project(slug=f"warmup-{server.setting}", overlap=1, pairs=2000, gold_rate=0.0)
+    slug = f"warmup-{server.setting}-{server.port}"
+    create_project(slug=slug, overlap=1, pairs=2000, gold_rate=0.0)
     connections.close_all()
     asyncio.run(
         run_load(
             base_url=server.base_url,
-            slug=f"warmup-{server.setting}",
+            slug=slug,
             annotators=annotators[:16],
             duration=1.0,
             seed=1,
@@ -737,11 +741,11 @@ def main() -> None:
     server = None
     try:
         setup_django()
-        annotators = create_annotators(max(args.annotators))
+        annotators = create_annotators(max([*args.annotators, COMPARE_AT]))
         query_counts(annotators[0][0])
         setting = args.server
         if setting is None:
-            print(f"server comparison at N=32, overlap 1, {args.compare_duration:g} s each:")
+            print(f"server comparison at N={COMPARE_AT}, overlap 1, {args.compare_duration:g} s each:")
             best_rate = -1.0
             for candidate in args.compare_servers:
                 server = Gunicorn(candidate, env)
@@ -750,7 +754,7 @@ def main() -> None:
                 summary = one_run(
                     server=server,
                     annotators=annotators,
-                    n=32,
+                    n=COMPARE_AT,
                     overlap=1,
                     duration=args.compare_duration,
                     args=args,
