@@ -301,6 +301,21 @@ class Restorer(nn.Module):
         predicted = self.predict_x0(noisy, t, lq, condition)
         return F.mse_loss(predicted, clean)
 
+    def forward(
+        self,
+        hq: torch.Tensor,
+        lq: torch.Tensor,
+        instructions: list[str],
+        *,
+        scheduler: Any = None,
+        generator: torch.Generator | None = None,
+        crop_size: int | None = None,
+    ) -> torch.Tensor:
+        """The training loss (what a DDP / accelerate wrapper calls); sampling lives in ``restorer.sampling``."""
+        return self.training_loss(
+            hq, lq, instructions, scheduler=scheduler, generator=generator, crop_size=crop_size
+        )
+
     # --- artifacts --------------------------------------------------------------------------------------
     def save_pretrained(
         self, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None

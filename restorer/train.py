@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from restorer.artifacts import ArtifactError
 from restorer.data import load_face_folder, split_seeds, synthetic_faces
 from restorer.degradations import degrade_batch, instruction_text
 from restorer.images import png_bytes
@@ -254,9 +255,8 @@ def _save_checkpoint(
         {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()},
         str(directory / "ema.safetensors"),
     )
-    torch.save(
-        optimizer.state_dict(), directory / "optimizer.pt"
-    )  # tensors and numbers only: loads with weights_only
+    # An optimizer state is tensors and numbers only, so it loads back with torch.load(weights_only=True).
+    torch.save(optimizer.state_dict(), directory / "optimizer.pt")
     (directory / "state.json").write_text(json.dumps({"step": step, "elapsed_seconds": elapsed}))
     old = sorted(root.glob("step_*"), key=lambda p: int(p.name.split("_")[1]))[:-keep]
     for stale in old:
@@ -301,11 +301,16 @@ def train(
         )
         if saved is not None and saved.get("model") != config.model.to_dict():
             raise ValueError(f"{out} holds checkpoints of another model config; use a fresh --out")
-        model.load_state_dict(load_file(str(latest / "model.safetensors")))
-        ema.load_state_dict(load_file(str(latest / "ema.safetensors")))
-        optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
-        state = json.loads((latest / "state.json").read_text())
-        start_step, elapsed_before = int(state["step"]), float(state["elapsed_seconds"])
+        try:
+            model.load_state_dict(load_file(str(latest / "model.safetensors")))
+            ema.load_state_dict(load_file(str(latest / "ema.safetensors")))
+            optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+            state = json.loads((latest / "state.json").read_text())
+            start_step, elapsed_before = int(state["step"]), float(state["elapsed_seconds"])
+        except Exception as error:  # safetensors, pickle and JSON each raise their own kinds
+            raise ArtifactError(
+                f"checkpoint {latest} is corrupt or incomplete ({error}); delete it to resume from an earlier one"
+            ) from error
     if accelerator.is_main_process:
         (out / TRAIN_CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
 
@@ -340,7 +345,8 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         with accelerator.autocast():
-            loss = unwrapped.training_loss(
+            # through the (possibly DDP-wrapped) module, so multi-GPU gradients are synchronised
+            loss = model(
                 hq,
                 lq,
                 instructions,

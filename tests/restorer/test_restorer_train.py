@@ -89,3 +89,13 @@ def test_command_line_trains_the_test_config(tmp_path, capsys):
     restorer = Restorer.from_pretrained(tmp_path / "run")
     assert restorer.config.use_integrator is False
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
+
+
+def test_a_corrupt_checkpoint_stops_resuming_with_a_clear_error(faces, tmp_path):
+    from restorer.artifacts import ArtifactError
+
+    train(_config(max_steps=3), out_dir=tmp_path / "run", faces=faces, progress=False)
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("step_*")
+    (checkpoint / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="corrupt or incomplete"):
+        train(_config(max_steps=6), out_dir=tmp_path / "run", faces=faces, progress=False)
