@@ -724,6 +724,8 @@ def query_counts(annotator_user_id: int) -> None:
 
 def main() -> None:
     args = parse_args()
+    # A `timeout` or Ctrl-C still stops gunicorn and drops the database (the `finally` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     db_name = f"pref_bench_{os.getpid()}"
     var_dir = Path(tempfile.mkdtemp(prefix="pref-bench-"))
     env = configure_environment(db_name, var_dir)
