@@ -69,3 +69,145 @@ def synthetic_face_images(seeds: list[int], resolution: int = 64) -> list[Image.
     from restorer.images import tensor_to_pil
 
     return [tensor_to_pil(face) for face in synthetic_faces(seeds, resolution)]
+
+
+# --- restorer, reward model, RL: artifacts are local directories; the web keeps them in its storage -----
+
+
+def restorer_samples_png(
+    *,
+    artifact_dir: str,
+    lq_pngs: list[bytes],
+    instructions: list[str],
+    seeds: list[int],
+    num_steps: int,
+    eta: float,
+) -> list[list[bytes]]:
+    """Samples of the restorer for each input (outer list) and each seed (inner list), as PNG bytes."""
+    import torch
+
+    from restorer.images import pil_to_tensor, tensor_to_pil
+    from restorer.model import Restorer
+    from restorer.sampling import sample
+
+    restorer = Restorer.from_pretrained(artifact_dir).eval()
+    resolution = restorer.config.resolution
+    lq = torch.stack(
+        [
+            pil_to_tensor(Image.open(io.BytesIO(png)).convert("RGB").resize((resolution, resolution)))
+            for png in lq_pngs
+        ]
+    )
+    outputs: list[list[bytes]] = [[] for _ in lq_pngs]
+    with torch.no_grad():
+        for seed in seeds:
+            images = sample(
+                restorer, lq, instructions, num_steps=num_steps, eta=eta, seeds=[seed] * len(lq_pngs)
+            ).images
+            for index, image in enumerate(images):
+                outputs[index].append(_png(tensor_to_pil(image)))
+    return outputs
+
+
+@dataclass(frozen=True)
+class PairChoice:
+    input_id: str
+    a_key: str
+    b_key: str
+    reason: str
+    score: float
+
+
+def choose_pairs(
+    *,
+    candidate_sets: list[tuple[str, bytes, dict[str, bytes]]],
+    reward_dir: str | None,
+    budget: int,
+    random_fraction: float,
+    seed: int,
+) -> list[PairChoice]:
+    """Pairs that teach the reward model most (ensemble disagreement), with a random share kept for evaluation.
+
+    `candidate_sets` are (input id, LQ png, {candidate key: png}).
+    """
+    from restorer.images import pil_to_tensor
+    from reward_model.ensemble import RewardEnsemble
+    from reward_model.selection import CandidateSet, select_pairs
+
+    def tensor(png: bytes):
+        return pil_to_tensor(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    sets = [
+        CandidateSet(
+            input_id=input_id, lq=tensor(lq), candidates={key: tensor(png) for key, png in candidates.items()}
+        )
+        for input_id, lq, candidates in candidate_sets
+    ]
+    ensemble = RewardEnsemble.from_pretrained(reward_dir) if reward_dir else None
+    selected = select_pairs(sets, ensemble, budget=budget, random_fraction=random_fraction, seed=seed)
+    return [PairChoice(p.input_id, p.a_key, p.b_key, p.reason, float(p.score)) for p in selected]
+
+
+def reward_model_train(
+    *, judgments_path: str, images_root: str, out_dir: str, size: str, max_steps: int, seed: int
+) -> dict:
+    """Train a reward model on a preference export; returns its metrics (also in `out_dir/metrics.json`)."""
+    import dataclasses
+
+    from reward_model.data import ImageBank, keys_of
+    from reward_model.export import read_judgments
+    from reward_model.model import CONFIG_PRESETS
+    from reward_model.train import TrainConfig, train
+
+    rows = read_judgments(judgments_path)
+    config = TrainConfig(
+        reward=dataclasses.replace(CONFIG_PRESETS[size], seed=seed), seed=seed, max_steps=max_steps
+    )
+    bank = ImageBank.from_directory(images_root, keys_of(rows), config.reward.resolution)
+    result = train(config, judgments=rows, images=bank, out_dir=out_dir, progress=False)
+    return {**result.metrics, "train_config": config.to_dict()}
+
+
+def rl_fine_tune(
+    *,
+    policy_dir: str,
+    reward_dir: str,
+    manifest_path: str,
+    out_dir: str,
+    preset: str,
+    overrides: dict,
+    on_progress,
+    should_stop,
+) -> dict:
+    """On-policy RL of a restorer artifact against a reward artifact; returns the run's summary."""
+    from rl_trainer.config import RLConfig
+    from rl_trainer.train import train
+
+    config = RLConfig.preset(preset, **overrides)
+    result = train(
+        config,
+        policy_dir=policy_dir,
+        reward_dir=reward_dir,
+        inputs_manifest=manifest_path,
+        out_dir=out_dir,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        progress_bar=False,
+    )
+    return {**result.summary(), "rl_config": config.to_dict()}
+
+
+def artifact_metrics(artifact_dir: str) -> dict:
+    import json
+    from pathlib import Path
+
+    path = Path(artifact_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def artifact_config(artifact_dir: str) -> dict:
+    import json
+    from pathlib import Path
+
+    path = Path(artifact_dir) / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {}

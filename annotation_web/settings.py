@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "annotation_web.accounts",
     "annotation_web.labeling",
     "annotation_web.jobs",
+    "annotation_web.training",
 ]
 
 MIDDLEWARE = [

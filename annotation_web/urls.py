@@ -7,6 +7,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from annotation_web.jobs import api as jobs_api
 from annotation_web.labeling import api as labeling_api
 from annotation_web.labeling import views as labeling_views
+from annotation_web.training import api as training_api
 
 api = [
     path("api/auth/token/", obtain_auth_token, name="api-token"),
@@ -23,6 +24,19 @@ api = [
     path("api/judgments/", labeling_api.SubmitJudgmentApi.as_view(), name="api-submit"),
     path("api/jobs/", jobs_api.JobListApi.as_view(), name="api-jobs"),
     path("api/jobs/<int:pk>/", jobs_api.JobDetailApi.as_view(), name="api-job"),
+    path("api/jobs/<int:pk>/cancel/", training_api.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("api/models/", training_api.ModelVersionListApi.as_view(), name="api-models"),
+    path(
+        "api/projects/<slug:slug>/jobs/generate/",
+        training_api.GenerateJobApi.as_view(),
+        name="api-job-generate",
+    ),
+    path(
+        "api/projects/<slug:slug>/jobs/train-reward/",
+        training_api.RewardJobApi.as_view(),
+        name="api-job-reward",
+    ),
+    path("api/projects/<slug:slug>/jobs/train-rl/", training_api.RLJobApi.as_view(), name="api-job-rl"),
 ]
 
 pages = [

@@ -27,6 +27,9 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 class JobKind(models.TextChoices):
     IMPORT = "import", "Import faces"
+    GENERATE = "generate", "Generate candidates and pairs"
+    TRAIN_REWARD = "train_reward", "Train a reward model"
+    TRAIN_RL = "train_rl", "RL fine-tune a restorer"
 
 
 class Job(models.Model):

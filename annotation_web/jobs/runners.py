@@ -43,7 +43,37 @@ def _run_import(job: Job) -> dict:
     return report.as_dict()
 
 
-RUNNERS = {JobKind.IMPORT: _run_import}
+def _progress_reporter(job: Job):
+    def report(done: int, total: int, line: str) -> None:
+        job_report_progress(job_id=job.pk, done=done, total=total, log_line=line)
+
+    return report
+
+
+def _run_generate(job: Job) -> dict:
+    from annotation_web.training.services import generation_run
+
+    return generation_run(job=job, progress=_progress_reporter(job))
+
+
+def _run_train_reward(job: Job) -> dict:
+    from annotation_web.training.services import reward_training_run
+
+    return reward_training_run(job=job, progress=_progress_reporter(job))
+
+
+def _run_train_rl(job: Job) -> dict:
+    from annotation_web.training.services import rl_training_run
+
+    return rl_training_run(job=job, progress=_progress_reporter(job))
+
+
+RUNNERS = {
+    JobKind.IMPORT: _run_import,
+    JobKind.GENERATE: _run_generate,
+    JobKind.TRAIN_REWARD: _run_train_reward,
+    JobKind.TRAIN_RL: _run_train_rl,
+}
 
 
 def job_run(*, job_id: int) -> None:
@@ -55,6 +85,12 @@ def job_run(*, job_id: int) -> None:
     try:
         outputs = RUNNERS[job.kind](job)
     except Exception as exc:  # noqa: BLE001 - the job row records any failure for the engineer to read
-        job_transition(job_id=job_id, to_state=JobState.FAILED, error=f"{exc}\n{traceback.format_exc()}")
+        if Job.objects.filter(pk=job_id, state=JobState.RUNNING).exists():
+            job_transition(job_id=job_id, to_state=JobState.FAILED, error=f"{exc}\n{traceback.format_exc()}")
         raise
-    job_finish(job_id=job_id, outputs=outputs)
+    with transaction.atomic():
+        cancelled = Job.objects.select_for_update().get(pk=job_id).state == JobState.CANCELLED
+        if cancelled:
+            Job.objects.filter(pk=job_id).update(outputs=outputs)
+    if not cancelled:
+        job_finish(job_id=job_id, outputs=outputs)

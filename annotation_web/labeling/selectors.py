@@ -121,15 +121,16 @@ def preference_export_rows(*, project: Project, include_gold: bool = True) -> It
         a, b = pair.candidate_a, pair.candidate_b
         yield {
             "schema_version": EXPORT_SCHEMA_VERSION,
-            "judgment_id": judgment.pk,
-            "pair_id": pair.pk,
-            "input_id": pair.face_input_id,
+            # Ids are strings in the contract: readers must not depend on the database's key type.
+            "judgment_id": str(judgment.pk),
+            "pair_id": str(pair.pk),
+            "input_id": str(pair.face_input_id),
             "lq_key": pair.face_input.lq_key,
             "hq_key": pair.face_input.hq_key or None,
             "a_key": a.image_key,
             "b_key": b.image_key,
             "outcome": judgment.outcome,
-            "annotator_id": judgment.annotator_id,
+            "annotator_id": str(judgment.annotator_id),
             "is_gold": judgment.is_gold,
             "shown_left": judgment.shown_left,
             "duration_ms": judgment.client_duration_ms

@@ -47,7 +47,9 @@ def _lock_annotator(annotator: User) -> None:
     User.objects.select_for_update().filter(pk=annotator.pk).first()
 
 
-def _lock_next_open_pair(*, project: Project, annotator: User, exclude_pair_ids: Iterable[int]) -> Pair | None:
+def _lock_next_open_pair(
+    *, project: Project, annotator: User, exclude_pair_ids: Iterable[int]
+) -> Pair | None:
     judged_by_me = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
     open_for_me = (
         Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0)

@@ -58,7 +58,14 @@ def face_png(seed: int, size: int = 48) -> bytes:
 @pytest.fixture
 def make_project(db):
     def make(
-        *, pairs: int = 5, overlap: int = 1, gold: int = 0, gold_rate: float = 0.0, ttl: int = 300, slug=None
+        *,
+        pairs: int = 5,
+        overlap: int = 1,
+        gold: int = 0,
+        gold_rate: float = 0.0,
+        ttl: int = 300,
+        slug=None,
+        resolution: int = 64,
     ):
         """A project with `pairs` pairs on separate inputs; image keys are placeholders (no files needed)."""
         project = services.project_create(
@@ -67,6 +74,7 @@ def make_project(db):
             overlap=overlap,
             gold_rate=gold_rate,
             reservation_ttl_seconds=ttl,
+            resolution=resolution,
         )
         version_a, _ = ModelVersion.objects.get_or_create(kind=ModelKind.CLASSICAL, name="a")
         version_b, _ = ModelVersion.objects.get_or_create(kind=ModelKind.CLASSICAL, name="b")

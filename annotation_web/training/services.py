@@ -1,0 +1,368 @@
+"""The ML loop as jobs: candidates from a restorer, reward-model training on the judgments, RL fine-tuning.
+
+Each `*_run` function is what a job of that kind does (called by `jobs.runners` in a Celery worker); each
+`*_job_create` validates a request and queues the job. Lineage goes into `ModelVersion.parent`,
+`ModelVersion.config["lineage"]` and the job's outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from annotation_web import ml_bridge
+from annotation_web.jobs.models import Job, JobKind, JobState
+from annotation_web.jobs.services import job_enqueue
+from annotation_web.labeling import selectors
+from annotation_web.labeling.errors import LabelingError, NotFound
+from annotation_web.labeling.models import Candidate, FaceInput, Judgment, ModelKind, ModelVersion, Project
+from annotation_web.labeling.services import candidate_store, pair_create
+from annotation_web.storage import get_storage
+from annotation_web.training.artifacts import artifact_local_dir, artifact_prefix, artifact_upload
+
+Progress = Callable[[int, int, str], None]
+
+
+def _model_version(pk: int, kind: str) -> ModelVersion:
+    version = ModelVersion.objects.filter(pk=pk, kind=kind).first()
+    if version is None:
+        raise NotFound(f"no {kind} model version with id {pk}")
+    if not version.artifact_key:
+        raise LabelingError(f"{version} has no artifact to load")
+    return version
+
+
+@transaction.atomic
+def model_version_register(
+    *,
+    kind: str,
+    name: str,
+    folder: Path,
+    parent: ModelVersion | None = None,
+    lineage: dict | None = None,
+    description: str = "",
+) -> ModelVersion:
+    """Copy an artifact folder into the storage as the next version of `kind/name`."""
+    if kind not in (ModelKind.RESTORER, ModelKind.REWARD):
+        raise LabelingError(f"only restorer and reward artifacts are registered, not {kind!r}")
+    if not (folder / "config.json").exists():
+        raise LabelingError(f"{folder} is not an artifact folder (no config.json)")
+    latest = ModelVersion.objects.select_for_update().filter(kind=kind, name=name).aggregate(Max("version"))
+    version_number = (latest["version__max"] or 0) + 1
+    prefix = artifact_prefix(kind=kind, name=name, version=version_number)
+    artifact_upload(folder=folder, prefix=prefix)
+    return ModelVersion.objects.create(
+        kind=kind,
+        name=name,
+        version=version_number,
+        description=description,
+        artifact_key=prefix,
+        parent=parent,
+        config={**ml_bridge.artifact_config(str(folder)), "lineage": lineage or {}},
+        metrics=ml_bridge.artifact_metrics(str(folder)),
+    )
+
+
+# --- generation ----------------------------------------------------------------------------------------
+
+
+def generation_run(*, job: Job, progress: Progress) -> dict:
+    """Sample K candidates per input with a restorer version, then queue the pairs that teach most."""
+    params = job.params
+    restorer = _model_version(params["restorer_id"], ModelKind.RESTORER)
+    reward = _model_version(params["reward_id"], ModelKind.REWARD) if params.get("reward_id") else None
+    inputs = list(FaceInput.objects.filter(project=job.project, pk__in=params["input_ids"]).order_by("pk"))
+    if not inputs:
+        raise LabelingError("none of the given inputs belong to this project")
+    storage = get_storage()
+    seeds = [int(params.get("seed", 0)) * 1000 + k for k in range(int(params.get("samples_per_input", 4)))]
+    artifact_dir = str(artifact_local_dir(prefix=restorer.artifact_key))
+    candidate_sets = []
+    created = 0
+    for index, face_input in enumerate(inputs, start=1):
+        lq_png = storage.get(face_input.lq_key)
+        pngs = ml_bridge.restorer_samples_png(
+            artifact_dir=artifact_dir,
+            lq_pngs=[lq_png],
+            instructions=[face_input.instruction],
+            seeds=seeds,
+            num_steps=int(params.get("num_steps", 20)),
+            eta=float(params.get("eta", 0.0)),
+        )[0]
+        candidates = {}
+        for seed, png in zip(seeds, pngs):
+            candidate = candidate_store(face_input=face_input, model_version=restorer, seed=seed, png=png)
+            candidates[candidate.image_key] = png
+            created += 1
+        candidate_sets.append((str(face_input.pk), lq_png, candidates))
+        progress(index, len(inputs), f"sampled {len(seeds)} candidates for input {face_input.pk}")
+    choices = ml_bridge.choose_pairs(
+        candidate_sets=candidate_sets,
+        reward_dir=str(artifact_local_dir(prefix=reward.artifact_key)) if reward else None,
+        budget=int(params.get("pairs_budget", len(inputs) * 2)),
+        random_fraction=float(params.get("random_fraction", 0.2)),
+        seed=int(params.get("seed", 0)),
+    )
+    by_key = {c.image_key: c for c in Candidate.objects.filter(face_input__in=inputs, model_version=restorer)}
+    pair_ids = []
+    for choice in choices:
+        pair = pair_create(
+            a=by_key[choice.a_key],
+            b=by_key[choice.b_key],
+            batch=params.get("batch", f"gen-{job.pk}"),
+            selection_reason=choice.reason,
+            selection_score=choice.score,
+        )
+        pair_ids.append(pair.pk)
+    return {
+        "candidates": created,
+        "pair_ids": pair_ids,
+        "restorer_id": restorer.pk,
+        "reward_id": reward.pk if reward else None,
+    }
+
+
+# --- reward model ---------------------------------------------------------------------------------------
+
+
+def _materialise_images(keys: set[str], root: Path) -> Path:
+    """The images a training run reads, as files under one folder keyed like the storage."""
+    storage = get_storage()
+    if hasattr(storage, "local_path"):
+        return Path(settings.STORAGE_LOCAL_ROOT)
+    for key in keys:
+        target = root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(storage.get(key))
+    return root
+
+
+def reward_training_run(*, job: Job, progress: Progress) -> dict:
+    params = job.params
+    project = job.project
+    last_judgment = int(params["up_to_judgment_id"])
+    with tempfile.TemporaryDirectory(prefix="reward-job-") as tmp:
+        work = Path(tmp)
+        export = work / "judgments.jsonl"
+        keys: set[str] = set()
+        count = 0
+        with export.open("w") as handle:
+            for row in selectors.preference_export_rows(project=project):
+                if int(row["judgment_id"]) > last_judgment:
+                    continue
+                handle.write(json.dumps(row) + "\n")
+                keys.update((row["lq_key"], row["a_key"], row["b_key"]))
+                count += 1
+        if count == 0:
+            raise LabelingError("the project has no judgments to train a reward model on")
+        progress(1, 3, f"exported {count} judgments")
+        images_root = _materialise_images(keys, work / "images")
+        out_dir = work / "artifact"
+        metrics = ml_bridge.reward_model_train(
+            judgments_path=str(export),
+            images_root=str(images_root),
+            out_dir=str(out_dir),
+            size=params.get("size", "small"),
+            max_steps=int(params.get("max_steps", 2000)),
+            seed=int(params.get("seed", 0)),
+        )
+        progress(2, 3, f"trained: {json.dumps({k: v for k, v in metrics.items() if isinstance(v, float)})}")
+        version = model_version_register(
+            kind=ModelKind.REWARD,
+            name=params.get("name", project.slug),
+            folder=out_dir,
+            lineage={
+                "project": project.slug,
+                "judgments": count,
+                "up_to_judgment_id": last_judgment,
+                "job": job.pk,
+            },
+            description=f"Reward model trained on {count} judgments of {project.slug}",
+        )
+    progress(3, 3, f"registered {version}")
+    return {"reward_id": version.pk, "judgments": count, "metrics": version.metrics}
+
+
+# --- RL ------------------------------------------------------------------------------------------------
+
+
+def _write_manifest(project: Project, folder: Path) -> Path:
+    storage = get_storage()
+    rows = []
+    for face_input in FaceInput.objects.filter(project=project).order_by("pk"):
+        lq = folder / f"{face_input.pk}-lq.png"
+        lq.write_bytes(storage.get(face_input.lq_key))
+        row = {"id": str(face_input.pk), "lq": lq.name, "instruction": face_input.instruction}
+        if face_input.hq_key:
+            hq = folder / f"{face_input.pk}-hq.png"
+            hq.write_bytes(storage.get(face_input.hq_key))
+            row["hq"] = hq.name
+        if face_input.degradation:
+            row["degradation"] = face_input.degradation
+        rows.append(row)
+    if len(rows) < 2:
+        raise LabelingError("RL needs at least two inputs in the project (one is held out for evaluation)")
+    manifest = folder / "inputs.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return manifest
+
+
+def _check_resolution(restorer: ModelVersion, project: Project) -> None:
+    resolution = restorer.config.get("resolution")
+    if resolution is not None and resolution != project.resolution:
+        raise LabelingError(
+            f"{restorer} works at {resolution} px but project {project.slug} keeps its faces at {project.resolution} px"
+        )
+
+
+def rl_training_run(*, job: Job, progress: Progress) -> dict:
+    params = job.params
+    policy = _model_version(params["restorer_id"], ModelKind.RESTORER)
+    reward = _model_version(params["reward_id"], ModelKind.REWARD)
+    _check_resolution(policy, job.project)
+
+    def should_stop() -> bool:
+        return Job.objects.filter(pk=job.pk, state=JobState.CANCELLED).exists()
+
+    def on_progress(step: int, total: int, metrics: dict) -> None:
+        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, int | float)}
+        progress(step, total, f"step {step}/{total} {json.dumps(shown)}")
+
+    # The run folder outlives a crashed worker so that a redelivered job resumes from its checkpoint.
+    run_dir = Path(settings.VAR_DIR) / "rl-runs" / f"job-{job.pk}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = _write_manifest(job.project, run_dir)
+    summary = ml_bridge.rl_fine_tune(
+        policy_dir=str(artifact_local_dir(prefix=policy.artifact_key)),
+        reward_dir=str(artifact_local_dir(prefix=reward.artifact_key)),
+        manifest_path=str(manifest),
+        out_dir=str(run_dir / "artifact"),
+        preset=params.get("preset", "tiny"),
+        overrides=params.get("overrides", {}),
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
+    if summary.get("stop_reason") == "cancelled":
+        return {"summary": summary}
+    version = model_version_register(
+        kind=ModelKind.RESTORER,
+        name=policy.name,
+        folder=run_dir / "artifact",
+        parent=policy,
+        lineage={
+            "parent_restorer_id": policy.pk,
+            "reward_id": reward.pk,
+            "project": job.project.slug,
+            "job": job.pk,
+        },
+        description=f"RL fine-tune of {policy} against {reward}: {summary.get('message', '')}",
+    )
+    return {"restorer_id": version.pk, "summary": summary}
+
+
+# --- queueing jobs -------------------------------------------------------------------------------------
+
+
+def _queue(*, kind: str, project: Project, user, params: dict) -> Job:
+    job = Job.objects.create(kind=kind, project=project, created_by=user, params=params)
+    transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+    return job
+
+
+@transaction.atomic
+def generation_job_create(
+    *,
+    project: Project,
+    user,
+    restorer_id: int,
+    reward_id: int | None = None,
+    input_ids: list[int] | None = None,
+    samples_per_input: int = 4,
+    pairs_budget: int | None = None,
+    random_fraction: float = 0.2,
+    num_steps: int = 20,
+    eta: float = 0.0,
+    seed: int = 0,
+) -> Job:
+    _model_version(restorer_id, ModelKind.RESTORER)
+    if reward_id is not None:
+        _model_version(reward_id, ModelKind.REWARD)
+    if not 2 <= samples_per_input <= 16:
+        raise LabelingError("samples_per_input must be between 2 and 16")
+    if not 0.0 <= random_fraction <= 1.0:
+        raise LabelingError("random_fraction must be between 0 and 1")
+    ids = input_ids or list(project.inputs.values_list("pk", flat=True))
+    if not ids:
+        raise LabelingError("the project has no inputs; import faces first")
+    params = {
+        "restorer_id": restorer_id,
+        "reward_id": reward_id,
+        "input_ids": ids,
+        "samples_per_input": samples_per_input,
+        "pairs_budget": pairs_budget or 2 * len(ids),
+        "random_fraction": random_fraction,
+        "num_steps": num_steps,
+        "eta": eta,
+        "seed": seed,
+    }
+    return _queue(kind=JobKind.GENERATE, project=project, user=user, params=params)
+
+
+@transaction.atomic
+def reward_job_create(
+    *, project: Project, user, size: str = "small", max_steps: int = 2000, seed: int = 0, name: str = ""
+) -> Job:
+    last = Judgment.objects.filter(pair__project=project).aggregate(Max("pk"))["pk__max"]
+    if last is None:
+        raise LabelingError("the project has no judgments yet")
+    if size not in ("tiny", "small", "gpu"):
+        raise LabelingError("size must be tiny, small or gpu")
+    params = {
+        "up_to_judgment_id": last,
+        "size": size,
+        "max_steps": max_steps,
+        "seed": seed,
+        "name": name or project.slug,
+    }
+    return _queue(kind=JobKind.TRAIN_REWARD, project=project, user=user, params=params)
+
+
+@transaction.atomic
+def rl_job_create(
+    *,
+    project: Project,
+    user,
+    restorer_id: int,
+    reward_id: int,
+    preset: str = "tiny",
+    overrides: dict | None = None,
+) -> Job:
+    restorer = _model_version(restorer_id, ModelKind.RESTORER)
+    _model_version(reward_id, ModelKind.REWARD)
+    _check_resolution(restorer, project)
+    params = {
+        "restorer_id": restorer_id,
+        "reward_id": reward_id,
+        "preset": preset,
+        "overrides": overrides or {},
+    }
+    return _queue(kind=JobKind.TRAIN_RL, project=project, user=user, params=params)
+
+
+@transaction.atomic
+def job_cancel(*, job_id: int) -> Job:
+    from annotation_web.jobs.models import TERMINAL_STATES
+    from annotation_web.jobs.services import job_transition
+
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if job.state in TERMINAL_STATES:
+        raise LabelingError(f"job {job_id} already {job.state}")
+    return job_transition(job_id=job_id, to_state=JobState.CANCELLED)
