@@ -41,12 +41,13 @@ class TrainConfig:
     reward: RewardConfig = field(default_factory=lambda: CONFIG_PRESETS["small"])
     seed: int = 0
     max_steps: int = 2000
-    batch_size: int = 64
+    batch_size: int = 64  # at least this many judgments per step (all judgments of the inputs drawn)
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     eval_every: int = 100
     patience: int = 5  # evaluations without a better validation score before stopping
+    min_steps: int = 0  # never stop before this step: early validation accuracy is noisy on small sets
     learn_annotator_reliability: bool = True
     reliability_prior_weight: float = 2.0
     reliability_learning_rate: float = 0.02  # a few scalars per annotator: they can move faster than weights
@@ -203,6 +204,29 @@ def _better(candidate: tuple[float, float], best: tuple[float, float] | None) ->
     return best is None or candidate > best
 
 
+def _rows_by_input(rows: Sequence[JudgmentRow]) -> list[Tensor]:
+    grouped: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        grouped[row.input_id].append(index)
+    return [torch.tensor(indices, dtype=torch.long) for indices in grouped.values()]
+
+
+def _grouped_batch(rows_by_input: Sequence[Tensor], batch_size: int, generator: torch.Generator) -> Tensor:
+    """Every judgment of randomly drawn inputs, until there are at least ``batch_size`` of them.
+
+    Judgments of one input share candidates, so grouping them lets a batch encode each image once: with
+    many judgments per input this needs several times fewer forward passes than independent rows.
+    """
+    chosen: list[Tensor] = []
+    count = 0
+    for input_index in torch.randperm(len(rows_by_input), generator=generator).tolist():
+        chosen.append(rows_by_input[input_index])
+        count += len(rows_by_input[input_index])
+        if count >= batch_size:
+            break
+    return torch.cat(chosen)
+
+
 def _save_checkpoint(
     checkpoint_dir: Path,
     *,
@@ -290,6 +314,7 @@ def train(
         sample_weights = torch.ones(len(train_data), members)
     annotator_index = reliability.indices(train_data.annotator_ids) if reliability is not None else None
     generator = torch.Generator().manual_seed(config.seed)
+    rows_by_input = _rows_by_input(train_rows)
 
     step, best_step, evals_without_improvement = 0, 0, 0
     best_score: tuple[float, float] | None = None
@@ -318,21 +343,32 @@ def train(
         best_score = tuple(saved["best_score"]) if saved["best_score"] is not None else None  # type: ignore[assignment]
 
     started = time.perf_counter()
-    stopped_early = evals_without_improvement >= config.patience and len(val_data) > 0
+    stopped_early = (
+        evals_without_improvement >= config.patience and step >= config.min_steps and len(val_data) > 0
+    )
     bar = tqdm(
         total=config.max_steps, initial=step, desc="reward model", disable=not progress, dynamic_ncols=True
     )
     while step < config.max_steps and not stopped_early:
         model.train()
-        batch = torch.randint(len(train_data), (config.batch_size,), generator=generator)
-        lq = images.images[train_data.lq[batch]]
-        a = images.images[train_data.a[batch]]
-        b = images.images[train_data.b[batch]]
+        batch = _grouped_batch(rows_by_input, config.batch_size, generator)
+        # Each distinct candidate (with its LQ) is encoded once even when several judgments share it.
+        pair_keys = torch.cat(
+            [
+                train_data.lq[batch] * len(images.images) + train_data.a[batch],
+                train_data.lq[batch] * len(images.images) + train_data.b[batch],
+            ]
+        )
+        unique_keys, inverse = torch.unique(pair_keys, return_inverse=True)
+        lq = images.images[unique_keys // len(images.images)]
+        x = images.images[unique_keys % len(images.images)]
         if config.hflip:
-            flip = torch.rand(config.batch_size, generator=generator) < 0.5
-            lq, a, b = (torch.where(flip[:, None, None, None], image.flip(-1), image) for image in (lq, a, b))
-        lq, a, b = lq.to(device), a.to(device), b.to(device)
-        rewards = model.member_rewards(torch.cat([lq, lq]), torch.cat([a, b]))
+            # One flip decision per input, so an LQ and all its candidates are flipped together.
+            flip = (torch.rand(len(images.images), generator=generator) < 0.5)[
+                unique_keys // len(images.images)
+            ]
+            lq, x = (torch.where(flip[:, None, None, None], image.flip(-1), image) for image in (lq, x))
+        rewards = model.member_rewards(lq.to(device), x.to(device))[inverse.to(device)]
         reward_a, reward_b = rewards.chunk(2)
         if reliability is not None and annotator_index is not None:
             scale, side_bias = reliability.lookup(annotator_index[batch].to(device))
@@ -367,7 +403,7 @@ def train(
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     evals_without_improvement += 1
-                    stopped_early = evals_without_improvement >= config.patience
+                    stopped_early = evals_without_improvement >= config.patience and step >= config.min_steps
             else:
                 best_step, best_state = step, {k: v.detach().clone() for k, v in model.state_dict().items()}
                 bar.set_postfix(loss=f"{loss.item():.3f}")

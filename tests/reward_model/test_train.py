@@ -190,3 +190,22 @@ def test_image_keys_cannot_escape_the_image_root(tmp_path):
     with pytest.raises(ImageLookupError, match="outside"):
         ImageBank.from_directory(tmp_path / "root", ["../secret.png"], 16)
     assert keys_of([]) == []
+
+
+def test_early_stopping_waits_for_patience_and_min_steps(toy_data, toy_oracle_factory):
+    rows = oracle_rows(toy_data, {"r": toy_oracle_factory("reliable")}, judgments_per_annotator=100)
+    bank = ImageBank(toy_data.images, resolution=16)
+    # With a zero learning rate the validation score never improves after the first evaluation.
+    frozen = dataclasses.replace(
+        CONFIG,
+        learning_rate=0.0,
+        reliability_learning_rate=0.0,
+        eval_every=5,
+        patience=2,
+        max_steps=100,
+        batch_size=4,
+    )
+    assert train(frozen, judgments=rows, images=bank, progress=False).metrics["steps"] == 15
+    patient = dataclasses.replace(frozen, min_steps=40)
+    result = train(patient, judgments=rows, images=bank, progress=False)
+    assert result.metrics["steps"] == 40 and result.metrics["stopped_early"]
