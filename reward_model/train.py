@@ -489,7 +489,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-annotator-reliability", action="store_true", help="weigh every annotator equally"
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     rows = read_judgments(args.judgments)
     reward_config = dataclasses.replace(CONFIG_PRESETS[args.config], seed=args.seed)

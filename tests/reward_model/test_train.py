@@ -79,7 +79,7 @@ def test_uncertainty_is_higher_on_near_equal_pairs(trained):
         near_spread.append(ensemble.preference(lq, twin_a, twin_b)[1])
         p_far, spread_far = ensemble.preference(lq, best, worst)
         far_spread.append(spread_far)
-    assert torch.cat(near_spread).mean() > torch.cat(far_spread).mean()
+    assert torch.cat(near_spread).mean() > torch.cat(far_spread).mean() + 0.05
 
 
 def test_metrics_and_annotator_weights(trained, toy_data, toy_oracle_factory):
