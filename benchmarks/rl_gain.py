@@ -88,7 +88,7 @@ FULL = Sizes(
     rl_inputs=48,
     guard_inputs=8,
     test_inputs=24,
-    reward_inputs=64,
+    reward_inputs=48,
     candidates=6,
     reward_steps=400,
     eval_seeds=4,
@@ -210,25 +210,28 @@ def build_reward_model(
     def candidates_for(batch: Faces, seed_base: int) -> tuple[dict[str, list[str]], dict[str, float]]:
         keys_of_input: dict[str, list[str]] = {}
         distances: dict[str, float] = {}
-        for index, input_id in enumerate(batch.ids):
-            lq = batch.lq[index : index + 1].expand(sizes.candidates, -1, -1, -1)
-            seeds = [seed_base + 100 * index + k for k in range(sizes.candidates)]
+        k = sizes.candidates
+        per_call = 4  # inputs per sampler call: batches of 4 * K images keep the CPU busy
+        for first in range(0, len(batch.ids), per_call):
+            chunk = range(first, min(first + per_call, len(batch.ids)))
             with torch.no_grad():
                 out = sampling.sample(
                     restorer,
-                    lq,
-                    [batch.instructions[index]] * sizes.candidates,
+                    batch.lq[list(chunk)].repeat_interleave(k, dim=0),
+                    [batch.instructions[index] for index in chunk for _ in range(k)],
                     num_steps=args.rollout_steps,
                     eta=1.0,
-                    seeds=seeds,
+                    seeds=[seed_base + 100 * index + c for index in chunk for c in range(k)],
                 )
-            samples = quantize(out.images)
-            keys = [f"samples/sup/{input_id}/{k}.png" for k in range(sizes.candidates)]
-            images[f"inputs/{input_id}/lq.png"] = batch.lq[index]
-            images.update(zip(keys, samples))
-            d = distance(samples, batch.hq[index : index + 1].expand_as(samples))
-            distances.update(zip(keys, d.tolist()))
-            keys_of_input[input_id] = keys
+            for position, index in enumerate(chunk):
+                input_id = batch.ids[index]
+                samples = quantize(out.images[position * k : (position + 1) * k])
+                keys = [f"samples/sup/{input_id}/{c}.png" for c in range(k)]
+                images[f"inputs/{input_id}/lq.png"] = batch.lq[index]
+                images.update(zip(keys, samples))
+                d = distance(samples, batch.hq[index : index + 1].expand_as(samples))
+                distances.update(zip(keys, d.tolist()))
+                keys_of_input[input_id] = keys
         return keys_of_input, distances
 
     train_candidates, train_distances = candidates_for(faces, 10_000_000)
@@ -268,7 +271,11 @@ def build_reward_model(
     shutil.rmtree(out, ignore_errors=True)
     fit_started = time.perf_counter()
     result = train_reward_model(
-        config, judgments=rows, images=ImageBank(images, RESOLUTION), out_dir=out, progress=False
+        config,
+        judgments=rows,
+        images=ImageBank(images, reward_config.resolution),
+        out_dir=out,
+        progress=False,
     )
     fit_seconds = time.perf_counter() - fit_started
 
@@ -383,14 +390,16 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/pref-artifacts/rl_bench")
     parser.add_argument("--rl-minutes", type=float, default=18.0)
     parser.add_argument("--rollout-steps", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=3e-5)
-    parser.add_argument("--clip-range", type=float, default=0.05)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--clip-range", type=float, default=0.01)
     parser.add_argument("--kl-weight", type=float, default=0.01)
     parser.add_argument("--consistency-weight", type=float, default=0.5)
     parser.add_argument("--judgments-per-pair", type=int, default=2)
     parser.add_argument(
         "--reuse-reward", action="store_true", help="reuse the reward model of an earlier run"
     )
+    parser.add_argument("--finish-by", default=None, help="UTC HH:MM: shorten the RL budget to end by then")
+    parser.add_argument("--eval-minutes", type=float, default=5.0, help="time kept for the final evaluation")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.quick:
@@ -406,7 +415,7 @@ def main() -> None:
 
     rl_faces = make_faces("train", sizes.rl_inputs, offset=RL_SEED_OFFSET)
     reward_faces = make_faces("train", sizes.reward_inputs, offset=RL_SEED_OFFSET)  # RL inputs are among them
-    reward_check = make_faces("val", sizes.test_inputs, offset=100)
+    reward_check = make_faces("val", sizes.test_inputs // 2, offset=100)
     guard_faces = make_faces("val", sizes.guard_inputs)
     test_faces = make_faces("test", sizes.test_inputs)
 
@@ -429,6 +438,17 @@ def main() -> None:
     log(f"reward model: {json.dumps(reward_info)}")
 
     manifest = write_inputs(rl_faces, guard_faces, work / "inputs")
+    if args.finish_by:
+        # a shared machine: shrink the RL budget so that the whole run ends by the given UTC time
+        hours, minutes = (int(part) for part in args.finish_by.split(":"))
+        now = time.gmtime()
+        left = (hours * 60 + minutes) - (now.tm_hour * 60 + now.tm_min + now.tm_sec / 60)
+        budget = max(4.0, min(args.rl_minutes, left - args.eval_minutes))
+        if budget < args.rl_minutes:
+            log(
+                f"RL budget cut from {args.rl_minutes} to {budget:.1f} minutes to finish by {args.finish_by} UTC"
+            )
+        args.rl_minutes = budget
     config = rl_config(args, sizes)
     rl_out = work / "rl_out"
     shutil.rmtree(rl_out, ignore_errors=True)
