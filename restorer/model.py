@@ -66,6 +66,9 @@ class RestorerConfig:
     attention_head_dim: int = 16
     norm_num_groups: int = 16
     cross_attention_dim: int = 64
+    # also pool the latent queries into the UNet's time embedding (diffusers' "text" addition embedding), so
+    # they modulate every ResNet block, not only the levels with cross-attention
+    query_time_embedding: bool = True
     # diffusion process
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
@@ -172,6 +175,8 @@ def _build_unet(config: RestorerConfig) -> UNet2DConditionModel:
         norm_num_groups=config.norm_num_groups,
         cross_attention_dim=config.cross_attention_dim,
         attention_head_dim=config.attention_head_dim,
+        addition_embed_type="text" if config.query_time_embedding else None,
+        addition_embed_type_num_heads=max(1, config.cross_attention_dim // config.attention_head_dim),
     )
 
 
