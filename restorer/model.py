@@ -102,6 +102,8 @@ class RestorerConfig:
         if unknown:
             raise ValueError(f"unknown restorer config fields: {sorted(unknown)}")
         values = dict(data)
+        # configs saved before the field existed describe UNets without the query time embedding
+        values.setdefault("query_time_embedding", False)
         for name in ("block_out_channels", "cross_attention_levels"):
             if name in values:
                 values[name] = tuple(values[name])

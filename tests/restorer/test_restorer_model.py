@@ -154,3 +154,13 @@ def test_config_round_trips_and_rejects_unknown_fields():
         RestorerConfig.from_dict({"widht": 3})
     with pytest.raises(ValueError, match="must divide"):
         RestorerConfig(resolution=60)
+
+
+def test_artifacts_saved_before_the_query_time_embedding_still_load(tmp_path):
+    old = Restorer(tiny_test_config(query_time_embedding=False))
+    old.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["query_time_embedding"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    loaded = Restorer.from_pretrained(tmp_path / "old")
+    assert loaded.config.query_time_embedding is False
