@@ -124,6 +124,15 @@ class AgreementApi(APIView):
         )
 
 
+class DashboardApi(APIView):
+    """The numbers behind the managers' dashboard page, for their own tools."""
+
+    permission_classes = [IsEngineerOrManager]
+
+    def get(self, request, slug: str):
+        return Response(selectors.dashboard_overview(project=selectors.project_get(slug=slug)))
+
+
 class ExportPreferencesApi(APIView):
     """JSONL stream of the preference export contract (one judgment a line; skips are not exported)."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -156,3 +156,81 @@ def pairs_for_engineer(*, project: Project) -> QuerySet[Pair]:
 
 def judgments_for_engineer(*, project: Project) -> QuerySet[Judgment]:
     return Judgment.objects.filter(pair__project=project).select_related("annotator").order_by("id")
+
+
+def judgments_per_day(*, project: Project, days: int = 14) -> list[dict]:
+    from django.db.models.functions import TruncDate
+
+    since = timezone.now() - timedelta(days=days - 1)
+    counts = dict(
+        Judgment.objects.filter(pair__project=project, created_at__gte=since)
+        .exclude(outcome=Outcome.SKIP)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    today = timezone.localdate()
+    return [
+        {
+            "day": (today - timedelta(days=offset)).isoformat(),
+            "judgments": counts.get(today - timedelta(days=offset), 0),
+        }
+        for offset in range(days - 1, -1, -1)
+    ]
+
+
+def dashboard_overview(*, project: Project) -> dict:
+    """What a manager reads: the dataset's size and pace, answer mix, agreement, annotators, models, jobs."""
+    from annotation_web.jobs.models import Job
+    from annotation_web.labeling.models import FaceInput, ModelVersion
+
+    pairs = Pair.objects.filter(project=project, is_gold=False)
+    outcome_counts = dict(
+        Judgment.objects.filter(pair__project=project, is_gold=False)
+        .values("outcome")
+        .annotate(n=Count("id"))
+        .values_list("outcome", "n")
+    )
+    model_versions = ModelVersion.objects.filter(
+        Q(candidates__face_input__project=project) | Q(kind__in=["restorer", "reward"])
+    )
+    return {
+        "project": project.slug,
+        "inputs": FaceInput.objects.filter(project=project).count(),
+        "pairs": pairs.count(),
+        "pairs_complete": pairs.filter(judgment_count__gte=project.overlap).count(),
+        "gold_pairs": Pair.objects.filter(project=project, is_gold=True).count(),
+        "judgments": sum(n for outcome, n in outcome_counts.items() if outcome != Outcome.SKIP),
+        "outcomes": [
+            {"outcome": o.value, "label": o.label, "count": outcome_counts.get(o.value, 0)} for o in Outcome
+        ],
+        "per_day": judgments_per_day(project=project),
+        "agreement": project_agreement(project=project),
+        "annotators": annotators_overview(project=project),
+        "models": [
+            {
+                "id": m.pk,
+                "name": str(m),
+                "kind": m.kind,
+                "parent": str(m.parent) if m.parent_id else None,
+                "metrics": {
+                    k: v
+                    for k, v in (m.metrics or {}).items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                },
+            }
+            for m in model_versions.distinct().select_related("parent").order_by("kind", "name", "version")
+        ],
+        "jobs": [
+            {
+                "id": j.pk,
+                "kind": j.kind,
+                "state": j.state,
+                "done": j.progress_done,
+                "total": j.progress_total,
+                "created_at": j.created_at.isoformat(),
+            }
+            for j in Job.objects.filter(project=project).order_by("-created_at")[:10]
+        ],
+    }

@@ -234,3 +234,38 @@ def test_throttling_answers_429(make_project, annotator, monkeypatch):
     statuses = [client.get(f"/api/projects/{project.slug}/me/stats/").status_code for _ in range(5)]
     assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
     cache.clear()
+
+
+@pytest.mark.django_db
+def test_dashboard_for_managers_shows_pace_answers_agreement_and_annotators(
+    make_project, make_user, annotator
+):
+    from annotation_web.labeling import services
+
+    project = make_project(pairs=4, overlap=2, gold=1, gold_rate=0.5)
+    for user in (make_user(username="alice"), make_user(username="bob")):
+        while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
+            services.judgment_submit(
+                annotator=user,
+                reservation_id=reservation.pk,
+                choice="tie",
+                idempotency_key=str(reservation.pk),
+            )
+    manager = make_user(Role.MANAGER)
+    data = client_for(manager).get(f"/api/projects/{project.slug}/dashboard/").json()
+    assert data["pairs"] == 4 and data["pairs_complete"] == 4 and data["judgments"] == 8
+    assert {row["outcome"]: row["count"] for row in data["outcomes"]}["tie"] == 8
+    assert data["per_day"][-1]["judgments"] >= 8 and len(data["per_day"]) == 14
+    assert {row["annotator"] for row in data["annotators"]} == {"alice", "bob"}
+
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(manager)
+    page = browser.get(f"/dashboard/{project.slug}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="per-day-chart"' in html and "<rect" in html and "alice" in html
+    browser.force_login(annotator)
+    assert browser.get(f"/dashboard/{project.slug}/").status_code == 403
+    assert client_for(annotator).get(f"/api/projects/{project.slug}/dashboard/").status_code == 403
