@@ -2,7 +2,7 @@
 
 Server: gunicorn (DEBUG off, token auth, throttling set high enough not to bite) on PostgreSQL, in a fresh
 database that this script creates and drops. Each simulated annotator loops `next -> submit` with zero think
-time, using the submit's `next` field so one request both records a judgment and reserves the next pair.
+time by default (`--think-ms` for people who look at the images), using the submit's `next` field so one request both records a judgment and reserves the next pair.
 A few submits are repeated with the same idempotency key to exercise the idempotent path under load.
 
 For every (N, overlap) it prints judgments/s, p50/p95/p99 latency per call type and errors, then checks from
@@ -69,6 +69,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-rate", type=float, default=0.05, help="share of answers that are 'skip'")
     parser.add_argument(
         "--repeat-rate", type=float, default=0.02, help="share of submits sent twice with one key"
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean time an annotator looks at a pair (exponential); 0 is the closed-loop worst case",
     )
     parser.add_argument("--gold-rate", type=float, default=0.0)
     parser.add_argument(
@@ -421,6 +427,7 @@ async def annotator_loop(
     rng: random.Random,
     skip_rate: float,
     repeat_rate: float,
+    think_ms: float = 0.0,
 ) -> None:
     import httpx
 
@@ -438,6 +445,8 @@ async def annotator_loop(
                 if pair is None:
                     log.queue_ran_dry += response.status_code == 200
                     return
+            if think_ms > 0:
+                await asyncio.sleep(rng.expovariate(1000.0 / think_ms))
             choice = "skip" if rng.random() < skip_rate else rng.choice(SCREEN_CHOICES)
             body = {
                 "reservation": pair["reservation"],
@@ -487,6 +496,7 @@ async def run_load(
     seed: int,
     skip_rate: float,
     repeat_rate: float,
+    think_ms: float = 0.0,
     client_kind: str = "raw",
 ) -> tuple[RunLog, float]:
     import httpx
@@ -511,6 +521,7 @@ async def run_load(
                 rng=random.Random(seed * 100_003 + index),
                 skip_rate=skip_rate,
                 repeat_rate=repeat_rate,
+                think_ms=think_ms,
             )
             for index, ((user_id, token), client) in enumerate(zip(annotators, clients))
         ]
@@ -655,6 +666,7 @@ def one_run(
             seed=args.seed + n * 10 + overlap,
             skip_rate=args.skip_rate,
             repeat_rate=args.repeat_rate,
+            think_ms=args.think_ms,
             client_kind=args.client,
         )
     )
@@ -729,7 +741,7 @@ def main() -> None:
     db_name = f"pref_bench_{os.getpid()}"
     var_dir = Path(tempfile.mkdtemp(prefix="pref-bench-"))
     env = configure_environment(db_name, var_dir)
-    print("annotation_load: N concurrent simulated annotators, zero think time, next -> submit(+next) loops")
+    print("annotation_load: N concurrent simulated annotators looping next -> submit(+next)")
     print(
         f"machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), shared by the server "
         f"(gunicorn), PostgreSQL and this load generator (asyncio, {args.client} HTTP client); "
@@ -737,7 +749,8 @@ def main() -> None:
     )
     print(
         f"config: DEBUG off, token auth, PostgreSQL (fresh db {db_name}), duration {args.duration:g} s per run, "
-        f"skip {args.skip_rate:.0%}, repeats {args.repeat_rate:.0%}, gold rate {args.gold_rate:g}"
+        f"skip {args.skip_rate:.0%}, repeats {args.repeat_rate:.0%}, gold rate {args.gold_rate:g}, "
+        f"think time {args.think_ms:g} ms"
     )
     create_database(db_name)
     server = None
