@@ -1,8 +1,9 @@
 """Load test of the judging API: N concurrent simulated annotators against a production-like server.
 
 Server: gunicorn (DEBUG off, token auth, throttling set high enough not to bite) on PostgreSQL, in a fresh
-database that this script creates and drops. Each simulated annotator loops `next -> submit` with zero think
-time by default (`--think-ms` for people who look at the images), using the submit's `next` field so one request both records a judgment and reserves the next pair.
+database that this script creates and drops. Each simulated annotator loops `next -> submit` with zero
+think time by default (`--think-ms` for people who look at the images), using the submit's `next` field so
+one request both records a judgment and reserves the next pair.
 A few submits are repeated with the same idempotency key to exercise the idempotent path under load.
 
 For every (N, overlap) it prints judgments/s, p50/p95/p99 latency per call type and errors, then checks from
