@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -235,7 +236,7 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
         progress(step, total, f"step {step}/{total} {json.dumps(shown)}")
 
     # The run folder outlives a crashed worker so that a redelivered job resumes from its checkpoint.
-    run_dir = Path(settings.VAR_DIR) / "rl-runs" / f"job-{job.pk}"
+    run_dir = Path(settings.VAR_DIR) / "rl-runs" / params["run_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = _write_manifest(job.project, run_dir)
     summary = ml_bridge.rl_fine_tune(
@@ -347,6 +348,8 @@ def rl_job_create(
     _model_version(reward_id, ModelKind.REWARD)
     _check_resolution(restorer, project)
     params = {
+        # The run folder's name: unique across databases, fixed for the job so a redelivered task resumes.
+        "run_id": uuid.uuid4().hex,
         "restorer_id": restorer_id,
         "reward_id": reward_id,
         "preset": preset,
