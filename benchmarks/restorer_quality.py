@@ -68,6 +68,7 @@ def main() -> None:
         "full": (Path(args.artifacts) / "restorer_tiny", base.model),
     }
     print("# restorer quality benchmark")
+    print(f"command: python {' '.join(sys.argv)}")
     print(
         f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, no GPU"
