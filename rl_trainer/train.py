@@ -6,7 +6,9 @@
 The manifest format is described in ``rl_trainer.manifest``. The output folder receives a restorer artifact
 (``Restorer.from_pretrained(out)`` loads it) whose ``metrics.json`` records under ``"rl"`` its parent restorer,
 its reward model, the RL config, the evaluations and why training stopped; ``rl_config.json`` holds the config
-and ``checkpoints/`` the state to resume from after a crash (rerun the same command).
+and ``checkpoints/`` the state to resume from after a crash (rerun the same command; removed once the run has
+ended). ``rl_result.json``, written last, marks a finished run: calling again with the same config returns its
+result without training (a redelivered job is idempotent).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from rl_trainer.checkpoints import load_latest_checkpoint, save_checkpoint
+from rl_trainer.checkpoints import CHECKPOINTS_DIR, CheckpointError, load_latest_checkpoint, save_checkpoint
 from rl_trainer.config import RLConfig, config_from_argument
 from rl_trainer.guard import HeldOutEvaluator, fidelity_evaluator, oracle_evaluator
 from rl_trainer.lora import add_lora, merge_lora
@@ -40,6 +43,7 @@ STOP_COMPLETED = "completed"
 STOP_REWARD_HACKING = "reward_hacking"
 STOP_CANCELLED = "cancelled"
 STOP_TIME_BUDGET = "time_budget"
+RESULT_FILE = "rl_result.json"
 
 
 @dataclass
@@ -107,6 +111,9 @@ def train_policy(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    finished = _finished_run(out_dir, config)
+    if finished is not None:
+        return finished  # a redelivered job: the run already ended and wrote its artifact
     config.save(out_dir / "rl_config.json")
     torch.manual_seed(config.seed)
     if config.use_lora:
@@ -249,10 +256,41 @@ def train_policy(
         **result.summary(),
         "final": history[-1] if history else {},
     }
-    (out_dir / "rl_result.json").write_text(json.dumps(rl_metrics, indent=1, sort_keys=True) + "\n")
     if write_artifact is not None:
         write_artifact(policy, out_dir, rl_metrics)
+    # written last: its presence says the run is over and the artifact complete
+    record = {**rl_metrics, "history": history}
+    (out_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    # the checkpoints (optimizer state, snapshots) are only for resuming; keep the artifact folder small
+    shutil.rmtree(out_dir / CHECKPOINTS_DIR, ignore_errors=True)
     return result
+
+
+def _finished_run(out_dir: Path, config: RLConfig) -> RLResult | None:
+    path = out_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is unreadable: {error}; remove it to train again") from error
+    if record.get("rl_config") != config.to_dict():
+        raise CheckpointError(
+            f"{out_dir} holds a finished run with another RLConfig; use a fresh output folder"
+        )
+    return RLResult(
+        out_dir=out_dir,
+        steps=int(record["steps"]),
+        stop_reason=str(record["stop_reason"]),
+        message=str(record["message"]),
+        rollouts=int(record["rollouts"]),
+        seconds=float(record["seconds"]),
+        history=record["history"],
+        evaluations=record["evaluations"],
+        entropy_before=record["entropy_before"],
+        entropy_after=record["entropy_after"],
+        rolled_back_to_step=record["rolled_back_to_step"],
+    )
 
 
 def _write_restorer_artifact(policy: nn.Module, out_dir: Path, rl_metrics: dict[str, Any]) -> None:

@@ -197,3 +197,18 @@ def test_the_time_budget_ends_training_normally_with_an_artifact(tmp_path):
     assert result.stop_reason == STOP_TIME_BUDGET and not result.stopped_early
     assert result.steps == 1 and written == [STOP_TIME_BUDGET]
     assert result.evaluations[-1]["step"] == 1  # the policy handed back was evaluated
+
+
+def test_a_finished_run_is_not_trained_again_and_keeps_no_checkpoints(tmp_path):
+    first, _, _ = run(tmp_path, config(max_steps=2, checkpoint_every=1))
+    assert complete_checkpoints(tmp_path) == []
+
+    def must_not_be_called(lq, images):
+        raise AssertionError("a finished run was trained again")
+
+    again, policy, reference = run(
+        tmp_path, config(max_steps=2, checkpoint_every=1), reward_fn=must_not_be_called
+    )
+    assert again.steps == 2 and again.stop_reason == STOP_COMPLETED
+    assert again.history == first.history and again.evaluations == first.evaluations
+    assert torch.equal(policy.bias, reference.bias)  # nothing trained
