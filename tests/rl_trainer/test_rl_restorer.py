@@ -155,3 +155,40 @@ def test_command_line_with_lora(artifacts, tmp_path, capsys):
     parent = Restorer.from_pretrained(artifacts / "restorer")
     assert not torch.equal(tuned.unet.conv_in.weight, parent.unet.conv_in.weight)
     assert torch.equal(tuned.integrator.queries, parent.integrator.queries)  # LoRA went into the UNet only
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run_on_the_real_restorer(artifacts, tmp_path):
+    config = RLConfig.preset(
+        "test",
+        max_steps=2,
+        inputs_per_step=1,
+        group_size=2,
+        rollout_steps=2,
+        inner_epochs=1,
+        eval_every=1,
+        eval_inputs=1,
+        eval_steps=2,
+        checkpoint_every=1,
+        entropy_seeds=0,
+    )
+    paths = {
+        "policy_dir": artifacts / "restorer",
+        "reward_dir": artifacts / "reward",
+        "inputs_manifest": artifacts / "inputs.jsonl",
+        "progress_bar": False,
+    }
+    straight = train(config, out_dir=tmp_path / "straight", **paths)
+
+    def crash(step, total, metrics):
+        if step == 2:
+            raise RuntimeError("worker lost")
+
+    with pytest.raises(RuntimeError, match="worker lost"):
+        train(config, out_dir=tmp_path / "resumed", on_progress=crash, **paths)
+    resumed = train(config, out_dir=tmp_path / "resumed", **paths)
+
+    assert [h["reward/total"] for h in resumed.history] == [h["reward/total"] for h in straight.history]
+    assert resumed.evaluations == straight.evaluations
+    a = Restorer.from_pretrained(tmp_path / "straight").state_dict()
+    b = Restorer.from_pretrained(tmp_path / "resumed").state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
