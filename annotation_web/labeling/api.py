@@ -17,6 +17,7 @@ from annotation_web.accounts.permissions import IsEngineer, IsEngineerOrManager
 from annotation_web.jobs.serializers import JobSerializer
 from annotation_web.jobs.services import import_job_create
 from annotation_web.labeling import selectors, services
+from annotation_web.labeling.errors import LabelingError
 from annotation_web.labeling.serializers import (
     ImportRequestSerializer,
     JudgmentSerializer,
@@ -82,9 +83,13 @@ class SubmitJudgmentApi(APIView):
         }
         if "next" in data:
             project = result.judgment.pair.project
-            payload["next"] = _next_pair_payload(
-                user=request.user, project=project, exclude=data["next"]["exclude"]
-            )
+            try:
+                payload["next"] = _next_pair_payload(
+                    user=request.user, project=project, exclude=data["next"]["exclude"]
+                )
+            except LabelingError as exc:
+                # The judgment is committed: a refused next pair must not turn the submit into a 4xx.
+                payload["next"] = {"pair": None, "message": exc.message}
         return Response(payload, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 

@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -44,7 +44,88 @@ _rng = random.SystemRandom()
 
 def _lock_annotator(annotator: User) -> None:
     # Serialises one annotator's own requests (a double click, two tabs); other annotators never wait on it.
-    User.objects.select_for_update().filter(pk=annotator.pk).first()
+    if connection.vendor != "postgresql":
+        User.objects.select_for_update().filter(pk=annotator.pk).first()
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {User._meta.db_table} WHERE id = %s FOR UPDATE", [annotator.pk])
+
+
+# The hot path of the queue in one statement (the ORM costs ~0.3 ms of CPU per statement, raw SQL ~0.03 ms):
+# lock the first open pair nobody else holds, take a slot, insert the reservation, and return what the
+# payload needs. Same rows and locks as _lock_next_open_pair + _reserve.
+_RESERVE_NEXT_OPEN_PAIR_SQL = """
+WITH chosen AS (
+    SELECT p.id FROM labeling_pair p
+    WHERE p.project_id = %(project)s AND NOT p.is_gold AND p.open_slots > 0
+      AND NOT (p.id = ANY(%(held)s::bigint[]))
+      AND NOT EXISTS (
+          SELECT 1 FROM labeling_judgment j WHERE j.pair_id = p.id AND j.annotator_id = %(annotator)s
+      )
+    ORDER BY p.priority, p.id
+    LIMIT 1
+    FOR UPDATE OF p SKIP LOCKED
+), taken AS (
+    UPDATE labeling_pair p SET open_slots = p.open_slots - 1 FROM chosen WHERE p.id = chosen.id
+    RETURNING p.id, p.face_input_id, p.candidate_a_id, p.candidate_b_id
+), reserved AS (
+    INSERT INTO labeling_reservation (id, pair_id, annotator_id, shown_left, state, created_at, expires_at)
+    SELECT %(reservation)s, taken.id, %(annotator)s, %(shown_left)s, 'active', %(now)s, %(expires)s FROM taken
+    RETURNING id
+)
+SELECT taken.id, f.id, f.lq_key, f.instruction, a.id, a.image_key, b.id, b.image_key
+FROM taken
+JOIN labeling_faceinput f ON f.id = taken.face_input_id
+JOIN labeling_candidate a ON a.id = taken.candidate_a_id
+JOIN labeling_candidate b ON b.id = taken.candidate_b_id
+"""
+
+
+def _reserve_next_open_pair_fast(
+    *, project: Project, annotator: User, exclude_pair_ids: Sequence[int], now: datetime
+) -> Reservation | None:
+    if connection.vendor != "postgresql":
+        return None  # SQLite (embedded default): the ORM path below, where row locks are moot anyway
+    reservation_id = uuid4()
+    shown_left = _rng.choice([Side.A, Side.B])
+    expires_at = now + timedelta(seconds=project.reservation_ttl_seconds)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RESERVE_NEXT_OPEN_PAIR_SQL,
+            {
+                "project": project.pk,
+                "held": list(exclude_pair_ids),
+                "annotator": annotator.pk,
+                "reservation": reservation_id,
+                "shown_left": shown_left,
+                "now": now,
+                "expires": expires_at,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pair_id, input_id, lq_key, instruction, a_id, a_key, b_id, b_key = row
+    face_input = FaceInput(id=input_id, project=project, lq_key=lq_key, instruction=instruction)
+    pair = Pair(
+        id=pair_id,
+        project=project,
+        face_input=face_input,
+        candidate_a=Candidate(id=a_id, face_input=face_input, image_key=a_key),
+        candidate_b=Candidate(id=b_id, face_input=face_input, image_key=b_key),
+    )
+    reservation = Reservation(
+        id=reservation_id,
+        pair=pair,
+        annotator=annotator,
+        shown_left=shown_left,
+        state=ReservationState.ACTIVE,
+        created_at=now,
+        expires_at=expires_at,
+    )
+    for instance in (face_input, pair, reservation):
+        instance._state.adding = False
+    return reservation
 
 
 def _lock_next_open_pair(
@@ -56,6 +137,8 @@ def _lock_next_open_pair(
         .exclude(pk__in=list(exclude_pair_ids))
         .filter(~Exists(judged_by_me))
         .order_by("priority", "id")
+        # Everything the served payload reads, in the same query (of=("self",) keeps the lock on the pair only).
+        .select_related("face_input", "candidate_a", "candidate_b")
     )
     pair = open_for_me.select_for_update(skip_locked=True, of=("self",)).first()
     if pair is None:
@@ -74,7 +157,11 @@ def _pick_gold_pair(*, project: Project, annotator: User, exclude_pair_ids: Iter
         .values_list("pk", flat=True)
     )
     ids = list(unseen[:50])
-    return Pair.objects.get(pk=_rng.choice(ids)) if ids else None
+    return (
+        Pair.objects.select_related("face_input", "candidate_a", "candidate_b").get(pk=_rng.choice(ids))
+        if ids
+        else None
+    )
 
 
 # --- reservations ------------------------------------------------------------------------------------
@@ -85,7 +172,7 @@ def _held_reservations(*, annotator: User, project: Project, now: datetime) -> l
         Reservation.objects.filter(
             annotator=annotator, pair__project=project, state=ReservationState.ACTIVE, expires_at__gt=now
         )
-        .select_related("pair")
+        .select_related("pair__face_input", "pair__candidate_a", "pair__candidate_b")
         .order_by("created_at", "id")
     )
 
@@ -126,6 +213,11 @@ def pair_reserve_next(
     if project.gold_rate > 0 and _rng.random() < project.gold_rate:
         pair = _pick_gold_pair(project=project, annotator=annotator, exclude_pair_ids=held_pair_ids)
     if pair is None:
+        fast = _reserve_next_open_pair_fast(
+            project=project, annotator=annotator, exclude_pair_ids=held_pair_ids, now=now
+        )
+        if fast is not None:
+            return fast
         pair = _lock_next_open_pair(project=project, annotator=annotator, exclude_pair_ids=held_pair_ids)
     if pair is None and _release_expired(project=project, now=now):
         # Slots held only by stale reservations are free again: never show "no tasks" because of them.
@@ -172,6 +264,92 @@ def _outcome_from_screen(choice: str, shown_left: str) -> str:
     return choice
 
 
+# Submit in one statement for the common case (an active, unexpired reservation of this annotator, a fresh
+# key): mark the reservation submitted, insert the judgment with the outcome mapped from the screen side,
+# and count it on the pair (or give the slot back on a skip). Anything else takes the ORM path below, which
+# gives each refusal its precise error and returns the first result of a repeat.
+_SUBMIT_SQL = """
+WITH r AS (
+    UPDATE labeling_reservation SET state = 'submitted'
+    WHERE id = %(reservation)s AND annotator_id = %(annotator)s AND state = 'active' AND expires_at > %(now)s
+    RETURNING id, pair_id, shown_left, created_at
+), scored AS (
+    SELECT r.id AS reservation_id, r.pair_id, r.shown_left, r.created_at, p.is_gold, p.gold_outcome,
+           CASE %(choice)s
+               WHEN 'left' THEN r.shown_left
+               WHEN 'right' THEN CASE r.shown_left WHEN 'a' THEN 'b' ELSE 'a' END
+               ELSE %(choice)s
+           END AS outcome
+    FROM r JOIN labeling_pair p ON p.id = r.pair_id
+), j AS (
+    INSERT INTO labeling_judgment (
+        pair_id, annotator_id, reservation_id, outcome, shown_left, idempotency_key, server_duration_ms,
+        client_duration_ms, is_gold, gold_correct, created_at
+    )
+    SELECT pair_id, %(annotator)s, reservation_id, outcome, shown_left, %(key)s,
+           GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%(now)s - created_at)) * 1000))::int,
+           %(client_ms)s, is_gold,
+           CASE WHEN is_gold AND outcome <> 'skip' THEN outcome = gold_outcome END,
+           %(now)s
+    FROM scored
+    RETURNING id, pair_id, outcome, is_gold
+)
+UPDATE labeling_pair p SET
+    judgment_count = p.judgment_count + CASE WHEN j.outcome <> 'skip' THEN 1 ELSE 0 END,
+    open_slots = p.open_slots + CASE WHEN j.outcome = 'skip' AND NOT j.is_gold THEN 1 ELSE 0 END
+FROM j WHERE p.id = j.pair_id
+RETURNING j.id, j.outcome, p.id, p.project_id
+"""
+
+
+def _judgment_submit_fast(
+    *,
+    annotator: User,
+    reservation_id: UUID | str,
+    choice: str,
+    idempotency_key: str,
+    client_duration_ms: int | None,
+) -> SubmitResult | None:
+    if (
+        connection.vendor != "postgresql"
+        or choice not in SCREEN_CHOICES
+        or not 0 < len(idempotency_key) <= 100
+    ):
+        return None
+    try:
+        reservation_id = UUID(str(reservation_id))
+    except ValueError:
+        return None
+    params = {
+        "reservation": reservation_id,
+        "annotator": annotator.pk,
+        "now": timezone.now(),
+        "choice": choice,
+        "key": idempotency_key,
+        "client_ms": client_duration_ms,
+    }
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_SUBMIT_SQL, params)
+            row = cursor.fetchone()
+    except IntegrityError:
+        return None  # a key or a pair judged before: the ORM path says which, or returns the first result
+    if row is None:
+        return None
+    judgment_id, outcome, pair_id, project_id = row
+    project = Project.objects.get(pk=project_id)
+    judgment = Judgment(
+        id=judgment_id,
+        pair=Pair(id=pair_id, project=project),
+        annotator=annotator,
+        reservation_id=reservation_id,
+        outcome=outcome,
+        idempotency_key=idempotency_key,
+    )
+    judgment._state.adding = False
+    return SubmitResult(judgment, created=True)
+
+
 def judgment_submit(
     *,
     annotator: User,
@@ -181,6 +359,15 @@ def judgment_submit(
     client_duration_ms: int | None = None,
 ) -> SubmitResult:
     """Record the annotator's answer for a reservation. Repeats with the same key return the first result."""
+    fast = _judgment_submit_fast(
+        annotator=annotator,
+        reservation_id=reservation_id,
+        choice=choice,
+        idempotency_key=idempotency_key,
+        client_duration_ms=client_duration_ms,
+    )
+    if fast is not None:
+        return fast
     result = _judgment_submit(
         annotator=annotator,
         reservation_id=reservation_id,
@@ -228,7 +415,7 @@ def _judgment_submit(
     if reservation.state == ReservationState.EXPIRED or reservation.expires_at <= now:
         return None
 
-    pair = Pair.objects.select_for_update().get(pk=reservation.pair_id)
+    pair = Pair.objects.select_for_update(of=("self",)).select_related("project").get(pk=reservation.pair_id)
     outcome = _outcome_from_screen(choice, reservation.shown_left)
     server_ms = max(0, int((now - reservation.created_at).total_seconds() * 1000))
     try:
