@@ -202,7 +202,13 @@ def build_reward_model(
     restorer: Restorer, faces: Faces, held_out: Faces, args: argparse.Namespace, sizes: Sizes, work: Path
 ) -> tuple[Path, dict]:
     distance = PerceptualDistance()
-    oracle = OracleAnnotator("reliable", seed=0, distance=distance)
+    oracle = OracleAnnotator(
+        "reliable",
+        temperature=args.annotator_temperature,
+        tie_margin=args.tie_margin,
+        seed=0,
+        distance=distance,
+    )
     images: dict[str, torch.Tensor] = {}
     rows: list[JudgmentRow] = []
     started = time.perf_counter()
@@ -265,7 +271,8 @@ def build_reward_model(
                     )
                 )
     # the reward_learning benchmark's model (32 px, 4 members): at 64 px fitting is ~4x slower on this CPU
-    reward_config = RewardConfig(resolution=32, channels=(16, 32, 64), ensemble_size=4)
+    channels = (16, 32, 64) if args.reward_resolution <= 32 else (16, 32, 64, 64)
+    reward_config = RewardConfig(resolution=args.reward_resolution, channels=channels, ensemble_size=4)
     config = RewardTrainConfig(reward=reward_config, max_steps=sizes.reward_steps, eval_every=50, patience=4)
     out = work / "reward"
     shutil.rmtree(out, ignore_errors=True)
@@ -296,6 +303,8 @@ def build_reward_model(
         "judgments": len(rows),
         "train_inputs": len(faces.ids),
         "candidates_per_input": sizes.candidates,
+        "annotator": f"reliable, temperature {args.annotator_temperature}, tie margin {args.tie_margin}",
+        "reward_resolution": args.reward_resolution,
         "held_out_pair_accuracy": correct / max(total, 1),
         "held_out_pairs": total,
         "candidate_seconds": generated,
@@ -399,8 +408,23 @@ def main() -> None:
         "--reuse-reward", action="store_true", help="reuse the reward model of an earlier run"
     )
     parser.add_argument("--finish-by", default=None, help="UTC HH:MM: shorten the RL budget to end by then")
+    parser.add_argument("--give-up-after", default=None, help="UTC HH:MM: do nothing when started later")
+    parser.add_argument("--results-name", default=None, help="report file name under benchmarks/results")
+    parser.add_argument(
+        "--annotator-temperature", type=float, default=0.01, help="oracle's Bradley-Terry noise"
+    )
+    parser.add_argument(
+        "--tie-margin", type=float, default=0.002, help="oracle answers tie within this distance"
+    )
+    parser.add_argument("--reward-resolution", type=int, default=32)
     parser.add_argument("--eval-minutes", type=float, default=5.0, help="time kept for the final evaluation")
     args = parser.parse_args()
+    if args.give_up_after:
+        hours, minutes = (int(part) for part in args.give_up_after.split(":"))
+        now = time.gmtime()
+        if now.tm_hour * 60 + now.tm_min > hours * 60 + minutes:
+            log(f"started after {args.give_up_after} UTC: too late for a meaningful RL budget; not running")
+            return
     sizes = QUICK if args.quick else FULL
     if args.quick:
         args.rl_minutes = min(args.rl_minutes, 2.0)
@@ -421,6 +445,8 @@ def main() -> None:
 
     log("reward model: sampling candidates, simulated judgments, fitting")
     reward_key = {
+        "annotator": [args.annotator_temperature, args.tie_margin],
+        "reward_resolution": args.reward_resolution,
         "restorer": str(restorer_dir),
         "sizes": dataclasses.asdict(sizes),
         "rollout_steps": args.rollout_steps,
@@ -550,7 +576,8 @@ def main() -> None:
     lines.append(f"total wall time {(time.perf_counter() - total_started) / 60:.1f} min")
     report = "\n".join(lines) + "\n"
     print(report)
-    results = REPO_ROOT / "benchmarks" / "results" / ("rl_gain_quick.txt" if args.quick else "rl_gain.txt")
+    name = args.results_name or ("rl_gain_quick" if args.quick else "rl_gain")
+    results = REPO_ROOT / "benchmarks" / "results" / f"{name}.txt"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(report)
 
