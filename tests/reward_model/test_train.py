@@ -209,3 +209,10 @@ def test_early_stopping_waits_for_patience_and_min_steps(toy_data, toy_oracle_fa
     patient = dataclasses.replace(frozen, min_steps=40)
     result = train(patient, judgments=rows, images=bank, progress=False)
     assert result.metrics["steps"] == 40 and result.metrics["stopped_early"]
+
+
+def test_batches_grouped_by_input_train_too(toy_data, toy_oracle_factory):
+    rows = oracle_rows(toy_data, {"r": toy_oracle_factory("reliable")}, judgments_per_annotator=200)
+    config = dataclasses.replace(CONFIG, group_by_input=True, max_steps=20, eval_every=10)
+    result = train(config, judgments=rows, images=ImageBank(toy_data.images, resolution=16), progress=False)
+    assert result.metrics["steps"] == 20 and result.metrics["val_pairwise_accuracy"] is not None
