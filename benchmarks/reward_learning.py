@@ -246,6 +246,7 @@ def main() -> None:
     parser.add_argument("--test-inputs", type=int, default=100)
     parser.add_argument("--candidates", type=int, default=6)
     parser.add_argument("--budgets", type=int, nargs="+", default=[250, 1000, 2000, 4000])
+    parser.add_argument("--random-budgets", type=int, nargs="+", default=[250, 1000, 4000])
     parser.add_argument("--temperature", type=float, default=DEFAULTS_BY_DISTANCE["lpips_randtrunk"][0])
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--stem-stride", type=int, default=2)
@@ -301,16 +302,20 @@ def main() -> None:
     print(f"noise ceiling (one annotator's expected accuracy vs noise-free preference): {ceiling:.3f}")
     random_results = active_results = None
     if args.skip != "random":
-        random_results = run_random(args.budgets, pool, test, bank, oracle, args)
+        random_results = run_random(args.random_budgets, pool, test, bank, oracle, args)
     if args.skip != "active":
         active_results, reasons = run_active(args.budgets, pool, test, bank, oracle, args)
     print()
     print("judgments | random pairs: accuracy, train s | uncertainty pairs: accuracy, cumulative train s")
     for budget in args.budgets:
-        r = f"{random_results[budget][0]:.3f}  {random_results[budget][1]:6.0f}" if random_results else "-"
+        r = (
+            f"{random_results[budget][0]:.3f}  {random_results[budget][1]:6.0f}"
+            if random_results and budget in random_results
+            else "-"
+        )
         a = f"{active_results[budget][0]:.3f}  {active_results[budget][1]:6.0f}" if active_results else "-"
         print(f"{budget:9d} | {r:>28} | {a:>30}")
-    top = max(args.budgets)
+    top = max(args.random_budgets)
     half = top // 2
     if random_results and active_results:
         print(f"pairs chosen in the uncertainty run, by reason: {dict(reasons)}")
