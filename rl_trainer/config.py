@@ -56,8 +56,10 @@ class RLConfig:
     learned_reward_weight: float = 1.0
     consistency_weight: float = 1.0
     perceptual_weight: float = 0.0
-    # standardise each term within its group before weighting (weights become unit-free); False: raw sum
-    normalize_reward_terms: bool = True
+    # True: standardise each term within its group before weighting (unit-free weights). It also blows up a term
+    # with a negligible spread (a reward model that cannot tell a group's samples apart) to unit variance, i.e.
+    # noise: the rl_gain benchmark ran into that. False (GRPO's plain rule): normalise the weighted sum.
+    normalize_reward_terms: bool = False
     # side of the fixed low-pass used for observation consistency when an input has no degradation params
     fallback_downsample: int = 4
 
