@@ -189,7 +189,9 @@ def supervised_restorer(args: argparse.Namespace, work: Path) -> tuple[Path, str
     config = dataclasses.replace(named_config("tiny"), max_minutes=args.restorer_minutes)
     if args.quick:
         config = dataclasses.replace(config, max_steps=20, max_minutes=1.0, validate_every=10**9)
+    threads = torch.get_num_threads()
     result = train_restorer(config, out_dir=out, progress=False)
+    torch.set_num_threads(threads)  # restorer.train may pin its own thread count; RL should use every core
     note = f"trained here: tiny config, {result.steps} steps in {result.train_seconds / 60:.1f} min"
     (out / "bench_note.json").write_text(json.dumps({"note": note}))
     return out, note
