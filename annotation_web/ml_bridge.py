@@ -6,6 +6,7 @@ tasks never import torch or the ML packages themselves.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 
@@ -74,6 +75,14 @@ def synthetic_face_images(seeds: list[int], resolution: int = 64) -> list[Image.
 # --- restorer, reward model, RL: artifacts are local directories; the web keeps them in its storage -----
 
 
+@functools.lru_cache(maxsize=2)
+def _loaded_restorer(artifact_dir: str):
+    """A generation job samples input after input from one version: load it once (versions never change)."""
+    from restorer.model import Restorer
+
+    return Restorer.from_pretrained(artifact_dir).eval()
+
+
 def restorer_samples_png(
     *,
     artifact_dir: str,
@@ -87,10 +96,9 @@ def restorer_samples_png(
     import torch
 
     from restorer.images import pil_to_tensor, tensor_to_pil
-    from restorer.model import Restorer
     from restorer.sampling import sample
 
-    restorer = Restorer.from_pretrained(artifact_dir).eval()
+    restorer = _loaded_restorer(artifact_dir)
     resolution = restorer.config.resolution
     lq = torch.stack(
         [

@@ -256,8 +256,7 @@ class SubmitResult:
 
 
 def _outcome_from_screen(choice: str, shown_left: str) -> str:
-    if choice not in SCREEN_CHOICES:
-        raise LabelingError(f"choice must be one of {', '.join(SCREEN_CHOICES)}, not {choice!r}")
+    """The pair's outcome for a screen choice (already validated by the caller)."""
     if choice in ("left", "right"):
         shown_right = Side.B if shown_left == Side.A else Side.A
         return shown_left if choice == "left" else shown_right

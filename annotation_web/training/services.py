@@ -24,7 +24,7 @@ from annotation_web.labeling import selectors
 from annotation_web.labeling.errors import LabelingError, NotFound
 from annotation_web.labeling.models import Candidate, FaceInput, Judgment, ModelKind, ModelVersion, Project
 from annotation_web.labeling.services import candidate_store, pair_create
-from annotation_web.storage import get_storage
+from annotation_web.storage import LocalStorage, get_storage
 from annotation_web.training.artifacts import artifact_local_dir, artifact_prefix, artifact_upload
 
 Progress = Callable[[int, int, str], None]
@@ -135,8 +135,8 @@ def generation_run(*, job: Job, progress: Progress) -> dict:
 def _materialise_images(keys: set[str], root: Path) -> Path:
     """The images a training run reads, as files under one folder keyed like the storage."""
     storage = get_storage()
-    if hasattr(storage, "local_path"):
-        return Path(settings.STORAGE_LOCAL_ROOT)
+    if isinstance(storage, LocalStorage):
+        return storage.root
     for key in keys:
         target = root / key
         target.parent.mkdir(parents=True, exist_ok=True)
