@@ -13,11 +13,14 @@ Recipe choices that matter on a CPU budget:
 * the diffusion state is the **residual over the (bicubically upsampled) LQ**, divided by
   ``residual_scale``: the model only has to learn what the LQ lacks. ``residual_scale`` sets how much of
   the trajectory is a regression: the residual of a gfpgan-degraded 64-px face has an RMS of ~0.09, so at
-  scale 0.15 the state has unit variance (a textbook diffusion), while at scale 2 it stays below the noise
-  until the last DDIM steps and sampling stays close to the MMSE restoration (low solution entropy, the
-  paper's determinism claim). Measured here after ~9 CPU minutes (1114 steps, scale 0.5, 32 val faces):
-  1 DDIM step 27.96 dB, 3 steps 27.31, 8 steps 26.45, 20 steps 25.94, bicubic 27.70 — sampled detail from
-  a briefly trained model costs PSNR, hence the ``tiny`` config's scale of 2;
+  scale 0.15 the state has unit variance (a textbook diffusion), while at scale 2-4 it stays below the
+  noise until the last DDIM steps and sampling stays close to the MMSE restoration (low solution entropy,
+  the paper's determinism claim). A recipe sweep at the CPU budget showed why this matters: with scale 2,
+  20 DDIM steps lost 1.3 dB against 1 step, almost all of it the seed-to-seed spread (per-pixel std 0.023);
+  the ``tiny`` config therefore uses scale 4, and the UNet predicts the residual in image units
+  (``predict_image_residual``) so that a larger scale does not shrink the target it has to learn;
+* deterministic sampling ends on the model's clean estimate (``restorer.sampling``), not on a state that
+  still holds ᾱ_0's sliver of the initial noise (a per-pixel std floor of ~0.0065 × scale / 2);
 * the UNet predicts **x0** (``prediction_type="sample"``): at high noise this is a regression to the
   MMSE restoration, which is what PSNR rewards, and low-noise steps add detail;
 * the UNet runs on a **pixel-unshuffled** image (``patch_size`` 2: 64×64×3 -> 32×32×12), four times
@@ -73,6 +76,9 @@ class RestorerConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     residual_scale: float = 0.5
+    # the UNet's output is the residual in image units (then divided by residual_scale into the state): the
+    # output layer's scale then does not depend on residual_scale, so a large scale trains as fast as a small one
+    predict_image_residual: bool = True
     vocab_version: int = VOCAB_VERSION
     version: int = CONFIG_VERSION
     kind: str = field(default=CONFIG_KIND)
@@ -104,6 +110,7 @@ class RestorerConfig:
         values = dict(data)
         # configs saved before the field existed describe UNets without the query time embedding
         values.setdefault("query_time_embedding", False)
+        values.setdefault("predict_image_residual", False)
         for name in ("block_out_channels", "cross_attention_levels"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -278,7 +285,8 @@ class Restorer(nn.Module):
         out = cast(Any, self.unet)(unet_input, timesteps, encoder_hidden_states=condition, return_dict=False)[
             0
         ]
-        return F.pixel_shuffle(out, p)
+        x0 = F.pixel_shuffle(out, p)
+        return x0 / self.config.residual_scale if self.config.predict_image_residual else x0
 
     def training_loss(
         self,

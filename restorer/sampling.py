@@ -121,7 +121,10 @@ def sample(
         condition = restorer.encode_condition(lq, instructions)
         for i, t in enumerate(timesteps):
             x0 = restorer.predict_x0(state, t.to(device), lq, condition)
-            mean, sigma = ddim_step_mean_std(x0, state, alphas_t[i], alphas_prev[i], eta)
+            # Deterministic sampling ends on the clean estimate (DDIM with ᾱ = 1 after the last step); a
+            # stochastic trajectory keeps ᾱ_0 < 1 so that its last step has a proper log-probability.
+            alpha_prev = 1.0 if eta == 0 and i == len(timesteps) - 1 else alphas_prev[i]
+            mean, sigma = ddim_step_mean_std(x0, state, alphas_t[i], alpha_prev, eta)
             if sigma > 0:
                 state = mean + sigma * noise_like_state()
                 log_probs.append(gaussian_log_prob(state, mean, sigma, reduction))

@@ -61,6 +61,30 @@ def test_deterministic_sampling_is_deterministic_and_seeds_matter(restorer):
     assert torch.allclose(alone.images, first.images[1:2], atol=1e-5)
 
 
+def test_deterministic_sampling_ends_on_the_clean_estimate(restorer):
+    # DDIM with alpha-bar = 1 after the last step: no trace of the initial noise is left in the image beyond
+    # what the model's own last estimate keeps
+    lq = _inputs()
+    out = sample(restorer, lq, INSTRUCTIONS, num_steps=3, seeds=[1, 2, 3], return_trajectory=True)
+    with torch.no_grad():
+        condition = restorer.encode_condition(lq, INSTRUCTIONS)
+        last_estimate = restorer.predict_x0(out.trajectory[:, -2], out.timesteps[-1], lq, condition)
+    assert torch.allclose(out.trajectory[:, -1], last_estimate, atol=1e-6)
+    assert torch.allclose(out.images, restorer.to_image(last_estimate, lq), atol=1e-6)
+
+
+def test_the_unet_predicts_the_residual_in_image_units_whatever_the_residual_scale():
+    lq, state, t = _inputs(1), torch.randn(1, 3, 32, 32), torch.tensor(10)
+    predictions = []
+    for scale in (1.0, 4.0):
+        torch.manual_seed(0)
+        model = Restorer(tiny_test_config(residual_scale=scale)).eval()
+        with torch.no_grad():
+            condition = model.encode_condition(lq, INSTRUCTIONS[:1])
+            predictions.append(model.predict_x0(state, t, lq, condition) * scale)  # back to image units
+    assert torch.allclose(predictions[0], predictions[1], atol=1e-6)
+
+
 def test_recomputed_log_probs_match_the_recorded_ones_and_carry_gradients(restorer):
     lq = _inputs()
     out = sample(restorer, lq, INSTRUCTIONS, num_steps=4, eta=1.0, seeds=[7, 8, 9], return_trajectory=True)
@@ -161,6 +185,9 @@ def test_artifacts_saved_before_the_query_time_embedding_still_load(tmp_path):
     old.save_pretrained(tmp_path / "old")
     config = json.loads((tmp_path / "old" / "config.json").read_text())
     del config["query_time_embedding"]
+    del config["predict_image_residual"]
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     loaded = Restorer.from_pretrained(tmp_path / "old")
     assert loaded.config.query_time_embedding is False
+    # the UNet of an old artifact predicted the state itself
+    assert loaded.config.predict_image_residual is False
