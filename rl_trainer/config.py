@@ -56,6 +56,8 @@ class RLConfig:
     learned_reward_weight: float = 1.0
     consistency_weight: float = 1.0
     perceptual_weight: float = 0.0
+    # determinism: reward a sample for agreeing with the other samples of its input (rl_trainer.rewards)
+    agreement_weight: float = 0.0
     # True: standardise each term within its group before weighting (unit-free weights). It also blows up a term
     # with a negligible spread (a reward model that cannot tell a group's samples apart) to unit variance, i.e.
     # noise: the rl_gain benchmark ran into that. False (GRPO's plain rule): normalise the weighted sum.
@@ -110,8 +112,8 @@ class RLConfig:
             raise RLConfigError(f"RLConfig.clip_range must be in (0, 1), got {self.clip_range}")
         if self.advantage_clip <= 0:
             raise RLConfigError("RLConfig.advantage_clip must be > 0")
-        if self.kl_weight < 0 or self.consistency_weight < 0 or self.perceptual_weight < 0:
-            raise RLConfigError("RLConfig weights (kl, consistency, perceptual) must be >= 0")
+        if min(self.kl_weight, self.consistency_weight, self.perceptual_weight, self.agreement_weight) < 0:
+            raise RLConfigError("RLConfig weights (kl, consistency, perceptual, agreement) must be >= 0")
         if self.entropy_seeds < 2 and self.entropy_seeds != 0:
             raise RLConfigError("RLConfig.entropy_seeds must be 0 (off) or >= 2")
         if self.max_minutes is not None and self.max_minutes <= 0:

@@ -7,8 +7,14 @@
   go through a fixed low-pass + downsample, which ignores the detail a restorer is allowed to invent. Needs no HQ.
 - ``perceptual``: minus a perceptual distance to the HQ original, for inputs whose HQ is known (0 otherwise:
   advantages are normalised per input, so a constant within a group has no effect).
+- ``agreement``: minus the mean squared distance of a sample to the mean of the other samples of its group (the
+  same input under other seeds). This is the paper's determinism goal as a reward: the group's consensus
+  estimates the posterior mean, so group-normalised advantages pull every seed's restoration towards the same
+  image, which lowers the solution entropy (and, being closer to the mean, rarely costs PSNR). Needs no HQ; the
+  learned reward, the consistency term and the KL leash keep the consensus from drifting.
 
-The total is ``learned_weight * learned + consistency_weight * consistency + perceptual_weight * perceptual``;
+The total is ``learned_weight * learned + consistency_weight * consistency + perceptual_weight * perceptual
++ agreement_weight * agreement``;
 with ``RLConfig.normalize_reward_terms`` the advantages instead use each term standardised within its group
 before weighting, so that a weight means the same whatever the units of its term.
 """
@@ -94,6 +100,18 @@ def observation_consistency(
     return -((degraded - reference) ** 2).flatten(1).mean(dim=1)
 
 
+def group_agreement(images: Tensor, group_size: int) -> Tensor:
+    """Minus the mean squared distance of each sample to the leave-one-out mean of its group, ``[B]`` (0 when
+    every sample of the group is the same image)."""
+    if group_size < 2 or images.shape[0] % group_size:
+        raise ValueError(
+            f"agreement needs groups of >= 2 samples; got {images.shape[0]} images in groups of {group_size}"
+        )
+    groups = images.detach().float().reshape(-1, group_size, *images.shape[1:])
+    others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    return -((groups - others) ** 2).flatten(2).mean(dim=2).reshape(-1)
+
+
 class CompositeReward:
     """Scores restorations; ``learned`` is the reward model, ``perceptual`` a distance to HQ (e.g. LPIPS variant)."""
 
@@ -105,6 +123,7 @@ class CompositeReward:
         consistency_weight: float = 0.0,
         perceptual_weight: float = 0.0,
         perceptual: DistanceFn | None = None,
+        agreement_weight: float = 0.0,
         fallback_downsample: int = 4,
     ) -> None:
         if learned is None and learned_weight != 0:
@@ -116,6 +135,7 @@ class CompositeReward:
         self.consistency_weight = consistency_weight
         self.perceptual_weight = perceptual_weight
         self.perceptual = perceptual
+        self.agreement_weight = agreement_weight
         self.fallback_downsample = fallback_downsample
 
     @torch.no_grad()
@@ -127,7 +147,9 @@ class CompositeReward:
         hq: Tensor | None = None,
         has_hq: Tensor | None = None,
         degradations: Sequence[Any | None] | None = None,
+        group_size: int | None = None,
     ) -> RewardBreakdown:
+        """``group_size``: consecutive images that restore the same input (needed by the agreement term)."""
         batch = images.shape[0]
         terms: dict[str, Tensor] = {}
         weights: dict[str, float] = {}
@@ -153,4 +175,10 @@ class CompositeReward:
             terms["perceptual"] = perceptual
             weights["perceptual"] = self.perceptual_weight
             total = total + self.perceptual_weight * perceptual
+        if self.agreement_weight > 0:
+            if group_size is None:
+                raise ValueError("the agreement term needs group_size: the samples of one input")
+            terms["agreement"] = group_agreement(images, group_size).cpu()
+            weights["agreement"] = self.agreement_weight
+            total = total + self.agreement_weight * terms["agreement"]
         return RewardBreakdown(total=total, terms=terms, weights=weights)

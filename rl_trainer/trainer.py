@@ -74,6 +74,7 @@ class RLTrainer:
             consistency_weight=config.consistency_weight,
             perceptual_weight=config.perceptual_weight,
             perceptual=perceptual,
+            agreement_weight=config.agreement_weight,
             fallback_downsample=config.fallback_downsample,
         )
         self.guard = HackingGuard(patience=config.hacking_patience, min_delta=config.hacking_min_delta)
@@ -145,7 +146,12 @@ class RLTrainer:
                 ).log_probs
             reference = self._reference_distribution(groups, rollout)
         rewards = self.reward(
-            groups.lq, rollout.images, hq=groups.hq, has_hq=groups.has_hq, degradations=groups.degradations
+            groups.lq,
+            rollout.images,
+            hq=groups.hq,
+            has_hq=groups.has_hq,
+            degradations=groups.degradations,
+            group_size=config.group_size,
         )
         scores = (
             rewards.normalized_total(config.group_size) if config.normalize_reward_terms else rewards.total

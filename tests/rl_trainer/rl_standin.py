@@ -30,6 +30,22 @@ class GaussianStepPolicy(nn.Module):
     def target(self, lq: Tensor) -> Tensor:
         return self.gain * lq + self.bias + self.mix(lq)
 
+    def fractions(self, steps: int) -> Tensor:
+        """The share of the way to the target that each of ``steps`` steps moves (the last one arrives)."""
+        return torch.tensor([1.0 / (steps - k) for k in range(steps)])
+
+
+class HesitantStepPolicy(GaussianStepPolicy):
+    """Moves only ``sigmoid(reach)`` of each step's way, so part of the initial noise survives to the image: its
+    samples differ from seed to seed (a solution entropy that training can lower by learning to reach)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reach = nn.Parameter(torch.tensor(0.0))
+
+    def fractions(self, steps: int) -> Tensor:
+        return super().fractions(steps) * torch.sigmoid(self.reach)
+
 
 @dataclass
 class StandInOutput:
@@ -46,7 +62,7 @@ class GaussianStepSampling:
     def _means(policy: GaussianStepPolicy, lq: Tensor, states: Tensor, steps: int) -> Tensor:
         # states: [B, T, C, H, W]; step k of T moves 1/(T-k) of the way to the target
         target = policy.target(lq).unsqueeze(1)
-        fractions = torch.tensor([1.0 / (steps - k) for k in range(steps)]).view(1, -1, 1, 1, 1)
+        fractions = policy.fractions(steps).view(1, -1, 1, 1, 1)
         return states + fractions * (target - states)
 
     @staticmethod
@@ -60,8 +76,9 @@ class GaussianStepSampling:
         state = torch.stack([torch.randn(lq.shape[1:], generator=g) for g in generators])
         states, log_probs = [state], []
         target = policy.target(lq)
+        fractions = policy.fractions(num_steps)
         for k in range(num_steps):
-            mean = state + (target - state) / (num_steps - k)
+            mean = state + fractions[k] * (target - state)
             if eta > 0:
                 noise = torch.stack([torch.randn(lq.shape[1:], generator=g) for g in generators])
                 std = STEP_STD * eta

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from restorer.degradations import apply_degradation, sample_degradation
 from rl_trainer.guard import HackingGuard, fidelity_evaluator
-from rl_trainer.rewards import CompositeReward, observation_consistency
+from rl_trainer.rewards import CompositeReward, group_agreement, observation_consistency
 
 
 def smooth(count: int, seed: int, size: int = 32) -> torch.Tensor:
@@ -92,3 +92,27 @@ def test_the_guard_counts_consecutive_divergent_evaluations(evaluations, fires):
     guard = HackingGuard(patience=2)
     results = [guard.update(learned, held_out) for learned, held_out in evaluations]
     assert results[-1] is fires and not any(results[:-1])
+
+
+def test_agreement_scores_each_sample_against_the_rest_of_its_own_group():
+    consensus = smooth(1, seed=0)
+    outlier = smooth(1, seed=1)
+    group = torch.cat([consensus, consensus, consensus, outlier])
+    identical = smooth(1, seed=2).expand(4, -1, -1, -1)
+    scores = group_agreement(torch.cat([group, identical]), group_size=4)
+    # every seed gives the same image: nothing to gain
+    assert torch.allclose(scores[4:], torch.zeros(4), atol=1e-12)
+    assert int(scores[:4].argmin()) == 3  # the sample that disagrees scores lowest in its group
+    assert (scores[:3] < 0).all() and torch.allclose(scores[0], scores[1])
+    with pytest.raises(ValueError, match="groups of >= 2"):
+        group_agreement(group, group_size=3)
+
+
+def test_the_agreement_term_is_weighted_into_the_total_and_needs_groups():
+    lq, images = smooth(4, 0), smooth(4, 1)
+    reward = CompositeReward(lambda lq, x: x.mean(dim=(1, 2, 3)), agreement_weight=2.0)
+    breakdown = reward(lq, images, group_size=2)
+    assert set(breakdown.terms) == {"learned", "agreement"}
+    assert torch.allclose(breakdown.total, breakdown.terms["learned"] + 2 * breakdown.terms["agreement"])
+    with pytest.raises(ValueError, match="group_size"):
+        reward(lq, images)

@@ -18,6 +18,7 @@ from rl_trainer.train import (
 from tests.rl_trainer.rl_standin import (
     GaussianStepPolicy,
     GaussianStepSampling,
+    HesitantStepPolicy,
     LogProbOnlySampling,
     brightness,
     make_inputs,
@@ -71,6 +72,26 @@ def test_the_fallback_sampled_kl_also_raises_the_reward(tmp_path):
     result, _, _ = run(tmp_path, config(max_steps=6, eval_every=3), sampling=LogProbOnlySampling())
     rewards = [evaluation["eval/learned_reward"] for evaluation in result.evaluations]
     assert rewards[-1] > rewards[0] + 0.05
+
+
+def test_the_agreement_reward_makes_samples_less_dependent_on_the_seed(tmp_path):
+    # no learned reward at all: only agreement with the other samples of the group
+    cfg = config(
+        max_steps=8,
+        kl_weight=0.0,
+        learned_reward_weight=0.0,
+        agreement_weight=1.0,
+        entropy_seeds=4,
+        eval_every=8,
+    )
+
+    def indifferent(lq, images):
+        return torch.zeros(images.shape[0])
+
+    result, policy, reference = run(tmp_path, cfg, reward_fn=indifferent, policy=HesitantStepPolicy())
+    assert float(torch.sigmoid(policy.reach.detach())) > float(torch.sigmoid(reference.reach.detach())) + 0.05
+    assert result.entropy_after < 0.8 * result.entropy_before
+    assert "reward/agreement" in result.history[-1]
 
 
 def test_a_large_kl_weight_holds_the_policy_near_the_reference(tmp_path):
