@@ -38,7 +38,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--train-minutes", type=float, default=18.0, help="total training wall time, split in two"
+        "--train-minutes",
+        type=float,
+        default=28.0,
+        help="total training wall time, split in two (14 min per model)",
     )
     parser.add_argument("--artifacts", default="/tmp/pref-artifacts", help="where the trained models go")
     parser.add_argument("--count", type=int, default=256, help="held-out inputs")
