@@ -15,9 +15,10 @@ Pipeline (every phase is what the platform does, at CPU scale):
    candidates of held-out inputs is printed.
 4. **RL**: ``rl_trainer.train`` (the job runner's entry point) on a JSONL manifest, for a fixed budget in
    rollouts and minutes. Reward = learned reward + observation consistency (the input's own degradation
-   re-applied to the restoration, compared with the LQ). The perceptual distance to HQ is *not* a reward term
-   here (weight 0): it is the oracle's own distance, and the point is to measure what the learned reward
-   teaches.
+   re-applied to the restoration, compared with the LQ) + agreement (closeness to the other samples of the
+   same input: the determinism goal), each standardised within its group. None of them needs HQ. The
+   perceptual distance to HQ is *not* a reward term here (weight 0): it is the oracle's own distance, and
+   the point is to measure what the learned reward teaches.
 5. **Report** on held-out test inputs, supervised vs RL-tuned, same seeds: win rate under the noise-free
    oracle (closer to HQ under the oracle's distance; ties count half), PSNR and ``lpips_randtrunk`` to HQ
    (the LPIPS heads on a random AlexNet trunk: no ImageNet weights offline, so this is *not* LPIPS), the
@@ -125,6 +126,8 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         learned_reward_weight=1.0,
         consistency_weight=args.consistency_weight,
         perceptual_weight=0.0,
+        agreement_weight=args.agreement_weight,
+        normalize_reward_terms=args.normalize_terms,
         eval_every=5 if not args.quick else 1,
         eval_inputs=sizes.guard_inputs,
         eval_steps=args.rollout_steps,
@@ -401,10 +404,22 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/pref-artifacts/rl_bench")
     parser.add_argument("--rl-minutes", type=float, default=18.0)
     parser.add_argument("--rollout-steps", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--clip-range", type=float, default=0.01)
     parser.add_argument("--kl-weight", type=float, default=0.01)
     parser.add_argument("--consistency-weight", type=float, default=0.5)
+    parser.add_argument(
+        "--agreement-weight",
+        type=float,
+        default=1.0,
+        help="weight of agreement with the other samples of the group (the determinism term)",
+    )
+    parser.add_argument(
+        "--normalize-terms",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="standardise each reward term within its group before weighting (unit-free weights)",
+    )
     parser.add_argument("--judgments-per-pair", type=int, default=2)
     parser.add_argument(
         "--reuse-reward", action="store_true", help="reuse the reward model of an earlier run"
@@ -413,12 +428,15 @@ def main() -> None:
     parser.add_argument("--give-up-after", default=None, help="UTC HH:MM: do nothing when started later")
     parser.add_argument("--results-name", default=None, help="report file name under benchmarks/results")
     parser.add_argument(
-        "--annotator-temperature", type=float, default=0.01, help="oracle's Bradley-Terry noise"
+        "--annotator-temperature",
+        type=float,
+        default=0.0005,
+        help="oracle's Bradley-Terry noise (careful annotators: samples of one input differ subtly)",
     )
     parser.add_argument(
-        "--tie-margin", type=float, default=0.002, help="oracle answers tie within this distance"
+        "--tie-margin", type=float, default=0.0001, help="oracle answers tie within this distance"
     )
-    parser.add_argument("--reward-resolution", type=int, default=32)
+    parser.add_argument("--reward-resolution", type=int, default=64)
     parser.add_argument("--eval-minutes", type=float, default=5.0, help="time kept for the final evaluation")
     args = parser.parse_args()
     if args.give_up_after:
@@ -557,7 +575,7 @@ def main() -> None:
         "training curve (guard evaluations on val inputs; step metrics averaged since the previous one):"
     )
     lines.append(
-        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'rollout r':>10} {'consist.':>9} {'r spread':>9}"
+        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
         f" {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
     )
     previous = 0
@@ -573,6 +591,7 @@ def main() -> None:
         lines.append(
             f"{step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.4f}"
             f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/learned_spread'):>9.4f}"
+            f" {mean_of('reward/agreement'):>9.2e}"
             f" {mean_of('kl'):>8.4f} {mean_of('clip_fraction'):>9.3f} {mean_of('approx_kl_to_old'):>13.2e}"
         )
     lines.append(f"total wall time {(time.perf_counter() - total_started) / 60:.1f} min")
