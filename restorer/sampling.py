@@ -15,7 +15,8 @@ number of pixels, as DDPO does, for better-scaled ratios.
 Randomness is per sample: sample ``i`` draws its initial noise and every step's noise from its own
 ``torch.Generator`` seeded with ``seeds[i]``, so an image does not depend on its batch-mates.
 The trajectory holds the diffusion *state* (the scaled residual over the LQ, see ``restorer.model``),
-``T + 1`` entries from pure noise to the final state; ``images`` are that final state mapped to pixels.
+``T + 1`` entries from pure noise to the final state; ``images`` are the model's clean estimate at the last
+step mapped to pixels (the final state itself when ``eta`` is 0).
 """
 
 from __future__ import annotations
@@ -121,8 +122,10 @@ def sample(
         condition = restorer.encode_condition(lq, instructions)
         for i, t in enumerate(timesteps):
             x0 = restorer.predict_x0(state, t.to(device), lq, condition)
-            # Deterministic sampling ends on the clean estimate (DDIM with ᾱ = 1 after the last step); a
-            # stochastic trajectory keeps ᾱ_0 < 1 so that its last step has a proper log-probability.
+            # The image is the model's clean estimate at the last step, not the last state: that state still
+            # holds ᾱ_0's sliver of noise (times residual_scale in pixels). Deterministic sampling lands on
+            # the estimate (DDIM with ᾱ = 1 after the last step); a stochastic trajectory keeps ᾱ_0 < 1 so
+            # that its last step has a proper log-probability, and that step's noise never reaches the image.
             alpha_prev = 1.0 if eta == 0 and i == len(timesteps) - 1 else alphas_prev[i]
             mean, sigma = ddim_step_mean_std(x0, state, alphas_t[i], alpha_prev, eta)
             if sigma > 0:
@@ -133,7 +136,7 @@ def sample(
             if return_trajectory:
                 states.append(state)
     return SampleOutput(
-        images=restorer.to_image(state, lq),
+        images=restorer.to_image(x0, lq),
         trajectory=torch.stack(states, dim=1) if return_trajectory else None,
         log_probs=torch.stack(log_probs, dim=1) if eta > 0 else None,
         timesteps=timesteps,
