@@ -6,17 +6,25 @@ degraded with the "gfpgan" preset into an LQ input. Every input gets K candidate
 the noise drawn per candidate. This stands in for restorations of different quality (no trained diffusion
 restorer is needed).
 
-Annotators: the oracle of ``reward_model.oracle`` ("noisy" kind, Bradley-Terry noise at a known
-temperature, ties within a margin, "both bad" past a threshold) under the project's perceptual distance
-(``restorer.metrics.PerceptualDistance``; offline that is ``lpips_randtrunk``, not LPIPS).
+Annotators: the oracle of ``reward_model.oracle`` ("reliable" kind: Bradley-Terry noise at a known
+temperature, ties within a margin, "both bad" past a threshold; five annotator ids) under the project's
+perceptual distance (``restorer.metrics.PerceptualDistance``; offline that is ``lpips_randtrunk``, not LPIPS).
 
 Reported on held-out inputs (never judged): pairwise accuracy of the reward model against the oracle's
 noise-free preference (the candidate truly closer to the HQ), for 250 / 1,000 / 2,000 / 4,000 judgments,
-with random pairs and with pairs chosen by ensemble disagreement (BALD, 20 % kept random), and the noise
-ceiling: the expected accuracy of one noisy annotator's answer on the same pairs (tie / both-bad answers
-count half). Training time is wall-clock on this machine.
+with random pairs and with pairs chosen by ensemble disagreement, and the noise ceiling: the expected
+accuracy of one noisy annotator's answer on the same pairs (tie / both-bad answers count half). Training
+time is wall-clock on this machine.
 
-    flock /tmp/pref-heavy.lock ~/.venvs/pref-restore/bin/python benchmarks/reward_learning.py [--quick]
+Random pairs: drawn with replacement (a repeat is a new label), one model per budget trained from scratch on
+a nested prefix. Uncertainty pairs: a random cold start of half the first budget, then rounds that double
+the labelled set; each round scores every pool pair with the previous round's ensemble and takes the
+highest BALD (a pair's score divided by 1 + its labels so far), at most ``--spread`` times the even share
+per input, plus a random share, and the model is warm-started from the previous round. For a fair
+comparison the progress lines give each model's training steps (of its last round, for the uncertainty
+pairs; compare the cumulative steps of the rounds, so that a gain is not just more training).
+
+    flock /tmp/pref-heavy.lock ~/.venvs/pref-restore/bin/python benchmarks/reward_learning.py [options]
 """
 
 from __future__ import annotations
@@ -157,10 +165,13 @@ def noise_ceiling(data: Dataset, oracle: OracleAnnotator) -> float:
 
 
 def train_config(n_judgments: int, args, *, warm_start: bool = False) -> TrainConfig:
-    # About 12 passes over the judgments (8 when warm-started from the previous round), within
-    # [floor, --max-steps]; early stopping (not before 60 % of them) on top.
-    epochs, floor = (8, 200) if warm_start else (12, 300)
-    steps = min(args.max_steps, max(floor, epochs * n_judgments // args.batch_size))
+    # --epochs passes over the judgments (--warm-epochs when warm-started from the previous round of active
+    # learning), within [--min-steps, --max-steps], at a --lr-schedule learning rate. Validation accuracy
+    # picks the best checkpoint; early stopping (--patience evaluations without improvement) only from
+    # --stop-after of the steps on: validation accuracy on noisy labels is flat for long stretches while the
+    # net is still learning, so an early stop before that cut the first runs short.
+    epochs, floor = (args.warm_epochs, args.warm_min_steps) if warm_start else (args.epochs, args.min_steps)
+    steps = min(args.max_steps, max(floor, math.ceil(epochs * n_judgments / args.batch_size)))
     return TrainConfig(
         reward=RewardConfig(
             resolution=args.resolution,
@@ -171,10 +182,13 @@ def train_config(n_judgments: int, args, *, warm_start: bool = False) -> TrainCo
         seed=args.seed,
         max_steps=steps,
         batch_size=args.batch_size,
-        learning_rate=2e-3,
-        eval_every=50,
-        patience=4,
-        min_steps=int(0.6 * steps),
+        group_by_input=args.group_by_input,
+        learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=min(50, steps // 10),
+        eval_every=args.eval_every,
+        patience=args.patience,
+        min_steps=int(args.stop_after * steps),
         val_fraction=0.15,
     )
 
@@ -194,7 +208,8 @@ def run_random(budgets, pool, test, bank, oracle, args):
             result.metrics["steps"],
         )
         print(
-            f"  random      {budget:5d} judgments: accuracy {results[budget][0]:.3f}  ({results[budget][1]:.0f} s)",
+            f"  random      {budget:5d} judgments: accuracy {results[budget][0]:.3f}  ({results[budget][1]:.0f} s, "
+            f"{results[budget][2]} steps)",
             flush=True,
         )
     return results
@@ -206,7 +221,9 @@ def run_active(budgets, pool, test, bank, oracle, args):
     first = budgets[0] // 2
     rows = judge([pairs[i] for i in rng.integers(len(pairs), size=first)], pool, oracle, rng, 0)
     reasons: Counter[str] = Counter({"cold_start": first})
-    schedule = sorted(set(budgets) | {first * 2**i for i in range(1, 20) if first * 2**i < max(budgets)})
+    # Rounds: a model on the random cold-start labels, then the labelled set doubles each round (and stops at
+    # every reported budget), each round choosing its new pairs with the previous round's model.
+    schedule = sorted(set(budgets) | {first * 2**i for i in range(20) if first * 2**i < max(budgets)})
     results, model, total_time = {}, None, 0.0
     for target in schedule:
         started = time.perf_counter()
@@ -215,26 +232,36 @@ def run_active(budgets, pool, test, bank, oracle, args):
             lq_keys = [pool.lq_key[key.split("/")[2]] for key in keys]
             member = member_rewards_for(model, bank, bank.lookup(lq_keys), bank.lookup(keys))
             counts = Counter((row.a_key, row.b_key) for row in rows)
+            new_pairs = target - len(rows)
+            # Spread each round over the inputs: at most --spread times the even share per input.
+            cap = math.ceil(args.spread * new_pairs / len(pool.candidates)) if args.spread > 0 else None
             chosen = select_pairs_from_rewards(
                 pairs,
                 dict(zip(keys, member)),
-                budget=target - len(rows),
+                budget=new_pairs,
                 random_fraction=args.random_fraction,
                 seed=args.seed + target,
                 label_counts=counts,
+                max_per_input=cap,
             )
             reasons.update(pair.reason for pair in chosen)
             new = [CandidatePair(p.input_id, p.a_key, p.b_key) for p in chosen]
             rows += judge(new, pool, oracle, rng, len(rows))
+        config = train_config(len(rows), args, warm_start=model is not None and args.warm_start)
         result = train(
-            train_config(len(rows), args), judgments=rows, images=bank, progress=False, init_model=model
+            config,
+            judgments=rows,
+            images=bank,
+            progress=False,
+            init_model=model if args.warm_start else None,
         )
         model = result.model
         total_time += time.perf_counter() - started
         if target in budgets:
             results[target] = (model_accuracy(model, test, bank), total_time, result.metrics["steps"])
             print(
-                f"  uncertainty {target:5d} judgments: accuracy {results[target][0]:.3f}  ({total_time:.0f} s cumulative)",
+                f"  uncertainty {target:5d} judgments: accuracy {results[target][0]:.3f}  ({total_time:.0f} s cumulative, "
+                f"{results[target][2]} steps)",
                 flush=True,
             )
     return results, reasons
@@ -251,10 +278,36 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--stem-stride", type=int, default=2)
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
-    parser.add_argument("--ensemble", type=int, default=4)
+    parser.add_argument("--ensemble", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="cosine decay measured worse here: at these step counts the net is still forming its features",
+    )
+    parser.add_argument("--epochs", type=float, default=16, help="passes over the judgments, from scratch")
+    parser.add_argument("--warm-epochs", type=float, default=6, help="passes when warm-started")
+    parser.add_argument("--min-steps", type=int, default=200)
+    parser.add_argument("--warm-min-steps", type=int, default=150)
+    parser.add_argument(
+        "--group-by-input", action="store_true", help="batches of whole inputs (cheaper steps)"
+    )
     parser.add_argument("--max-steps", type=int, default=800)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument(
+        "--stop-after", type=float, default=0.8, help="no early stop before this share of steps"
+    )
+    parser.add_argument("--no-warm-start", dest="warm_start", action="store_false")
     parser.add_argument("--random-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=2.0,
+        help="informative pairs per input per round at most this times the even share (0: no cap)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", choices=["random", "active"], default=None)
     parser.add_argument(
@@ -296,8 +349,15 @@ def main() -> None:
     )
     print(
         f"reward model: resolution {args.resolution} (stem stride {args.stem_stride}), channels {args.channels}, "
-        f"ensemble {args.ensemble}; "
-        f"batch {args.batch_size}, max {args.max_steps} steps, early stopping on validation accuracy"
+        f"ensemble {args.ensemble}; batch {args.batch_size}, lr {args.learning_rate} {args.lr_schedule}, "
+        f"{args.epochs:g} passes from scratch / {args.warm_epochs:g} warm-started ({'on' if args.warm_start else 'off'}), "
+        f"steps in [{args.min_steps} ({args.warm_min_steps} warm), {args.max_steps}]"
+        f"{', batches of whole inputs' if args.group_by_input else ''}, best checkpoint by validation accuracy every {args.eval_every} "
+        f"steps, early stop after {args.patience} without gain past {args.stop_after:.0%} of the steps"
+    )
+    print(
+        f"pair selection: BALD of the ensemble, {args.random_fraction:.0%} random, "
+        f"informative pairs per input per round at most {args.spread:g}x the even share"
     )
     print(f"noise ceiling (one annotator's expected accuracy vs noise-free preference): {ceiling:.3f}")
     random_results = active_results = None

@@ -7,7 +7,10 @@ zero everywhere and the **Bradley–Terry uncertainty** ``p (1 - p)`` is used in
 an unbiased estimate over all pairs, and so that the model keeps seeing pairs it is (wrongly) sure about.
 Before any reward model exists every pair is random (``cold_start``). A pair already judged ``n`` times has
 its score divided by ``n + 1``, so a pair is asked again only if it stays much more informative than the
-rest. Every selected pair records its ``reason`` and ``score``.
+rest. ``max_per_input`` spreads a batch over inputs: at most that many informative pairs of one input per
+call (the best of each input first), because pairs of the same input share candidates and so largely
+teach the same thing, and a batch that piles onto the few inputs the model is least sure of wastes labels.
+Every selected pair records its ``reason`` and ``score``.
 """
 
 from __future__ import annotations
@@ -70,14 +73,19 @@ def select_pairs_from_rewards(
     random_fraction: float = 0.2,
     seed: int = 0,
     label_counts: Mapping[tuple[str, str], int] | None = None,
+    max_per_input: int | None = None,
 ) -> list[SelectedPair]:
     """Pick ``budget`` distinct pairs given each candidate's member rewards ``[K]`` (keyed by candidate key).
 
     ``member_rewards=None`` means no reward model yet: all picks are random (``cold_start``).
     ``label_counts`` maps ``(a_key, b_key)`` (either order) to how many judgments the pair already has.
+    ``max_per_input`` caps the informative picks per input (``None``: no cap); when the cap leaves the budget
+    short, the best of the capped-out pairs fill it.
     """
     if not 0.0 <= random_fraction <= 1.0:
         raise ValueError(f"random_fraction must be in [0, 1], got {random_fraction}")
+    if max_per_input is not None and max_per_input < 1:
+        raise ValueError(f"max_per_input must be at least 1, got {max_per_input}")
     rng = np.random.default_rng(seed)
     budget = min(budget, len(pairs))
     if budget <= 0:
@@ -110,7 +118,22 @@ def select_pairs_from_rewards(
     n_informative = budget - n_random
     # Ties in the score are broken at random, not by position, so no input is favoured by its order.
     jitter = torch.from_numpy(rng.random(len(pairs))).to(scores.dtype) * 1e-9
-    informative = torch.argsort(scores + jitter, descending=True)[:n_informative].tolist()
+    ranked = torch.argsort(scores + jitter, descending=True).tolist()
+    if max_per_input is None:
+        informative = ranked[:n_informative]
+    else:
+        per_input: dict[str, int] = {}
+        informative, overflow = [], []
+        for i in ranked:
+            if len(informative) == n_informative:
+                break
+            taken = per_input.get(pairs[i].input_id, 0)
+            if taken < max_per_input:
+                per_input[pairs[i].input_id] = taken + 1
+                informative.append(i)
+            else:
+                overflow.append(i)
+        informative += overflow[: n_informative - len(informative)]
     chosen = set(informative)
     remaining = np.array([i for i in range(len(pairs)) if i not in chosen], dtype=np.int64)
     random_picks = rng.choice(remaining, size=min(n_random, len(remaining)), replace=False).tolist()
@@ -144,6 +167,7 @@ def select_pairs(
     random_fraction: float = 0.2,
     seed: int = 0,
     label_counts: Mapping[tuple[str, str], int] | None = None,
+    max_per_input: int | None = None,
     batch_size: int = 64,
 ) -> list[SelectedPair]:
     """Choose ``budget`` pairs among all within-input pairs of ``candidate_sets`` (see module docstring)."""
@@ -172,4 +196,5 @@ def select_pairs(
         random_fraction=random_fraction,
         seed=seed,
         label_counts=label_counts,
+        max_per_input=max_per_input,
     )

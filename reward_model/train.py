@@ -15,6 +15,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -47,6 +48,12 @@ class TrainConfig:
     # measured on the reward benchmark, learns less per step. Off by default.
     group_by_input: bool = False
     learning_rate: float = 2e-3
+    # "cosine": linear warm-up over warmup_steps, then cosine decay to min_lr_ratio * learning_rate at
+    # max_steps (the small last steps average out the noise of the labels); "constant": learning_rate
+    # throughout (the default, as before, so callers that tuned max_steps / patience keep their results).
+    lr_schedule: str = "constant"
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     eval_every: int = 100
@@ -199,6 +206,23 @@ def gold_accuracy(model: RewardModel, gold_rows: Sequence[JudgmentRow], bank: Im
 # -------------------------------------------------------------------------------------------- training
 
 
+def learning_rate_factor(config: TrainConfig, step: int) -> float:
+    """Multiplier of every learning rate at step ``step`` (0-based) under ``config.lr_schedule``.
+
+    It depends on the step and ``max_steps`` only, so a resumed run follows the same schedule (stretched to
+    the new ``max_steps`` when that grew).
+    """
+    if config.lr_schedule == "constant":
+        return 1.0
+    if config.lr_schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {config.lr_schedule!r} (expected 'cosine' or 'constant')")
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    return config.min_lr_ratio + 0.5 * (1 - config.min_lr_ratio) * (1 + math.cos(math.pi * progress))
+
+
 def _score(metrics: dict[str, float]) -> tuple[float, float]:
     """Early-stopping score: validation accuracy first, lower log-loss breaks ties."""
     return (metrics.get("pairwise_accuracy", float("nan")), -metrics.get("log_loss", float("inf")))
@@ -309,6 +333,8 @@ def train(
             {"params": reliability.parameters(), "weight_decay": 0.0, "lr": config.reliability_learning_rate}
         )
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    for group in optimizer.param_groups:  # the schedule scales every group's own rate
+        group["base_lr"] = group["lr"]
 
     members = config.reward.ensemble_size
     rng = np.random.default_rng(config.seed)
@@ -396,6 +422,9 @@ def train(
             loss = loss + reliability.prior_penalty() / len(train_data)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        factor = learning_rate_factor(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
         optimizer.step()
         step += 1
         bar.update(1)

@@ -84,3 +84,26 @@ def test_select_pairs_scores_images_with_an_ensemble():
     )
     assert p.shape == spread.shape == (2,)
     assert {pair.reason for pair in select_pairs(sets, None, budget=3)} == {"cold_start"}
+
+
+def test_max_per_input_spreads_the_informative_picks_over_inputs():
+    # Input "hot" has the three most uncertain pairs; input "cool" has weaker but non-zero disagreement.
+    rewards = {
+        "h0": torch.tensor([2.0, -2.0, 0.0]),
+        "h1": torch.tensor([-2.0, 2.0, 0.0]),
+        "h2": torch.tensor([0.0, 0.0, 3.0]),
+        "k0": torch.tensor([0.5, -0.5, 0.0]),
+        "k1": torch.tensor([-0.5, 0.5, 0.0]),
+        "k2": torch.tensor([0.0, 0.0, 0.8]),
+    }
+    pairs = all_pairs({"hot": ["h0", "h1", "h2"], "cool": ["k0", "k1", "k2"]})
+    uncapped = select_pairs_from_rewards(pairs, rewards, budget=3, random_fraction=0.0)
+    assert {pair.input_id for pair in uncapped} == {"hot"}
+    capped = select_pairs_from_rewards(pairs, rewards, budget=3, random_fraction=0.0, max_per_input=2)
+    assert [pair.input_id for pair in capped].count("hot") == 2
+    assert [pair.input_id for pair in capped].count("cool") == 1
+    assert capped[0].score >= capped[1].score  # the best pair of each input still comes first
+    # When the cap cannot fill the budget, the capped-out pairs fill it, best first.
+    tight = select_pairs_from_rewards(pairs, rewards, budget=4, random_fraction=0.0, max_per_input=1)
+    assert [pair.input_id for pair in tight] == ["hot", "cool", "hot", "hot"]
+    assert len({(p.a_key, p.b_key) for p in tight}) == 4

@@ -13,7 +13,7 @@ from reward_model.ensemble import RewardEnsemble
 from reward_model.errors import ExportFormatError
 from reward_model.export import write_judgments
 from reward_model.model import RewardConfig, RewardModel
-from reward_model.train import TrainConfig, main, train
+from reward_model.train import TrainConfig, learning_rate_factor, main, train
 from tests.reward_model.toy import NOISE_LEVELS, make_toy_data, oracle_rows
 
 CONFIG = TrainConfig(
@@ -216,3 +216,19 @@ def test_batches_grouped_by_input_train_too(toy_data, toy_oracle_factory):
     config = dataclasses.replace(CONFIG, group_by_input=True, max_steps=20, eval_every=10)
     result = train(config, judgments=rows, images=ImageBank(toy_data.images, resolution=16), progress=False)
     assert result.metrics["steps"] == 20 and result.metrics["val_pairwise_accuracy"] is not None
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    config = dataclasses.replace(
+        CONFIG, lr_schedule="cosine", max_steps=110, warmup_steps=10, min_lr_ratio=0.1
+    )
+    factors = [learning_rate_factor(config, step) for step in range(config.max_steps)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert max(factors) == pytest.approx(1.0)
+    after_warmup = factors[10:]
+    assert all(later <= earlier for earlier, later in zip(after_warmup, after_warmup[1:]))
+    assert factors[60] == pytest.approx(0.55) and factors[-1] == pytest.approx(0.1, abs=1e-3)
+    constant = dataclasses.replace(config, lr_schedule="constant")
+    assert {learning_rate_factor(constant, step) for step in range(0, 110, 7)} == {1.0}
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate_factor(dataclasses.replace(config, lr_schedule="step"), 0)
