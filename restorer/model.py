@@ -110,7 +110,8 @@ class RestorerConfig:
         if unknown:
             raise ValueError(f"unknown restorer config fields: {sorted(unknown)}")
         values = dict(data)
-        # configs saved before the field existed describe UNets without the query time embedding
+        # configs saved before these fields existed describe UNets without the query time embedding whose
+        # output is the state itself
         values.setdefault("query_time_embedding", False)
         values.setdefault("predict_image_residual", False)
         for name in ("block_out_channels", "cross_attention_levels"):
