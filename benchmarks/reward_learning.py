@@ -178,6 +178,8 @@ def train_config(n_judgments: int, args, *, warm_start: bool = False) -> TrainCo
             channels=tuple(args.channels),
             ensemble_size=args.ensemble,
             stem_stride=args.stem_stride,
+            residual_input=args.residual_input,
+            group_norm=args.group_norm,
         ),
         seed=args.seed,
         max_steps=steps,
@@ -279,6 +281,12 @@ def main() -> None:
     parser.add_argument("--stem-stride", type=int, default=2)
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--ensemble", type=int, default=3)
+    parser.add_argument(
+        "--residual-input", action=argparse.BooleanOptionalAction, default=True, help="also feed x - lq"
+    )
+    parser.add_argument(
+        "--group-norm", action=argparse.BooleanOptionalAction, default=True, help="GroupNorm after convs"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument(
@@ -349,7 +357,7 @@ def main() -> None:
     )
     print(
         f"reward model: resolution {args.resolution} (stem stride {args.stem_stride}), channels {args.channels}, "
-        f"ensemble {args.ensemble}; batch {args.batch_size}, lr {args.learning_rate} {args.lr_schedule}, "
+        f"ensemble {args.ensemble}, residual input {args.residual_input}, group norm {args.group_norm}; batch {args.batch_size}, lr {args.learning_rate} {args.lr_schedule}, "
         f"{args.epochs:g} passes from scratch / {args.warm_epochs:g} warm-started ({'on' if args.warm_start else 'off'}), "
         f"steps in [{args.min_steps} ({args.warm_min_steps} warm), {args.max_steps}]"
         f"{', batches of whole inputs' if args.group_by_input else ''}, best checkpoint by validation accuracy every {args.eval_every} "

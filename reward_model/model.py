@@ -37,6 +37,12 @@ class RewardConfig:
     stem_stride: int = 2  # reads full-resolution pixels (noise, fine detail) at a quarter of the cost of 1
     ensemble_size: int = 4
     use_lq: bool = True  # False scores the candidate alone (no-reference quality)
+    # Also feed x - lq (the restoration's change to its input) as three more channels: what the restorer
+    # added (detail, noise) is then first-layer evidence instead of a difference the net must learn to form.
+    residual_input: bool = False
+    # GroupNorm after every convolution: the plain net's activations drift in scale between layers, and on
+    # the CPU step budgets of this project a normalised net reaches a given accuracy in fewer steps.
+    group_norm: bool = False
     seed: int = 0
     version: int = CONFIG_VERSION
     kind: str = ARTIFACT_KIND
@@ -50,6 +56,8 @@ class RewardConfig:
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if self.resolution < self.stem_stride * 2 ** (len(self.channels) - 1):
             raise ValueError(f"resolution {self.resolution} is too small for {len(self.channels)} stages")
+        if self.residual_input and not self.use_lq:
+            raise ValueError("residual_input needs use_lq: the residual is the candidate minus its LQ")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -71,29 +79,59 @@ class RewardConfig:
 # Sizes chosen for this project's machines: "tiny" trains in seconds on a 2-core CPU (tests),
 # "small" in a minute or two (benchmarks, demos), "gpu" is for real data on an accelerator.
 CONFIG_PRESETS: dict[str, RewardConfig] = {
-    "tiny": RewardConfig(resolution=32, channels=(8, 16, 32), ensemble_size=3),
+    "tiny": RewardConfig(
+        resolution=32, channels=(8, 16, 32), ensemble_size=3, residual_input=True, group_norm=True
+    ),
     # The benchmark's configuration: at 64 px with a stride-2 stem it sees pixel noise that resizing to
-    # 32 px averages away, for about the cost of a 32-px input.
-    "small": RewardConfig(resolution=64, stem_stride=2, channels=(16, 32, 64), ensemble_size=4),
-    "gpu": RewardConfig(resolution=128, stem_stride=1, channels=(64, 128, 256, 256, 512), ensemble_size=5),
+    # 32 px averages away, for about the cost of a 32-px input. GroupNorm and the residual input took its
+    # held-out accuracy at 4,000 judgments from 0.75 to 0.90 at the same 800 steps
+    # (benchmarks/results/reward_learning.txt).
+    "small": RewardConfig(
+        resolution=64,
+        stem_stride=2,
+        channels=(16, 32, 64),
+        ensemble_size=4,
+        residual_input=True,
+        group_norm=True,
+    ),
+    "gpu": RewardConfig(
+        resolution=128,
+        stem_stride=1,
+        channels=(64, 128, 256, 256, 512),
+        ensemble_size=5,
+        residual_input=True,
+        group_norm=True,
+    ),
 }
+
+
+def _groups(width: int) -> int:
+    """GroupNorm groups: the largest of 8, 4, 2, 1 that divides ``width``."""
+    return next(g for g in (8, 4, 2, 1) if width % g == 0)
 
 
 class RewardEncoder(nn.Module):
     """One ensemble member: a plain conv net, global average pool, linear head to a scalar."""
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...], stem_stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, channels: tuple[int, ...], stem_stride: int = 1, group_norm: bool = False
+    ) -> None:
         super().__init__()
+
+        def activation(width: int) -> list[nn.Module]:
+            norm: list[nn.Module] = [nn.GroupNorm(_groups(width), width)] if group_norm else []
+            return [*norm, nn.SiLU()]
+
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, channels[0], 3, stride=stem_stride, padding=1),
-            nn.SiLU(),
+            *activation(channels[0]),
         ]
         for previous, width in zip(channels[:-1], channels[1:]):
             layers += [
                 nn.Conv2d(previous, width, 3, stride=2, padding=1),
-                nn.SiLU(),
+                *activation(width),
                 nn.Conv2d(width, width, 3, padding=1),
-                nn.SiLU(),
+                *activation(width),
             ]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(channels[-1], 1)
@@ -108,9 +146,9 @@ class RewardModel(nn.Module):
     def __init__(self, config: RewardConfig) -> None:
         super().__init__()
         self.config = config
-        in_channels = 6 if config.use_lq else 3
+        in_channels = 3 + 3 * int(config.use_lq) + 3 * int(config.residual_input)
         self.members = nn.ModuleList(
-            RewardEncoder(in_channels, config.channels, config.stem_stride)
+            RewardEncoder(in_channels, config.channels, config.stem_stride, config.group_norm)
             for _ in range(config.ensemble_size)
         )
         self.judgment = JudgmentHead()
@@ -127,6 +165,8 @@ class RewardModel(nn.Module):
             raise ValueError(f"lq {tuple(lq.shape)} does not match candidates {tuple(x.shape)}")
         if lq.shape[-2:] != size:
             lq = F.interpolate(lq, size=size, mode="bilinear", antialias=True, align_corners=False)
+        if self.config.residual_input:
+            return torch.cat([x, lq, x - lq], dim=1)
         return torch.cat([x, lq], dim=1)
 
     def member_rewards(self, lq: Tensor, x: Tensor) -> Tensor:

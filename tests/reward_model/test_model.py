@@ -111,3 +111,48 @@ def test_reward_function_is_the_rl_callable(tmp_path):
     values = reward(images(4), x)
     assert values.shape == (4,) and values.dtype == torch.float32
     assert not values.requires_grad
+
+
+def test_residual_input_feeds_the_change_to_the_lq_as_three_more_channels():
+    config = RewardConfig(resolution=16, channels=(4, 8), ensemble_size=2, residual_input=True)
+    model = RewardModel(config)
+    lq, x = images(), images(seed=1)
+    inputs = model._encoder_input(lq, x)
+    assert inputs.shape[1] == 9
+    assert torch.equal(inputs[:, 6:], x - lq)
+    assert model.members[0].features[0].in_channels == 9
+    with pytest.raises(ValueError, match="residual_input needs use_lq"):
+        RewardConfig(use_lq=False, residual_input=True)
+
+
+def test_group_norm_normalises_every_convolution_of_every_member():
+    plain = RewardModel(TINY)
+    normed = RewardModel(RewardConfig(resolution=16, channels=(4, 8), ensemble_size=2, group_norm=True))
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in normed.modules())
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in normed.modules()) == convs == 6
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in plain.modules())
+    # a normalised net's output does not depend on the scale of its first layer's weights
+    lq, x = images(), images(seed=1)
+    before = normed.eval()(lq, x)
+    with torch.no_grad():
+        for member in normed.members:
+            member.features[0].weight.mul_(7.0)
+            member.features[0].bias.mul_(7.0)
+    assert torch.allclose(normed(lq, x), before, atol=1e-4)
+
+
+def test_artifacts_saved_before_the_new_options_load_as_plain_nets(tmp_path):
+    model = RewardModel(TINY)
+    model.save_pretrained(tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    data = json.loads(config_path.read_text())
+    del data["residual_input"], data["group_norm"]
+    config_path.write_text(json.dumps(data))
+    loaded = RewardModel.from_pretrained(tmp_path / "old")
+    assert not loaded.config.residual_input and not loaded.config.group_norm
+    lq, x = images(), images(seed=1)
+    assert torch.allclose(loaded(lq, x), model.eval()(lq, x))
+
+
+def test_presets_use_the_normalised_residual_encoder():
+    assert all(config.group_norm and config.residual_input for config in CONFIG_PRESETS.values())

@@ -17,7 +17,9 @@ from reward_model.train import TrainConfig, learning_rate_factor, main, train
 from tests.reward_model.toy import NOISE_LEVELS, make_toy_data, oracle_rows
 
 CONFIG = TrainConfig(
-    reward=RewardConfig(resolution=16, channels=(8, 16), ensemble_size=3),
+    reward=RewardConfig(
+        resolution=16, channels=(8, 16), ensemble_size=3, residual_input=True, group_norm=True
+    ),
     max_steps=150,
     batch_size=32,
     learning_rate=3e-3,
