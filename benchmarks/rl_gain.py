@@ -9,7 +9,10 @@ Pipeline (every phase is what the platform does, at CPU scale):
    degraded with the ``gfpgan`` preset; RL inputs from the synthetic *train* split (seeds the restorer's pool
    never used), the guard's held-out inputs from *val*, the report's held-out inputs from *test*.
 3. **Reward model from simulated judgments**: the supervised restorer samples K candidates per input with its
-   stochastic RL sampler (the distribution RL will move), a reliable oracle annotator of ``reward_model.oracle``
+   stochastic RL sampler (the distribution RL will move); ``--edited-share`` of them are replaced by edited
+   versions (unsharp mask or blur of random strength, added noise: stand-ins for the other model versions a
+   real candidate pool holds, since one restorer's samples of an input are nearly identical), a reliable
+   oracle annotator of ``reward_model.oracle``
    (Bradley-Terry noise at its default temperature, ties, both-bad) judges every pair, and
    ``reward_model.train`` fits a reward model. Its pairwise accuracy against the noise-free oracle on
    candidates of held-out inputs is printed.
@@ -49,11 +52,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from restorer import sampling
 from restorer.artifacts import ArtifactError
 from restorer.data import split_seeds, synthetic_faces
-from restorer.degradations import apply_degradation, instruction_text, sample_degradation
+from restorer.degradations import apply_degradation, gaussian_kernel, instruction_text, sample_degradation
 from restorer.images import quantize, tensor_to_pil
 from restorer.metrics import PerceptualDistance, psnr, solution_entropy
 from restorer.model import Restorer
@@ -203,6 +207,34 @@ def supervised_restorer(args: argparse.Namespace, work: Path) -> tuple[Path, str
 # ------------------------------------------------------------------------------------------ reward model
 
 
+def edited_versions(samples: torch.Tensor, share: float, *, seed: int) -> torch.Tensor:
+    """Replace ``share`` of a group's samples by sharpened or softened, and noisier, versions of themselves.
+
+    The restorer's own samples of one input are nearly identical (its solution entropy is ~1e-3), so judgments
+    between them alone are noise. Real candidate pools hold model versions that differ in sharpness and
+    noise (checkpoints of different ages, other samplers); these edits stand in for them: an unsharp mask of
+    strength in [-0.8, 1.5] (negative: towards a blur) and Gaussian noise of std in [0, 0.03], drawn per
+    candidate. The first sample of each group is always kept as the restorer made it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    count = samples.shape[0]
+    edited = samples.clone()
+    chosen = [i for i in range(1, count) if torch.rand((), generator=generator) < share]
+    if not chosen:
+        return edited
+    kernel = gaussian_kernel(1.0, 1.0, 0.0).to(samples)
+    radius = kernel.shape[-1] // 2
+    picked = samples[chosen]
+    blurred = F.conv2d(
+        F.pad(picked, (radius,) * 4, mode="reflect"), kernel[None, None].repeat(3, 1, 1, 1), groups=3
+    )
+    strength = (torch.rand(len(chosen), generator=generator) * 2.3 - 0.8).view(-1, 1, 1, 1)
+    noise_std = (torch.rand(len(chosen), generator=generator) * 0.03).view(-1, 1, 1, 1)
+    noise = torch.randn(picked.shape, generator=generator) * noise_std
+    edited[chosen] = (picked + strength * (picked - blurred) + noise).clamp(-1.0, 1.0)
+    return edited
+
+
 def build_reward_model(
     restorer: Restorer, faces: Faces, held_out: Faces, args: argparse.Namespace, sizes: Sizes, work: Path
 ) -> tuple[Path, dict]:
@@ -236,7 +268,10 @@ def build_reward_model(
                 )
             for position, index in enumerate(chunk):
                 input_id = batch.ids[index]
-                samples = quantize(out.images[position * k : (position + 1) * k])
+                samples = out.images[position * k : (position + 1) * k]
+                if args.edited_share > 0:
+                    samples = edited_versions(samples, args.edited_share, seed=seed_base + index)
+                samples = quantize(samples)
                 keys = [f"samples/sup/{input_id}/{c}.png" for c in range(k)]
                 images[f"inputs/{input_id}/lq.png"] = batch.lq[index]
                 images.update(zip(keys, samples))
@@ -277,7 +312,13 @@ def build_reward_model(
                 )
     # the reward_learning benchmark's model (32 px, 4 members): at 64 px fitting is ~4x slower on this CPU
     channels = (16, 32, 64) if args.reward_resolution <= 32 else (16, 32, 64, 64)
-    reward_config = RewardConfig(resolution=args.reward_resolution, channels=channels, ensemble_size=4)
+    reward_config = RewardConfig(
+        resolution=args.reward_resolution,
+        channels=channels,
+        ensemble_size=4,
+        residual_input=True,
+        group_norm=True,
+    )
     config = RewardTrainConfig(reward=reward_config, max_steps=sizes.reward_steps, eval_every=50, patience=4)
     out = work / "reward"
     shutil.rmtree(out, ignore_errors=True)
@@ -422,6 +463,12 @@ def main() -> None:
     )
     parser.add_argument("--judgments-per-pair", type=int, default=2)
     parser.add_argument(
+        "--edited-share",
+        type=float,
+        default=0.6,
+        help="share of each input's candidates replaced by sharpened/softened, noisier edits (0: samples only)",
+    )
+    parser.add_argument(
         "--reuse-reward", action="store_true", help="reuse the reward model of an earlier run"
     )
     parser.add_argument("--finish-by", default=None, help="UTC HH:MM: shorten the RL budget to end by then")
@@ -471,6 +518,8 @@ def main() -> None:
         "sizes": dataclasses.asdict(sizes),
         "rollout_steps": args.rollout_steps,
         "judgments_per_pair": args.judgments_per_pair,
+        "edited_share": args.edited_share,
+        "reward_encoder": "residual input, group norm",
     }
     cached = work / "reward_info.json"
     if args.reuse_reward and cached.is_file() and json.loads(cached.read_text()).get("key") == reward_key:
@@ -533,7 +582,8 @@ def main() -> None:
         f" {torch.get_num_threads()} threads; run {'--quick (sizes too small to mean anything)' if args.quick else 'full'}",
         f"supervised restorer: {restorer_note}",
         f"reward model: {reward_info['judgments']} simulated judgments (reliable oracle, {args.judgments_per_pair} per"
-        f" pair) on {reward_info['candidates_per_input']} stochastic candidates of {reward_info['train_inputs']} inputs;"
+        f" pair) on {reward_info['candidates_per_input']} candidates of {reward_info['train_inputs']} inputs (stochastic"
+        f" samples, {args.edited_share:.0%} of them replaced by sharpened/softened, noisier edits);"
         f" held-out pair accuracy vs noise-free oracle {reward_info['held_out_pair_accuracy']:.3f}"
         f" ({reward_info['held_out_pairs']} pairs); candidates {reward_info['candidate_seconds']:.0f} s,"
         f" fit {reward_info['fit_seconds']:.0f} s",
