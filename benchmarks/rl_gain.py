@@ -462,6 +462,8 @@ def main() -> None:
         help="standardise each reward term within its group before weighting (unit-free weights)",
     )
     parser.add_argument("--judgments-per-pair", type=int, default=2)
+    parser.add_argument("--reward-inputs", type=int, help="inputs judged for the reward model (default 48)")
+    parser.add_argument("--reward-steps", type=int, help="reward model training steps (default 400)")
     parser.add_argument(
         "--edited-share",
         type=float,
@@ -493,6 +495,10 @@ def main() -> None:
             log(f"started after {args.give_up_after} UTC: too late for a meaningful RL budget; not running")
             return
     sizes = QUICK if args.quick else FULL
+    if args.reward_inputs:
+        sizes = dataclasses.replace(sizes, reward_inputs=max(args.reward_inputs, sizes.rl_inputs))
+    if args.reward_steps:
+        sizes = dataclasses.replace(sizes, reward_steps=args.reward_steps)
     if args.quick:
         args.rl_minutes = min(args.rl_minutes, 2.0)
     torch.manual_seed(0)
