@@ -388,6 +388,8 @@ def main() -> None:
     if random_results and active_results:
         print(f"pairs chosen in the uncertainty run, by reason: {dict(reasons)}")
         for name, results in (("random", random_results), ("uncertainty", active_results)):
+            if top not in results:
+                continue
             gap = ceiling - results[top][0]
             verdict = "met" if gap <= 0.03 else "NOT met"
             print(

@@ -111,7 +111,7 @@ def _groups(width: int) -> int:
 
 
 class RewardEncoder(nn.Module):
-    """One ensemble member: a plain conv net, global average pool, linear head to a scalar."""
+    """One ensemble member: a conv net (GroupNorm after each conv if asked), global average pool, linear head."""
 
     def __init__(
         self, in_channels: int, channels: tuple[int, ...], stem_stride: int = 1, group_norm: bool = False
