@@ -52,12 +52,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from restorer import sampling
 from restorer.artifacts import ArtifactError
+from restorer.classical import unsharp_mask
 from restorer.data import split_seeds, synthetic_faces
-from restorer.degradations import apply_degradation, gaussian_kernel, instruction_text, sample_degradation
+from restorer.degradations import apply_degradation, instruction_text, sample_degradation
 from restorer.images import quantize, tensor_to_pil
 from restorer.metrics import PerceptualDistance, psnr, solution_entropy
 from restorer.model import Restorer
@@ -222,16 +222,11 @@ def edited_versions(samples: torch.Tensor, share: float, *, seed: int) -> torch.
     chosen = [i for i in range(1, count) if torch.rand((), generator=generator) < share]
     if not chosen:
         return edited
-    kernel = gaussian_kernel(1.0, 1.0, 0.0).to(samples)
-    radius = kernel.shape[-1] // 2
     picked = samples[chosen]
-    blurred = F.conv2d(
-        F.pad(picked, (radius,) * 4, mode="reflect"), kernel[None, None].repeat(3, 1, 1, 1), groups=3
-    )
     strength = (torch.rand(len(chosen), generator=generator) * 2.3 - 0.8).view(-1, 1, 1, 1)
     noise_std = (torch.rand(len(chosen), generator=generator) * 0.03).view(-1, 1, 1, 1)
     noise = torch.randn(picked.shape, generator=generator) * noise_std
-    edited[chosen] = (picked + strength * (picked - blurred) + noise).clamp(-1.0, 1.0)
+    edited[chosen] = (unsharp_mask(picked, strength, sigma=1.0) + noise).clamp(-1.0, 1.0)
     return edited
 
 

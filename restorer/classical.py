@@ -24,10 +24,19 @@ def classical_restore(
     small = (max(1, round(height / smoothing_factor)), max(1, round(width / smoothing_factor)))
     x = F.interpolate(lq.float(), size=small, mode="bicubic", align_corners=False, antialias=True)
     x = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
-    kernel = gaussian_kernel(unsharp_sigma, unsharp_sigma, 0.0).to(x)
+    return unsharp_mask(x, sharpen, sigma=unsharp_sigma).clamp(-1.0, 1.0)
+
+
+def unsharp_mask(x: torch.Tensor, amount: float | torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
+    """``x + amount * (x - gaussian_blur(x))`` for ``[B, 3, H, W]``, not clamped; a negative amount softens.
+
+    ``amount`` is a number or a tensor that broadcasts against ``x`` (e.g. ``[B, 1, 1, 1]``, one per image).
+    """
+    height, width = x.shape[-2:]
+    kernel = gaussian_kernel(sigma, sigma, 0.0).to(x)
     radius = kernel.shape[-1] // 2
     pad_mode = "reflect" if radius < min(height, width) else "replicate"
     blurred = F.conv2d(
         F.pad(x, (radius,) * 4, mode=pad_mode), kernel[None, None].repeat(3, 1, 1, 1), groups=3
     )
-    return (x + sharpen * (x - blurred)).clamp(-1.0, 1.0)
+    return x + amount * (x - blurred)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from restorer.classical import classical_restore
+from restorer.classical import classical_restore, unsharp_mask
 from restorer.data import SYNTHETIC_SPLITS, load_face_folder, load_face_image, split_seeds, synthetic_faces
 from restorer.images import pil_to_tensor, png_bytes, tensor_to_pil
 from restorer.metrics import PerceptualDistance, psnr, solution_entropy, ssim
@@ -54,6 +54,18 @@ def test_classical_restore_keeps_shape_and_sharpens_edges():
     assert sharp.shape == step.shape
     # An unsharp mask overshoots at the edge; plain smoothing does not.
     assert sharp.max() > smooth.max()
+
+
+def test_unsharp_mask_sharpens_softens_per_image_and_leaves_flat_images_alone():
+    step = torch.zeros(2, 3, 32, 32) - 0.5
+    step[..., 16:] = 0.5
+    amounts = torch.tensor([1.0, -0.5]).view(2, 1, 1, 1)
+    out = unsharp_mask(step, amounts)
+    assert out[0].max() > 0.5  # overshoot at the edge, not clamped
+    assert out[1].max() <= 0.5 and (out[1] - step[1]).abs().max() > 0.05  # softened edge
+    assert torch.equal(unsharp_mask(step, 0.0), step)
+    flat = torch.full((1, 3, 16, 16), 0.3)
+    assert torch.allclose(unsharp_mask(flat, 1.5), flat, atol=1e-6)
 
 
 def test_metrics_rank_closer_images_better():
