@@ -217,6 +217,10 @@ class Restorer(nn.Module):
             raise ArtifactError(
                 f"config uses tokenizer vocabulary v{config.vocab_version}; this code has v{VOCAB_VERSION}"
             )
+        # The UNet is built first, so that under one seed the full model and its no-integrator ablation start
+        # from the same UNet weights: with the same batches and noise (restorer.train), the conditioning is then
+        # the only difference between the two runs, and the comparison is paired.
+        self.unet = _build_unet(config)
         self.integrator: InstructionIntegrator | None = None
         self.null_queries: nn.Parameter | None = None
         previous_verbosity = transformers_logging.get_verbosity()
@@ -232,7 +236,6 @@ class Restorer(nn.Module):
                 )
         finally:
             transformers_logging.set_verbosity(previous_verbosity)
-        self.unet = _build_unet(config)
 
     # --- schedulers (kept apart from the model, built from its config) ---------------------------------
     def train_scheduler(self) -> Any:  # DDPMScheduler (diffusers' decorators hide its methods from mypy)

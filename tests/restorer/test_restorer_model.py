@@ -47,6 +47,20 @@ def test_integrator_queries_depend_on_the_instruction_and_the_ablation_ignores_i
     assert torch.equal(constant[0], constant[1])
 
 
+def test_under_one_seed_the_ablation_starts_from_the_full_models_unet():
+    # the restorer_quality benchmark pairs the two runs: same batches, same noise, and this same UNet init
+    torch.manual_seed(3)
+    full = Restorer(tiny_test_config())
+    torch.manual_seed(3)
+    ablation = Restorer(tiny_test_config(use_integrator=False))
+    full_unet, ablation_unet = full.unet.state_dict(), ablation.unet.state_dict()
+    assert full_unet.keys() == ablation_unet.keys()
+    assert all(torch.equal(full_unet[k], ablation_unet[k]) for k in full_unet)
+    torch.manual_seed(4)
+    other_seed = Restorer(tiny_test_config()).unet.state_dict()
+    assert not all(torch.equal(full_unet[k], other_seed[k]) for k in full_unet)
+
+
 def test_deterministic_sampling_is_deterministic_and_seeds_matter(restorer):
     lq = _inputs()
     first = sample(restorer, lq, INSTRUCTIONS, num_steps=4, seeds=[1, 2, 3])
