@@ -19,9 +19,11 @@ Pipeline (every phase is what the platform does, at CPU scale):
 4. **RL**: ``rl_trainer.train`` (the job runner's entry point) on a JSONL manifest, for a fixed budget in
    rollouts and minutes. Reward = learned reward + observation consistency (the input's own degradation
    re-applied to the restoration, compared with the LQ) + agreement (closeness to the other samples of the
-   same input: the determinism goal), each standardised within its group. None of them needs HQ. The
-   perceptual distance to HQ is *not* a reward term here (weight 0): it is the oracle's own distance, and
-   the point is to measure what the learned reward teaches.
+   same input: the determinism goal) + perceptual fidelity to HQ (the RL inputs are synthetic, so their HQ
+   is known), each standardised within its group. The perceptual term is ``rl_trainer``'s: LPIPS heads on a
+   random trunk of *another seed* than the oracle's, so RL never climbs the oracle's own distance; the report
+   says how often the two distances agree on which of two samples is closer. ``--perceptual-weight 0``
+   measures what the learned reward teaches on its own.
 5. **Report** on held-out test inputs, supervised vs RL-tuned, same seeds: win rate under the noise-free
    oracle (closer to HQ under the oracle's distance; ties count half), PSNR and ``lpips_randtrunk`` to HQ
    (the LPIPS heads on a random AlexNet trunk: no ImageNet weights offline, so this is *not* LPIPS), the
@@ -69,6 +71,7 @@ from reward_model.train import TrainConfig as RewardTrainConfig
 from reward_model.train import train as train_reward_model
 from rl_trainer.config import RLConfig
 from rl_trainer.manifest import write_manifest
+from rl_trainer.train import PERCEPTUAL_REWARD_TRUNK_SEED
 from rl_trainer.train import train as train_rl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +96,9 @@ FULL = Sizes(
     rl_inputs=48,
     guard_inputs=8,
     test_inputs=24,
-    reward_inputs=48,
+    reward_inputs=192,
     candidates=6,
-    reward_steps=400,
+    reward_steps=800,
     eval_seeds=4,
     rl_max_steps=200,
 )
@@ -129,7 +132,7 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         kl_weight=args.kl_weight,
         learned_reward_weight=1.0,
         consistency_weight=args.consistency_weight,
-        perceptual_weight=0.0,
+        perceptual_weight=args.perceptual_weight,
         agreement_weight=args.agreement_weight,
         normalize_reward_terms=args.normalize_terms,
         eval_every=5 if not args.quick else 1,
@@ -412,6 +415,7 @@ def compare(
     faces: Faces,
     reward: RewardModel,
     distance: PerceptualDistance,
+    term_distance: PerceptualDistance,
 ) -> dict[str, float]:
     seeds, count = supervised.shape[:2]
     hq = faces.hq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
@@ -427,6 +431,12 @@ def compare(
             figures[f"{name}_reward"] = float(reward(lq, flat).mean())
         figures[f"{name}_entropy"] = solution_entropy(samples)
     outcomes = [noise_free_preference(float(a), float(b)) for a, b in zip(distances["rl"], distances["sup"])]
+    # how close the RL's perceptual reward term is to the oracle: do they pick the same image of each pair?
+    term_rl = term_distance(quantize(tuned.reshape(-1, 3, RESOLUTION, RESOLUTION)), hq)
+    term_sup = term_distance(quantize(supervised.reshape(-1, 3, RESOLUTION, RESOLUTION)), hq)
+    decided = (distances["rl"] != distances["sup"]) & (term_rl != term_sup)
+    same_pick = ((distances["rl"] < distances["sup"]) == (term_rl < term_sup)) & decided
+    figures["term_oracle_agreement"] = float(same_pick.sum()) / max(int(decided.sum()), 1)
     figures["win_rate"] = (outcomes.count("a") + 0.5 * outcomes.count("tie")) / len(outcomes)
     figures["comparisons"] = float(len(outcomes))
     return figures
@@ -451,14 +461,20 @@ def main() -> None:
         help="weight of agreement with the other samples of the group (the determinism term)",
     )
     parser.add_argument(
+        "--perceptual-weight",
+        type=float,
+        default=1.0,
+        help="weight of the perceptual distance to HQ (rl_trainer's seeded trunk, not the oracle's); 0: off",
+    )
+    parser.add_argument(
         "--normalize-terms",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="standardise each reward term within its group before weighting (unit-free weights)",
     )
     parser.add_argument("--judgments-per-pair", type=int, default=2)
-    parser.add_argument("--reward-inputs", type=int, help="inputs judged for the reward model (default 48)")
-    parser.add_argument("--reward-steps", type=int, help="reward model training steps (default 400)")
+    parser.add_argument("--reward-inputs", type=int, help="inputs judged for the reward model (default 192)")
+    parser.add_argument("--reward-steps", type=int, help="reward model training steps (default 800)")
     parser.add_argument(
         "--edited-share",
         type=float,
@@ -557,6 +573,7 @@ def main() -> None:
 
     log("evaluating on held-out test inputs")
     distance = PerceptualDistance()
+    term_distance = PerceptualDistance(trunk_seed=PERCEPTUAL_REWARD_TRUNK_SEED)
     reward = RewardModel.from_pretrained(reward_dir).eval()
     tables = {}
     speeds = {}
@@ -568,7 +585,7 @@ def main() -> None:
             supervised, test_faces, num_steps=steps, eta=eta, seeds=sizes.eval_seeds
         )
         rl_samples, rl_speed = evaluate(tuned, test_faces, num_steps=steps, eta=eta, seeds=sizes.eval_seeds)
-        tables[label] = compare(sup_samples, rl_samples, test_faces, reward, distance)
+        tables[label] = compare(sup_samples, rl_samples, test_faces, reward, distance, term_distance)
         speeds[label] = (sup_speed + rl_speed) / 2
 
     rollout_speed = (
@@ -621,13 +638,17 @@ def main() -> None:
             f" learned reward gain {figures['rl_reward'] - figures['sup_reward']:+.4f},"
             f" solution entropy {entropy_change:+.1%} (target <= -30%: {'met' if entropy_change <= -0.30 else 'NOT met'})"
         )
+        lines.append(
+            f"  the perceptual reward term ({term_distance.name}) picks the oracle's choice in"
+            f" {figures['term_oracle_agreement']:.1%} of these supervised/RL pairs"
+        )
     lines.append("")
     lines.append(
         "training curve (guard evaluations on val inputs; step metrics averaged since the previous one):"
     )
     lines.append(
         f"{'step':>5} {'learned r':>10} {'held-out':>9} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
-        f" {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
+        f" {'percept.':>9} {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
     )
     previous = 0
     for evaluation in result.evaluations:
@@ -642,7 +663,7 @@ def main() -> None:
         lines.append(
             f"{step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.4f}"
             f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/learned_spread'):>9.4f}"
-            f" {mean_of('reward/agreement'):>9.2e}"
+            f" {mean_of('reward/agreement'):>9.2e} {mean_of('reward/perceptual'):>9.5f}"
             f" {mean_of('kl'):>8.4f} {mean_of('clip_fraction'):>9.3f} {mean_of('approx_kl_to_old'):>13.2e}"
         )
     lines.append(f"total wall time {(time.perf_counter() - total_started) / 60:.1f} min")

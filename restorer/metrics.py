@@ -74,11 +74,16 @@ def _alexnet_trunk_cached() -> bool:
 class PerceptualDistance:
     """LPIPS-style distance, lower is closer. ``.name`` says which variant is computed."""
 
-    def __init__(self, device: str | torch.device = "cpu") -> None:
+    def __init__(self, device: str | torch.device = "cpu", *, trunk_seed: int | None = None) -> None:
+        """``trunk_seed``: always a random trunk, drawn with this seed (``lpips_randtrunk_seed<N>``): a distance
+        that is not the evaluators' own, for a training signal (``rl_trainer``'s perceptual reward term)."""
         import lpips  # imported lazily: it pulls torchvision
 
-        pretrained_trunk = _alexnet_trunk_cached()
-        self.name = "lpips_alex" if pretrained_trunk else "lpips_randtrunk"
+        pretrained_trunk = trunk_seed is None and _alexnet_trunk_cached()
+        if trunk_seed is None:
+            self.name = "lpips_alex" if pretrained_trunk else "lpips_randtrunk"
+        else:
+            self.name = f"lpips_randtrunk_seed{trunk_seed}"
         # lpips prints its set-up; keep logs of callers clean.
         with (
             contextlib.redirect_stdout(io.StringIO()),
@@ -86,7 +91,7 @@ class PerceptualDistance:
             torch.random.fork_rng(devices=[]),
         ):
             warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"
-            torch.manual_seed(RANDOM_TRUNK_SEED)
+            torch.manual_seed(RANDOM_TRUNK_SEED if trunk_seed is None else trunk_seed)
             self._model = lpips.LPIPS(net="alex", pnet_rand=not pretrained_trunk, verbose=False)
         self._model = self._model.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)

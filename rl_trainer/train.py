@@ -44,6 +44,7 @@ STOP_REWARD_HACKING = "reward_hacking"
 STOP_CANCELLED = "cancelled"
 STOP_TIME_BUDGET = "time_budget"
 RESULT_FILE = "rl_result.json"
+PERCEPTUAL_REWARD_TRUNK_SEED = 1  # restorer.metrics.RANDOM_TRUNK_SEED (0) is the evaluators' trunk
 
 
 @dataclass
@@ -350,6 +351,13 @@ def train(
     eval_inputs = load_inputs(eval_entries, resolution) if eval_entries else None
     distance = PerceptualDistance(device=device)
     held_out = default_held_out(eval_inputs or train_inputs, config, distance, distance.name)
+    # The perceptual reward term is never the held-out evaluator's distance: the guard would then watch the very
+    # score the policy climbs. It is LPIPS heads on a random trunk of another seed: akin, not the same.
+    perceptual = (
+        PerceptualDistance(device=device, trunk_seed=PERCEPTUAL_REWARD_TRUNK_SEED)
+        if config.perceptual_weight > 0
+        else None
+    )
     lineage = {
         "parent_restorer": str(Path(policy_dir).resolve()),
         "reward_model": str(Path(reward_dir).resolve()),
@@ -357,6 +365,7 @@ def train(
         "train_inputs": len(train_inputs),
         "eval_inputs": len(eval_inputs) if eval_inputs is not None else 0,
         "held_out_evaluator": held_out.name,
+        "perceptual_reward": perceptual.name if perceptual is not None else None,
     }
     return train_policy(
         config,
@@ -367,7 +376,7 @@ def train(
         eval_inputs=eval_inputs,
         out_dir=out_dir,
         held_out=held_out,
-        perceptual=distance,
+        perceptual=perceptual,
         write_artifact=_write_restorer_artifact,
         lineage=lineage,
         on_progress=on_progress,

@@ -79,3 +79,14 @@ def test_metrics_rank_closer_images_better():
     assert (distance(x, near) < distance(x, far)).all()
     assert solution_entropy(torch.stack([x, x])) == 0.0
     assert solution_entropy(torch.stack([x, far])) > 0.05
+
+
+def test_a_seeded_trunk_is_its_own_distance_and_the_same_in_every_instance():
+    x = synthetic_faces([1, 2, 3])
+    near, far = x + 0.02 * torch.randn_like(x), x + 0.3 * torch.randn_like(x)
+    evaluators = PerceptualDistance()
+    seeded, seeded_again = PerceptualDistance(trunk_seed=1), PerceptualDistance(trunk_seed=1)
+    assert seeded.name == "lpips_randtrunk_seed1" != evaluators.name
+    assert torch.equal(seeded(x, near), seeded_again(x, near))
+    assert not torch.allclose(seeded(x, near), evaluators(x, near))
+    assert (seeded(x, near) < seeded(x, far)).all()

@@ -96,7 +96,9 @@ def test_bad_manifests_get_clear_errors(tmp_path):
 
 
 def test_train_writes_a_restorer_artifact_that_records_its_lineage(artifacts, tmp_path):
-    config = RLConfig.preset("test", max_steps=2, eval_every=1, checkpoint_every=1, entropy_seeds=2)
+    config = RLConfig.preset(
+        "test", max_steps=2, eval_every=1, checkpoint_every=1, entropy_seeds=2, perceptual_weight=0.5
+    )
     progress = []
     result = train(
         config,
@@ -113,6 +115,7 @@ def test_train_writes_a_restorer_artifact_that_records_its_lineage(artifacts, tm
     for name in (
         "reward/learned",
         "reward/consistency",
+        "reward/perceptual",
         "reward/total",
         "kl",
         "eval/held_out",
@@ -134,6 +137,8 @@ def test_train_writes_a_restorer_artifact_that_records_its_lineage(artifacts, tm
     assert rl["reward_model"] == str((artifacts / "reward").resolve())
     assert rl["rl_config"] == config.to_dict()
     assert rl["held_out_evaluator"] == "oracle_neg_lpips_randtrunk"
+    # the perceptual reward term climbs a distance of its own, so the guard's evaluator stays held out
+    assert rl["perceptual_reward"] == "lpips_randtrunk_seed1"
     assert rl["eval_inputs"] == 2 and rl["train_inputs"] == 4
 
 
