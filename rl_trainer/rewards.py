@@ -6,7 +6,9 @@
   JPEG, so the noise realisation cancels and only the restoration's own error remains); without them both images
   go through a fixed low-pass + downsample, which ignores the detail a restorer is allowed to invent. Needs no HQ.
 - ``perceptual``: minus a perceptual distance to the HQ original, for inputs whose HQ is known (0 otherwise:
-  advantages are normalised per input, so a constant within a group has no effect).
+  advantages are normalised per input, so a constant within a group has no effect). ``rl_trainer.train`` gives
+  it a distance of its own (a seeded random trunk), never the held-out evaluator's, so the guard keeps watching
+  a score the policy does not climb.
 - ``agreement``: minus the mean squared distance of a sample to the mean of the other samples of its group (the
   same input under other seeds). This is the paper's determinism goal as a reward: the group's consensus
   estimates the posterior mean, so group-normalised advantages pull every seed's restoration towards the same
