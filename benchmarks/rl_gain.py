@@ -135,6 +135,7 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         perceptual_weight=args.perceptual_weight,
         agreement_weight=args.agreement_weight,
         normalize_reward_terms=args.normalize_terms,
+        use_lora=args.lora,
         eval_every=5 if not args.quick else 1,
         eval_inputs=sizes.guard_inputs,
         eval_steps=args.rollout_steps,
@@ -465,6 +466,9 @@ def main() -> None:
         type=float,
         default=1.0,
         help="weight of the perceptual distance to HQ (rl_trainer's seeded trunk, not the oracle's); 0: off",
+    )
+    parser.add_argument(
+        "--lora", action="store_true", help="train LoRA adapters (rank 4) instead of the whole UNet"
     )
     parser.add_argument(
         "--normalize-terms",
