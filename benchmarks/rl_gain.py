@@ -51,6 +51,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -286,7 +287,7 @@ def build_reward_model(
     for input_id, keys in train_candidates.items():
         for a_key, b_key in itertools.combinations(keys, 2):
             for annotator in range(args.judgments_per_pair):
-                shown_left = "a" if rng.random() < 0.5 else "b"
+                shown_left: Literal["a", "b"] = "a" if rng.random() < 0.5 else "b"
                 outcome = oracle.judge_distances(
                     train_distances[a_key], train_distances[b_key], shown_left=shown_left
                 )
