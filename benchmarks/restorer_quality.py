@@ -7,8 +7,8 @@ noise (``restorer.train``), so the conditioning is the only difference; the abla
 turned into extra steps. Then evaluates both and the bicubic baseline on held-out faces of the test split
 degraded with the ``gfpgan`` preset: PSNR, SSIM, the perceptual distance (``lpips_randtrunk`` offline), and
 solution entropy; plus training images/s and sampling images/s (20 DDIM steps). With several ``--seeds``
-the summary gives the full-minus-ablation difference per seed and its mean: at a 14-minute budget one
-pair's difference is within the seed-to-seed spread of either model.
+the summary gives the full-minus-ablation difference per seed and its mean: unpaired, one pair's difference
+was within the seed-to-seed spread of either model (about 0.3 dB at ~1,700 steps).
 
 Run from the repo root, under the shared lock on the team's machine::
 
@@ -87,7 +87,7 @@ def main() -> None:
     )
     data = synthetic_evaluation_set(args.count, preset="gfpgan", resolution=base.model.resolution)
     differences: dict[int, dict[str, float]] = {}
-    tables = {}
+    beats_bicubic_perceptually = 0
     for seed in args.seeds:
         suffix = "" if seed == 0 else f"_seed{seed}"
         runs = {
@@ -125,7 +125,6 @@ def main() -> None:
         evaluation_started = time.perf_counter()
         restorers = {name: Restorer.from_pretrained(out_dir) for name, (out_dir, _) in runs.items()}
         table = evaluate(restorers, data, num_steps=20, entropy_seeds=8, entropy_inputs=args.entropy_inputs)
-        tables[seed] = table
         print()
         print(table.format())
         print(
@@ -141,8 +140,8 @@ def main() -> None:
             "psnr_vs_bicubic": full["psnr"] - bicubic["psnr"],
             "psnr_vs_ablation": full["psnr"] - ablation["psnr"],
             "perceptual_vs_ablation": full[lp] - ablation[lp],
-            "perceptual_beats_bicubic": float(full[lp] < bicubic[lp]),
         }
+        beats_bicubic_perceptually += full[lp] < bicubic[lp]
         print("targets (this seed):")
         print(f"  full beats bicubic on {lp}: {full[lp] < bicubic[lp]} ({full[lp]:.4f} vs {bicubic[lp]:.4f})")
         print(
@@ -155,7 +154,6 @@ def main() -> None:
         )
 
     if len(differences) > 1:
-        lp = next(iter(tables.values())).perceptual_name
         print("\n## over seeds (full minus ablation, paired per seed)")
         for seed, diff in differences.items():
             print(
@@ -170,7 +168,7 @@ def main() -> None:
         print(
             f"  mean: PSNR vs bicubic {mean['psnr_vs_bicubic']:+.2f} dB, vs ablation {mean['psnr_vs_ablation']:+.3f} dB "
             f"(full ahead on {wins} of {len(differences)} seeds), {lp} vs ablation {mean['perceptual_vs_ablation']:+.5f}; "
-            f"full beats bicubic on {lp} on {mean['perceptual_beats_bicubic'] * len(differences):.0f} of {len(differences)} seeds"
+            f"full beats bicubic on {lp} on {beats_bicubic_perceptually} of {len(differences)} seeds"
         )
     print(f"whole benchmark {(time.perf_counter() - benchmark_started) / 60:.1f} min")
 

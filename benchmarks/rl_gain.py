@@ -423,10 +423,11 @@ def compare(
     hq = faces.hq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
     lq = faces.lq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
     figures: dict[str, float] = {}
-    distances = {}
+    distances, term_distances = {}, {}
     for name, samples in (("sup", supervised), ("rl", tuned)):
         flat = quantize(samples.reshape(-1, 3, RESOLUTION, RESOLUTION))
         distances[name] = distance(flat, hq)
+        term_distances[name] = term_distance(flat, hq)
         figures[f"{name}_psnr"] = float(psnr(flat, hq).mean())
         figures[f"{name}_lpips_randtrunk"] = float(distances[name].mean())
         with torch.no_grad():
@@ -434,8 +435,7 @@ def compare(
         figures[f"{name}_entropy"] = solution_entropy(samples)
     outcomes = [noise_free_preference(float(a), float(b)) for a, b in zip(distances["rl"], distances["sup"])]
     # how close the RL's perceptual reward term is to the oracle: do they pick the same image of each pair?
-    term_rl = term_distance(quantize(tuned.reshape(-1, 3, RESOLUTION, RESOLUTION)), hq)
-    term_sup = term_distance(quantize(supervised.reshape(-1, 3, RESOLUTION, RESOLUTION)), hq)
+    term_rl, term_sup = term_distances["rl"], term_distances["sup"]
     decided = (distances["rl"] != distances["sup"]) & (term_rl != term_sup)
     same_pick = ((distances["rl"] < distances["sup"]) == (term_rl < term_sup)) & decided
     figures["term_oracle_agreement"] = float(same_pick.sum()) / max(int(decided.sum()), 1)
