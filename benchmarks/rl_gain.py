@@ -50,6 +50,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -72,7 +73,7 @@ from reward_model.train import TrainConfig as RewardTrainConfig
 from reward_model.train import train as train_reward_model
 from rl_trainer.config import RLConfig
 from rl_trainer.manifest import write_manifest
-from rl_trainer.train import PERCEPTUAL_REWARD_TRUNK_SEED
+from rl_trainer.train import perceptual_reward_distance
 from rl_trainer.train import train as train_rl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +116,28 @@ QUICK = Sizes(
 )
 
 
+UPDATE_DEFAULTS: dict[str, dict[str, float]] = {
+    "reward_backprop": {
+        "learning_rate": 1e-5,
+        "kl_weight": 1.0,
+        "learned_weight": 0.3,
+        "consistency_weight": 1000.0,
+        "perceptual_weight": 5000.0,
+        "perceptual_trunks": 3,
+        "agreement_weight": 1e6,
+    },
+    "ddpo": {
+        "learning_rate": 1e-4,
+        "kl_weight": 0.01,
+        "learned_weight": 1.0,
+        "consistency_weight": 0.5,
+        "perceptual_weight": 1.0,
+        "perceptual_trunks": 1,
+        "agreement_weight": 1.0,
+    },
+}
+
+
 def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
     return RLConfig.preset(
         "tiny",
@@ -128,12 +151,14 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         inner_epochs=1,
         minibatch_size=8,
         train_timestep_fraction=0.5,
+        policy_update=args.update,
         learning_rate=args.learning_rate,
         clip_range=args.clip_range,
         kl_weight=args.kl_weight,
-        learned_reward_weight=1.0,
+        learned_reward_weight=args.learned_weight,
         consistency_weight=args.consistency_weight,
         perceptual_weight=args.perceptual_weight,
+        perceptual_trunks=args.perceptual_trunks,
         agreement_weight=args.agreement_weight,
         normalize_reward_terms=args.normalize_terms,
         use_lora=args.lora,
@@ -417,7 +442,7 @@ def compare(
     faces: Faces,
     reward: RewardModel,
     distance: PerceptualDistance,
-    term_distance: PerceptualDistance,
+    term_distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> dict[str, float]:
     seeds, count = supervised.shape[:2]
     hq = faces.hq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
@@ -452,25 +477,44 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/pref-artifacts/rl_bench")
     parser.add_argument("--rl-minutes", type=float, default=18.0)
     parser.add_argument("--rollout-steps", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--learning-rate", type=float, help="default: 1e-5 (reward_backprop), 1e-4 (ddpo)")
     parser.add_argument("--clip-range", type=float, default=0.01)
-    parser.add_argument("--kl-weight", type=float, default=0.01)
-    parser.add_argument("--consistency-weight", type=float, default=0.5)
+    parser.add_argument("--kl-weight", type=float, help="default: 1 (reward_backprop), 0.01 (ddpo)")
+    parser.add_argument(
+        "--learned-weight",
+        type=float,
+        help="weight of the learned reward; default 0.3 (reward_backprop), 1 (ddpo)",
+    )
+    parser.add_argument(
+        "--consistency-weight", type=float, help="default: 1000 (reward_backprop, raw MSE units), 0.5 (ddpo)"
+    )
     parser.add_argument(
         "--agreement-weight",
         type=float,
-        default=1.0,
-        help="weight of agreement with the other samples of the group (the determinism term)",
+        help="weight of agreement with the other samples of the group (the determinism term);"
+        " default 1e6 (reward_backprop, raw MSE units), 1 (ddpo)",
     )
     parser.add_argument(
         "--perceptual-weight",
         type=float,
-        default=1.0,
-        help="weight of the perceptual distance to HQ (rl_trainer's seeded trunk, not the oracle's); 0: off",
+        help="weight of the perceptual distance to HQ (rl_trainer's seeded trunks, not the oracle's); 0: off;"
+        " default 5000 (reward_backprop, raw LPIPS units), 1 (ddpo)",
+    )
+    parser.add_argument(
+        "--perceptual-trunks",
+        type=int,
+        help="random LPIPS trunks the perceptual term averages; default 3 (reward_backprop), 1 (ddpo)",
     )
     parser.add_argument(
         "--lora", action="store_true", help="train LoRA adapters (rank 4) instead of the whole UNet"
     )
+    parser.add_argument(
+        "--update",
+        choices=["ddpo", "reward_backprop"],
+        default="reward_backprop",
+        help="policy update: the reward's gradient through the last denoising step, or DDPO's clipped ratio",
+    )
+    parser.add_argument("--rl-inputs", type=int, help="RL training inputs (default 48)")
     parser.add_argument(
         "--normalize-terms",
         action=argparse.BooleanOptionalAction,
@@ -504,6 +548,12 @@ def main() -> None:
     parser.add_argument("--reward-resolution", type=int, default=64)
     parser.add_argument("--eval-minutes", type=float, default=5.0, help="time kept for the final evaluation")
     args = parser.parse_args()
+    # reward_backprop follows the raw weighted sum's gradient, so its weights are in the terms' own units (chosen
+    # so that each term's gradient on the UNet is of a similar size); ddpo standardises each term in its group
+    defaults = UPDATE_DEFAULTS[args.update]
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.give_up_after:
         hours, minutes = (int(part) for part in args.give_up_after.split(":"))
         now = time.gmtime()
@@ -513,6 +563,8 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     if args.reward_inputs:
         sizes = dataclasses.replace(sizes, reward_inputs=max(args.reward_inputs, sizes.rl_inputs))
+    if args.rl_inputs:
+        sizes = dataclasses.replace(sizes, rl_inputs=args.rl_inputs)
     if args.reward_steps:
         sizes = dataclasses.replace(sizes, reward_steps=args.reward_steps)
     if args.quick:
@@ -537,7 +589,12 @@ def main() -> None:
         "annotator": [args.annotator_temperature, args.tie_margin],
         "reward_resolution": args.reward_resolution,
         "restorer": str(restorer_dir),
-        "sizes": dataclasses.asdict(sizes),
+        # what the reward model is fitted and checked on (not the RL run's own sizes)
+        "sizes": {
+            key: value
+            for key, value in dataclasses.asdict(sizes).items()
+            if key in ("reward_inputs", "candidates", "reward_steps", "test_inputs")
+        },
         "rollout_steps": args.rollout_steps,
         "judgments_per_pair": args.judgments_per_pair,
         "edited_share": args.edited_share,
@@ -578,7 +635,7 @@ def main() -> None:
 
     log("evaluating on held-out test inputs")
     distance = PerceptualDistance()
-    term_distance = PerceptualDistance(trunk_seed=PERCEPTUAL_REWARD_TRUNK_SEED)
+    term_distance = perceptual_reward_distance(args.perceptual_trunks)
     reward = RewardModel.from_pretrained(reward_dir).eval()
     tables = {}
     speeds = {}
@@ -600,7 +657,13 @@ def main() -> None:
     step_seconds = statistics.median(h["step_seconds"] for h in result.history) if result.history else 0.0
     first_eval, last_eval = result.evaluations[0], result.evaluations[-1]
     lines = [
-        "rl_gain: on-policy RL (DDPO clipped ratio, GRPO group advantages, KL to reference) of the tiny restorer",
+        f"rl_gain: on-policy RL of the tiny restorer, update {config.policy_update} ("
+        + (
+            "the reward's gradient through the last denoising step, KL to reference"
+            if config.policy_update == "reward_backprop"
+            else "DDPO clipped ratio, GRPO group advantages, KL to reference"
+        )
+        + ")",
         f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__},"
         f" {torch.get_num_threads()} threads; run {'--quick (sizes too small to mean anything)' if args.quick else 'full'}",
         f"supervised restorer: {restorer_note}",

@@ -217,6 +217,14 @@ def apply_degradation(hq: torch.Tensor, params: DegradationParams) -> torch.Tens
     return x.clamp(-1.0, 1.0)
 
 
+def degradation_linear_part(hq: torch.Tensor, params: DegradationParams) -> torch.Tensor:
+    """The blur and the resizes of :func:`apply_degradation` without its noise and JPEG: differentiable in
+    ``hq`` (``[3, R, R]``), for training signals that need a gradient through the degradation."""
+    x = _blur(hq, gaussian_kernel(params.blur_sigma_x, params.blur_sigma_y, params.blur_angle_deg).to(hq))
+    x = F.interpolate(x[None], size=(params.lq_side, params.lq_side), mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=hq.shape[1:], mode="bicubic", align_corners=False)[0]
+
+
 def degrade_batch(
     hq: torch.Tensor, *, preset: str, seeds: Sequence[int]
 ) -> tuple[torch.Tensor, list[DegradationParams]]:

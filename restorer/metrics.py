@@ -96,8 +96,8 @@ class PerceptualDistance:
         self._model = self._model.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Distances ``[B]``; differentiable in ``x`` when ``x`` requires grad (the trunk and heads stay frozen)."""
         _check_pair(x, y)
         distance = self._model(x.float().to(self.device), y.float().to(self.device), normalize=False)
         return distance.flatten().cpu()

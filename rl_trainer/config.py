@@ -11,6 +11,9 @@ from typing import Any
 RL_CONFIG_VERSION = 1
 
 
+POLICY_UPDATES = ("ddpo", "reward_backprop")
+
+
 class RLConfigError(ValueError):
     """A configuration that cannot describe a valid run (unknown preset, foreign file, bad values)."""
 
@@ -38,7 +41,11 @@ class RLConfig:
     rollout_steps: int = 8
     eta: float = 1.0
 
-    # policy update
+    # policy update. "ddpo": the PPO clipped ratio over the denoising steps; needs only scores from the reward.
+    # "reward_backprop" (AlignProp / DRaFT-1): the reward's gradient through the last denoising step, for a
+    # differentiable reward; the rollouts are the same, minibatches hold whole groups (the agreement term), the KL
+    # leash is that of the last step and normalize_reward_terms does not apply (there are no advantages).
+    policy_update: str = "ddpo"
     inner_epochs: int = 2
     minibatch_size: int = 8
     # share of the denoising steps each minibatch update trains on (DDPO's timestep_fraction)
@@ -56,6 +63,8 @@ class RLConfig:
     learned_reward_weight: float = 1.0
     consistency_weight: float = 1.0
     perceptual_weight: float = 0.0
+    # the perceptual term's distance: the mean over this many random LPIPS trunks (seeds 1, 2, ...)
+    perceptual_trunks: int = 1
     # determinism: reward a sample for agreeing with the other samples of its input (rl_trainer.rewards)
     agreement_weight: float = 0.0
     # True: standardise each term within its group before weighting (unit-free weights). It also blows up a term
@@ -100,10 +109,15 @@ class RLConfig:
             "keep_checkpoints",
             "fallback_downsample",
             "lora_rank",
+            "perceptual_trunks",
         ]
         for name in positive:
             if getattr(self, name) < 1:
                 raise RLConfigError(f"RLConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.policy_update not in POLICY_UPDATES:
+            raise RLConfigError(
+                f"RLConfig.policy_update must be one of {', '.join(POLICY_UPDATES)}, got {self.policy_update!r}"
+            )
         if self.group_size < 2:
             raise RLConfigError("RLConfig.group_size must be >= 2: advantages are normalised within a group")
         if self.eta <= 0:

@@ -41,9 +41,11 @@ def trajectory_step_means(
     *,
     eta: float,
     steps: Sequence[int] | None = None,
-) -> tuple[Tensor, Tensor]:
+    with_x0: bool = False,
+) -> Any:
     """Means ``[B, S, 3, H, W]`` and standard deviations ``[S]`` of the steps ``steps`` (all T by default) of a
-    recorded trajectory, differentiable in the restorer's parameters."""
+    recorded trajectory, differentiable in the restorer's parameters; ``with_x0`` adds the clean estimates
+    ``[B, S, 3, H, W]`` (states) the means were made from."""
     if eta <= 0:
         raise ValueError("per-step Gaussians need a stochastic policy: eta must be > 0")
     batch, total = trajectory.shape[0], len(timesteps)
@@ -86,6 +88,8 @@ def trajectory_step_means(
 
     eps = (x_t - per_step(alpha_t.sqrt()) * x0) / per_step((1 - alpha_t).sqrt())
     means = per_step(x0_weight) * x0 + per_step(eps_weight) * eps
+    if with_x0:
+        return means, sigma.to(x0.dtype), x0
     return means, sigma.to(x0.dtype)
 
 
@@ -121,3 +125,22 @@ class RestorerSampling:
         steps: Sequence[int] | None = None,
     ) -> tuple[Tensor, Tensor]:
         return trajectory_step_means(restorer, lq, instructions, trajectory, timesteps, eta=eta, steps=steps)
+
+    def final_images(
+        self,
+        restorer: Restorer,
+        lq: Tensor,
+        instructions: list[str],
+        trajectory: Tensor,
+        timesteps: Tensor,
+        *,
+        eta: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The images of recorded trajectories, differentiable in the restorer's parameters, with the last
+        step's Gaussian (means ``[B, 1, 3, H, W]``, std ``[1]``): ``restorer.sampling`` returns the clean estimate
+        of the last step, so the image is a function of the state before it, recomputed here with gradients."""
+        last = len(timesteps) - 1
+        means, std, x0 = trajectory_step_means(
+            restorer, lq, instructions, trajectory, timesteps, eta=eta, steps=[last], with_x0=True
+        )
+        return restorer.to_image(x0[:, 0], lq), means, std

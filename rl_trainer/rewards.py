@@ -19,6 +19,10 @@ The total is ``learned_weight * learned + consistency_weight * consistency + per
 + agreement_weight * agreement``;
 with ``RLConfig.normalize_reward_terms`` the advantages instead use each term standardised within its group
 before weighting, so that a weight means the same whatever the units of its term.
+
+``CompositeReward.differentiable`` computes the same total with gradients to the images, for the
+reward-backpropagation update: the learned reward must then be differentiable itself (the reward model is), and
+the JPEG step of the exact re-degradation passes its gradient straight through (its value is kept).
 """
 
 from __future__ import annotations
@@ -69,8 +73,22 @@ def lowpass(images: Tensor, factor: int) -> Tensor:
     return F.avg_pool2d(images, kernel_size=factor, stride=factor) if factor > 1 else images
 
 
+class RewardNotDifferentiableError(TypeError):
+    """The reward-backpropagation update got a reward callable whose output carries no gradient."""
+
+
+def _differentiable_degradation(image: Tensor, params: Any) -> Tensor:
+    """``apply_degradation``'s value with the gradient of its blur and resizes (noise and JPEG, which have no
+    useful gradient, pass it straight through)."""
+    from restorer.degradations import apply_degradation, degradation_linear_part
+
+    exact = apply_degradation(image.detach().clamp(-1, 1), params).to(image)
+    smooth = degradation_linear_part(image, params)
+    return smooth + (exact - smooth).detach()
+
+
 def redegrade(
-    images: Tensor, degradations: Sequence[Any | None], *, fallback_factor: int
+    images: Tensor, degradations: Sequence[Any | None], *, fallback_factor: int, differentiable: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Each image passed through its input's degradation: ``(degraded, exact)`` where ``exact[i]`` says the
     recorded params were used; rows without params are low-passed (compare them to a low-passed LQ)."""
@@ -84,6 +102,9 @@ def redegrade(
         for index, params in enumerate(degradations):
             if params is None:
                 rows.append(degraded[index])
+            elif differentiable:
+                rows.append(_differentiable_degradation(images[index], params))
+                exact[index] = True
             else:
                 rows.append(apply_degradation(images[index].clamp(-1, 1), params).to(images))
                 exact[index] = True
@@ -92,24 +113,32 @@ def redegrade(
 
 
 def observation_consistency(
-    lq: Tensor, images: Tensor, degradations: Sequence[Any | None], *, fallback_factor: int
+    lq: Tensor,
+    images: Tensor,
+    degradations: Sequence[Any | None],
+    *,
+    fallback_factor: int,
+    differentiable: bool = False,
 ) -> Tensor:
     """Minus the MSE between the LQ and the re-degraded restoration, ``[B]`` (0 is perfect)."""
-    degraded, exact = redegrade(images, degradations, fallback_factor=fallback_factor)
+    degraded, exact = redegrade(
+        images, degradations, fallback_factor=fallback_factor, differentiable=differentiable
+    )
     reference = lowpass(lq, fallback_factor)
     reference = F.interpolate(reference, size=lq.shape[-2:], mode="nearest")
     reference = torch.where(exact.view(-1, 1, 1, 1), lq, reference)
     return -((degraded - reference) ** 2).flatten(1).mean(dim=1)
 
 
-def group_agreement(images: Tensor, group_size: int) -> Tensor:
+def group_agreement(images: Tensor, group_size: int, *, differentiable: bool = False) -> Tensor:
     """Minus the mean squared distance of each sample to the leave-one-out mean of its group, ``[B]`` (0 when
     every sample of the group is the same image)."""
     if group_size < 2 or images.shape[0] % group_size:
         raise ValueError(
             f"agreement needs groups of >= 2 samples; got {images.shape[0]} images in groups of {group_size}"
         )
-    groups = images.detach().float().reshape(-1, group_size, *images.shape[1:])
+    values = images.float() if differentiable else images.detach().float()
+    groups = values.reshape(-1, group_size, *images.shape[1:])
     others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
     return -((groups - others) ** 2).flatten(2).mean(dim=2).reshape(-1)
 
@@ -152,35 +181,78 @@ class CompositeReward:
         group_size: int | None = None,
     ) -> RewardBreakdown:
         """``group_size``: consecutive images that restore the same input (needed by the agreement term)."""
+        return self._score(lq, images, hq=hq, has_hq=has_hq, degradations=degradations, group_size=group_size)
+
+    def differentiable(
+        self,
+        lq: Tensor,
+        images: Tensor,
+        *,
+        hq: Tensor | None = None,
+        has_hq: Tensor | None = None,
+        degradations: Sequence[Any | None] | None = None,
+        group_size: int | None = None,
+    ) -> RewardBreakdown:
+        """The same breakdown with ``total`` differentiable in ``images`` (the terms are detached copies)."""
+        return self._score(
+            lq,
+            images,
+            hq=hq,
+            has_hq=has_hq,
+            degradations=degradations,
+            group_size=group_size,
+            differentiable=True,
+        )
+
+    def _score(
+        self,
+        lq: Tensor,
+        images: Tensor,
+        *,
+        hq: Tensor | None,
+        has_hq: Tensor | None,
+        degradations: Sequence[Any | None] | None,
+        group_size: int | None,
+        differentiable: bool = False,
+    ) -> RewardBreakdown:
         batch = images.shape[0]
-        terms: dict[str, Tensor] = {}
+        graded: dict[str, Tensor] = {}  # each term, with its gradient when differentiable
         weights: dict[str, float] = {}
-        total = torch.zeros(batch)
         if self.learned is not None:
-            terms["learned"] = self.learned(lq, images).detach().float().view(batch).cpu()
-            total = total + self.learned_weight * terms["learned"]
+            learned = self.learned(lq, images).float().view(batch)
+            if differentiable and self.learned_weight and images.requires_grad and not learned.requires_grad:
+                raise RewardNotDifferentiableError(
+                    "the learned reward returned no gradient: reward backpropagation needs a differentiable "
+                    "reward callable (or use the ddpo update, which needs only scores)"
+                )
+            graded["learned"] = learned
             weights["learned"] = self.learned_weight
         if self.consistency_weight > 0:
             params = list(degradations) if degradations is not None else [None] * batch
-            terms["consistency"] = observation_consistency(
-                lq, images, params, fallback_factor=self.fallback_downsample
-            ).cpu()
-            total = total + self.consistency_weight * terms["consistency"]
+            graded["consistency"] = observation_consistency(
+                lq, images, params, fallback_factor=self.fallback_downsample, differentiable=differentiable
+            )
             weights["consistency"] = self.consistency_weight
         if self.perceptual_weight > 0 and self.perceptual is not None and hq is not None:
             known = has_hq.cpu() if has_hq is not None else torch.ones(batch, dtype=torch.bool)
-            perceptual = torch.zeros(batch)
+            perceptual = torch.zeros(batch, device=images.device)
             if bool(known.any()):
                 on_device = known.to(images.device)
-                distance = self.perceptual(images[on_device], hq[on_device]).detach().float().cpu()
-                perceptual[known] = -distance
-            terms["perceptual"] = perceptual
+                distance = self.perceptual(images[on_device], hq[on_device]).float().to(images.device)
+                perceptual = perceptual.index_put((on_device.nonzero().view(-1),), -distance)
+            graded["perceptual"] = perceptual
             weights["perceptual"] = self.perceptual_weight
-            total = total + self.perceptual_weight * perceptual
         if self.agreement_weight > 0:
             if group_size is None:
                 raise ValueError("the agreement term needs group_size: the samples of one input")
-            terms["agreement"] = group_agreement(images, group_size).cpu()
+            graded["agreement"] = group_agreement(images, group_size, differentiable=differentiable)
             weights["agreement"] = self.agreement_weight
-            total = total + self.agreement_weight * terms["agreement"]
+        total = torch.zeros(batch)
+        for name, term in graded.items():
+            if not differentiable:
+                term = term.detach()
+            total = total.to(term.device) + weights[name] * term
+        if not differentiable:
+            total = total.cpu()
+        terms = {name: term.detach().float().cpu() for name, term in graded.items()}
         return RewardBreakdown(total=total, terms=terms, weights=weights)

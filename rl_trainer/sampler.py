@@ -6,6 +6,11 @@ tests) can be wrapped. When it also exposes ``trajectory_step_means(policy, lq, 
 timesteps, *, eta, steps) -> (means [B,S,C,H,W], std [S])`` for the chosen steps (``rl_trainer.restorer_steps``
 does, for the real restorer), the trainer computes log-probs from the means itself and uses the exact Gaussian
 KL to the reference; otherwise it falls back to the sampler's log-probs and a sampled KL estimator.
+
+Backpropagating a reward (``RLConfig.policy_update = "reward_backprop"``) also needs ``final_images(policy, lq,
+instructions, trajectory, timesteps, *, eta) -> (images, means [B,1,C,H,W], std [1])``: the images of recorded
+trajectories recomputed from the state before their last step, differentiable in the policy's parameters, and
+that step's Gaussian (for the KL to the reference).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class SamplerAdapter:
                 raise TypeError(f"{functions!r} has no {name}() and cannot drive RL rollouts")
         self.functions = functions
         self.has_means = callable(getattr(functions, "trajectory_step_means", None))
+        self.has_final_images = callable(getattr(functions, "final_images", None))
 
     def rollout(
         self,
@@ -136,3 +142,24 @@ class SamplerAdapter:
         )
         pixels = trajectory[0, 0].numel()
         return StepDistribution(log_probs=log_probs[:, chosen] / pixels, means=None, std=None)
+
+    def final_images(
+        self,
+        policy: nn.Module,
+        lq: Tensor,
+        instructions: list[str],
+        trajectory: Tensor,
+        timesteps: Tensor,
+        *,
+        eta: float,
+    ) -> tuple[Tensor, StepDistribution]:
+        """Images of recorded trajectories with gradients to the policy, and the policy's last-step Gaussian."""
+        if not self.has_final_images:
+            raise TypeError(
+                f"{self.functions!r} has no final_images(): it cannot backpropagate a reward; use the ddpo update"
+            )
+        images, means, std = self.functions.final_images(
+            policy, lq, instructions, trajectory, timesteps, eta=eta
+        )
+        log_probs = gaussian_log_prob(trajectory[:, -1:], means, std)
+        return images, StepDistribution(log_probs=log_probs, means=means, std=std)

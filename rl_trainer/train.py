@@ -302,6 +302,29 @@ def _write_restorer_artifact(policy: nn.Module, out_dir: Path, rl_metrics: dict[
     metrics_path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
+class MeanDistance:
+    """The mean of several distances (``.name`` joins theirs): an ensemble is harder to over-optimise than any
+    one of its members, which matters once a reward's gradient is followed (``reward_backprop``)."""
+
+    def __init__(self, distances: list[Any]) -> None:
+        if not distances:
+            raise ValueError("an ensemble needs at least one distance")
+        self.distances = distances
+        self.name = "+".join(distance.name for distance in distances)
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        return torch.stack([distance(x, y) for distance in self.distances]).mean(dim=0)
+
+
+def perceptual_reward_distance(trunks: int, device: str | torch.device = "cpu") -> Any:
+    """LPIPS heads on ``trunks`` random trunks of seeds 1, 2, ... (never the evaluators' seed 0)."""
+    from restorer.metrics import PerceptualDistance
+
+    seeds = range(PERCEPTUAL_REWARD_TRUNK_SEED, PERCEPTUAL_REWARD_TRUNK_SEED + trunks)
+    distances = [PerceptualDistance(device=device, trunk_seed=seed) for seed in seeds]
+    return distances[0] if trunks == 1 else MeanDistance(distances)
+
+
 def default_held_out(
     eval_inputs: RLInputs, config: RLConfig, distance: DistanceFn, name: str
 ) -> HeldOutEvaluator:
@@ -340,9 +363,9 @@ def train(
         parameter.requires_grad_(False)
 
     def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
-        with torch.no_grad():
-            rewards: Tensor = reward_model(lq, images)
-            return rewards.cpu()
+        # differentiable in the images (the reward_backprop update); the model's own weights stay frozen
+        rewards: Tensor = reward_model(lq, images)
+        return rewards.cpu()
 
     entries = read_manifest(inputs_manifest)
     train_entries, eval_entries = split_entries(entries, config.eval_fraction)
@@ -352,11 +375,9 @@ def train(
     distance = PerceptualDistance(device=device)
     held_out = default_held_out(eval_inputs or train_inputs, config, distance, distance.name)
     # The perceptual reward term is never the held-out evaluator's distance: the guard would then watch the very
-    # score the policy climbs. It is LPIPS heads on a random trunk of another seed: akin, not the same.
+    # score the policy climbs. It is LPIPS heads on random trunks of other seeds: akin, not the same.
     perceptual = (
-        PerceptualDistance(device=device, trunk_seed=PERCEPTUAL_REWARD_TRUNK_SEED)
-        if config.perceptual_weight > 0
-        else None
+        perceptual_reward_distance(config.perceptual_trunks, device) if config.perceptual_weight > 0 else None
     )
     lineage = {
         "parent_restorer": str(Path(policy_dir).resolve()),

@@ -118,6 +118,11 @@ class RLTrainer:
     # -- one RL step -----------------------------------------------------------------------------------------
 
     def step(self) -> dict[str, float]:
+        if self.config.policy_update == "reward_backprop":
+            return self._reward_backprop_step()
+        return self._ddpo_step()
+
+    def _ddpo_step(self) -> dict[str, float]:
         config = self.config
         started = time.perf_counter()
         step = self.step_count
@@ -212,6 +217,100 @@ class RLTrainer:
         metrics.update(rewards.means(config.group_size))
         metrics["advantage_abs"] = float(advantages.abs().mean())
         # end to end (sampling, rewards, updates) and the sampler alone
+        metrics["samples_per_s"] = count / max(elapsed, 1e-9)
+        metrics["sampling_samples_per_s"] = count / max(sampled_at - started, 1e-9)
+        metrics["step_seconds"] = elapsed
+        return metrics
+
+    def _reward_backprop_step(self) -> dict[str, float]:
+        """AlignProp / DRaFT-1: the same on-policy rollouts, then gradient ascent on the reward of each image
+        recomputed from the state before its last denoising step, minus the KL leash of that step.
+
+        Where DDPO learns from which of a group's samples scored higher, this follows the reward's gradient, so a
+        near-deterministic restorer (whose samples of one input barely differ) still gets a signal. Minibatches
+        hold whole groups, so that the agreement term compares each sample with the other seeds of its input.
+        """
+        config = self.config
+        started = time.perf_counter()
+        step = self.step_count
+        group_size = config.group_size
+        groups = self.train_inputs.select(self.batch_indices(step)).repeat_each(group_size)
+        with torch.no_grad():
+            rollout = self.sampler.rollout(
+                self.policy,
+                groups.lq,
+                groups.instructions,
+                num_steps=config.rollout_steps,
+                eta=config.eta,
+                seeds=self.rollout_seeds(step),
+            )
+            sampled_at = time.perf_counter()
+            last = [len(rollout.timesteps) - 1]
+            reference = self.sampler.step_distribution(
+                self.reference,
+                groups.lq,
+                groups.instructions,
+                rollout.trajectory,
+                rollout.timesteps,
+                eta=config.eta,
+                steps=last,
+            )
+        rewards = self.reward(
+            groups.lq,
+            rollout.images,
+            hq=groups.hq,
+            has_hq=groups.has_hq,
+            degradations=groups.degradations,
+            group_size=group_size,
+        )
+
+        generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
+        totals = {"loss/reward": 0.0, "kl": 0.0}
+        updates = 0
+        group_count = len(groups) // group_size
+        groups_per_update = max(1, config.minibatch_size // group_size)
+        for _ in range(config.inner_epochs):
+            order = torch.randperm(group_count, generator=generator).tolist()
+            for start in range(0, group_count, groups_per_update):
+                rows = [
+                    group * group_size + k
+                    for group in order[start : start + groups_per_update]
+                    for k in range(group_size)
+                ]
+                index = torch.as_tensor(rows)
+                images, current = self.sampler.final_images(
+                    self.policy,
+                    groups.lq[index],
+                    [groups.instructions[row] for row in rows],
+                    rollout.trajectory[index],
+                    rollout.timesteps,
+                    eta=config.eta,
+                )
+                scored = self.reward.differentiable(
+                    groups.lq[index],
+                    images,
+                    hq=groups.hq[index],
+                    has_hq=groups.has_hq[index],
+                    degradations=[groups.degradations[row] for row in rows],
+                    group_size=group_size,
+                )
+                reward_loss = -scored.total.mean()
+                kl = self._kl(current, reference, index, [0]).mean()
+                loss = reward_loss + config.kl_weight * kl
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
+                self.optimizer.step()
+                totals["loss/reward"] += float(reward_loss.detach())
+                totals["kl"] += float(kl.detach())
+                updates += 1
+
+        self.step_count += 1
+        elapsed = time.perf_counter() - started
+        count = len(groups)
+        metrics = {name: value / updates for name, value in totals.items()}
+        metrics.update(rewards.means(group_size))
         metrics["samples_per_s"] = count / max(elapsed, 1e-9)
         metrics["sampling_samples_per_s"] = count / max(sampled_at - started, 1e-9)
         metrics["step_seconds"] = elapsed

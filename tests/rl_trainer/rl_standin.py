@@ -102,6 +102,14 @@ class GaussianStepSampling:
         means = self._means(policy, lq, trajectory[:, :-1], total)
         return means[:, chosen], self._std(total, eta)[chosen]
 
+    def final_images(self, policy, lq, instructions, trajectory, timesteps, *, eta):
+        # the image is the last state: the last step's mean plus its recorded noise, held fixed
+        last = trajectory.shape[1] - 2
+        means, std = self.trajectory_step_means(
+            policy, lq, instructions, trajectory, timesteps, eta=eta, steps=[last]
+        )
+        return means[:, 0] + (trajectory[:, -1] - means[:, 0]).detach(), means, std
+
     def trajectory_log_probs(self, policy, lq, instructions, trajectory, timesteps, *, eta):
         means, std = self.trajectory_step_means(policy, lq, instructions, trajectory, timesteps, eta=eta)
         std = std.view(1, -1, 1, 1, 1)

@@ -14,7 +14,7 @@ from reward_model.model import CONFIG_PRESETS, RewardModel
 from rl_trainer.config import RLConfig
 from rl_trainer.losses import gaussian_log_prob
 from rl_trainer.manifest import ManifestError, load_inputs, read_manifest, split_entries, write_manifest
-from rl_trainer.restorer_steps import trajectory_step_means
+from rl_trainer.restorer_steps import RestorerSampling, trajectory_step_means
 from rl_trainer.train import STOP_COMPLETED, main, train
 
 RESOLUTION = 32
@@ -197,3 +197,50 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run_on_the_real_restorer(a
     a = Restorer.from_pretrained(tmp_path / "straight").state_dict()
     b = Restorer.from_pretrained(tmp_path / "resumed").state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_final_images_recompute_the_samplers_images_with_a_gradient_to_the_restorer():
+    torch.manual_seed(0)
+    restorer = Restorer(tiny_test_config()).eval()
+    lq = smooth_faces(2, seed=4)
+    instructions = ["restore the face"] * 2
+    with torch.no_grad():
+        output = sampling.sample(
+            restorer, lq, instructions, num_steps=3, eta=1.0, seeds=[7, 8], return_trajectory=True
+        )
+    images, means, std = RestorerSampling().final_images(
+        restorer, lq, instructions, output.trajectory, output.timesteps, eta=1.0
+    )
+    assert torch.allclose(images, output.images, atol=1e-5)
+    assert means.shape == (2, 1, 3, RESOLUTION, RESOLUTION) and std.shape == (1,)
+    images.mean().backward()
+    assert restorer.unet.conv_out.weight.grad is not None
+    assert float(restorer.unet.conv_out.weight.grad.abs().sum()) > 0
+    assert restorer.integrator.queries.grad is not None  # the condition is recomputed with gradients too
+
+
+def test_reward_backprop_trains_the_real_restorer_and_records_the_update(artifacts, tmp_path):
+    config = RLConfig.preset(
+        "test",
+        policy_update="reward_backprop",
+        max_steps=2,
+        eval_every=1,
+        entropy_seeds=0,
+        perceptual_weight=0.5,
+    )
+    result = train(
+        config,
+        policy_dir=artifacts / "restorer",
+        reward_dir=artifacts / "reward",
+        inputs_manifest=artifacts / "inputs.jsonl",
+        out_dir=tmp_path / "tuned",
+        progress_bar=False,
+    )
+    assert result.stop_reason == STOP_COMPLETED and result.steps == 2
+    assert {"loss/reward", "kl", "reward/learned", "reward/consistency", "reward/perceptual"} <= set(
+        result.history[-1]
+    )
+    tuned = Restorer.from_pretrained(tmp_path / "tuned")
+    parent = Restorer.from_pretrained(artifacts / "restorer")
+    assert not torch.equal(tuned.unet.conv_out.weight, parent.unet.conv_out.weight)
+    assert Restorer.read_metrics(tmp_path / "tuned")["rl"]["rl_config"]["policy_update"] == "reward_backprop"

@@ -116,3 +116,50 @@ def test_the_agreement_term_is_weighted_into_the_total_and_needs_groups():
     assert torch.allclose(breakdown.total, breakdown.terms["learned"] + 2 * breakdown.terms["agreement"])
     with pytest.raises(ValueError, match="group_size"):
         reward(lq, images)
+
+
+def test_the_differentiable_total_equals_the_scored_one_and_carries_a_gradient_into_every_term():
+    hq = smooth(4, seed=0)
+    params = [sample_degradation("gfpgan", seed=seed, resolution=32) for seed in (1, 2, 3, 4)]
+    lq = torch.stack([apply_degradation(image, p) for image, p in zip(hq, params)])
+    images = smooth(4, seed=5)
+    reward = CompositeReward(
+        lambda lq, x: x.mean(dim=(1, 2, 3)),
+        learned_weight=1.0,
+        consistency_weight=2.0,
+        perceptual_weight=3.0,
+        perceptual=lambda x, y: (x - y).abs().mean(dim=(1, 2, 3)),
+        agreement_weight=4.0,
+    )
+    options = {
+        "hq": hq,
+        "has_hq": torch.tensor([True, False, True, True]),
+        "degradations": params,
+        "group_size": 2,
+    }
+    scored = reward(lq, images, **options)
+    leaf = images.clone().requires_grad_(True)
+    graded = reward.differentiable(lq, leaf, **options)
+    # same values: the exact re-degradation (noise draw and JPEG included) is kept, only its gradient is smooth
+    assert torch.allclose(graded.total.detach(), scored.total, atol=1e-6)
+    for name in scored.terms:
+        assert torch.allclose(graded.terms[name], scored.terms[name], atol=1e-6)
+    for name in ("learned", "consistency", "perceptual", "agreement"):
+        single = CompositeReward(
+            reward.learned,
+            learned_weight=float(name == "learned"),
+            consistency_weight=float(name == "consistency"),
+            perceptual_weight=float(name == "perceptual"),
+            perceptual=reward.perceptual,
+            agreement_weight=float(name == "agreement"),
+        )
+        leaf = images.clone().requires_grad_(True)
+        single.differentiable(lq, leaf, **options).total.sum().backward()
+        assert leaf.grad is not None and float(leaf.grad.abs().sum()) > 0, name
+    # a step along the consistency gradient brings the re-degraded image closer to the LQ
+    leaf = images.clone().requires_grad_(True)
+    consistency = observation_consistency(lq, leaf, params, fallback_factor=4, differentiable=True)
+    consistency.sum().backward()
+    stepped = (images + 0.5 * leaf.grad / leaf.grad.abs().max()).clamp(-1, 1)
+    after = observation_consistency(lq, stepped, params, fallback_factor=4)
+    assert float(after.sum()) > float(consistency.detach().sum())

@@ -8,6 +8,7 @@ import torch
 from rl_trainer.checkpoints import CheckpointError, complete_checkpoints
 from rl_trainer.config import RLConfig
 from rl_trainer.guard import HeldOutEvaluator
+from rl_trainer.rewards import RewardNotDifferentiableError
 from rl_trainer.train import (
     STOP_CANCELLED,
     STOP_COMPLETED,
@@ -68,15 +69,47 @@ def test_a_planted_brightness_reward_rises(tmp_path, timestep_fraction):
     assert result.rollouts == 6 * 2 * 4
 
 
+def test_reward_backprop_raises_a_planted_reward_by_its_gradient(tmp_path):
+    cfg = config(policy_update="reward_backprop", max_steps=6, kl_weight=0.0, eval_every=3)
+    result, policy, reference = run(tmp_path, cfg)
+    rewards = [evaluation["eval/learned_reward"] for evaluation in result.evaluations]
+    assert result.stop_reason == STOP_COMPLETED and result.steps == 6
+    assert rewards[-1] > rewards[0] + 0.05
+    # brightness rises with the bias and the gain on the (mostly positive-mean) LQ; the gradient found the bias
+    assert float(policy.bias.detach().mean()) > float(reference.bias.detach().mean())
+    assert "loss/reward" in result.history[-1] and "reward/learned" in result.history[-1]
+
+
+def test_reward_backprop_refuses_a_reward_without_a_gradient(tmp_path):
+    def scores_only(lq, images):
+        with torch.no_grad():
+            return images.mean(dim=(1, 2, 3))
+
+    cfg = config(policy_update="reward_backprop", max_steps=2)
+    with pytest.raises(RewardNotDifferentiableError, match="no gradient"):
+        run(tmp_path, cfg, reward_fn=scores_only)
+
+
+def test_reward_backprop_needs_a_sampler_that_recomputes_its_images(tmp_path):
+    class NoFinalImages(GaussianStepSampling):
+        final_images = None
+
+    cfg = config(policy_update="reward_backprop", max_steps=2)
+    with pytest.raises(TypeError, match="final_images"):
+        run(tmp_path, cfg, sampling=NoFinalImages())
+
+
 def test_the_fallback_sampled_kl_also_raises_the_reward(tmp_path):
     result, _, _ = run(tmp_path, config(max_steps=6, eval_every=3), sampling=LogProbOnlySampling())
     rewards = [evaluation["eval/learned_reward"] for evaluation in result.evaluations]
     assert rewards[-1] > rewards[0] + 0.05
 
 
-def test_the_agreement_reward_makes_samples_less_dependent_on_the_seed(tmp_path):
+@pytest.mark.parametrize("update", ["ddpo", "reward_backprop"])
+def test_the_agreement_reward_makes_samples_less_dependent_on_the_seed(tmp_path, update):
     # no learned reward at all: only agreement with the other samples of the group
     cfg = config(
+        policy_update=update,
         max_steps=8,
         kl_weight=0.0,
         learned_reward_weight=0.0,
@@ -94,15 +127,21 @@ def test_the_agreement_reward_makes_samples_less_dependent_on_the_seed(tmp_path)
     assert "reward/agreement" in result.history[-1]
 
 
-def test_a_large_kl_weight_holds_the_policy_near_the_reference(tmp_path):
-    free, free_policy, free_reference = run(tmp_path / "free", config(max_steps=6, kl_weight=0.0))
-    held, held_policy, held_reference = run(tmp_path / "held", config(max_steps=6, kl_weight=1e4))
+@pytest.mark.parametrize("update", ["ddpo", "reward_backprop"])
+def test_a_large_kl_weight_holds_the_policy_near_the_reference(tmp_path, update):
+    free, free_policy, free_reference = run(
+        tmp_path / "free", config(policy_update=update, max_steps=6, kl_weight=0.0)
+    )
+    held, held_policy, held_reference = run(
+        tmp_path / "held", config(policy_update=update, max_steps=6, kl_weight=1e4)
+    )
     assert distance(held_policy, held_reference) < 0.3 * distance(free_policy, free_reference)
     assert held.history[-1]["kl"] < 0.1 * free.history[-1]["kl"]
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
-    cfg = config(max_steps=4, checkpoint_every=2, eval_every=2)
+@pytest.mark.parametrize("update", ["ddpo", "reward_backprop"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, update):
+    cfg = config(policy_update=update, max_steps=4, checkpoint_every=2, eval_every=2)
     straight, straight_policy, _ = run(tmp_path / "straight", cfg)
 
     def crash_at_step_3(step, total, metrics):
