@@ -20,10 +20,13 @@ Pipeline (every phase is what the platform does, at CPU scale):
    rollouts and minutes. Reward = learned reward + observation consistency (the input's own degradation
    re-applied to the restoration, compared with the LQ) + agreement (closeness to the other samples of the
    same input: the determinism goal) + perceptual fidelity to HQ (the RL inputs are synthetic, so their HQ
-   is known), each standardised within its group. The perceptual term is ``rl_trainer``'s: LPIPS heads on a
-   random trunk of *another seed* than the oracle's, so RL never climbs the oracle's own distance; the report
-   says how often the two distances agree on which of two samples is closer. ``--perceptual-weight 0``
-   measures what the learned reward teaches on its own.
+   is known). ``--update reward_backprop`` (default) follows the gradient of their weighted sum through the
+   last denoising step, with weights in each term's own units (``UPDATE_DEFAULTS``: chosen so that each term's
+   gradient on the UNet is of a similar size); ``--update ddpo`` standardises each term within its group and
+   uses DDPO's clipped ratio. The perceptual term is ``rl_trainer``'s: LPIPS heads on random trunks of *other
+   seeds* than the oracle's (five by default for reward_backprop: an ensemble resists being over-optimised), so
+   RL never climbs the oracle's own distance; the report says how often the two distances agree on which of two
+   samples is closer. ``--learned-weight 0`` or ``--perceptual-weight 0`` show what each teaches on its own.
 5. **Report** on held-out test inputs, supervised vs RL-tuned, same seeds: win rate under the noise-free
    oracle (closer to HQ under the oracle's distance; ties count half), PSNR and ``lpips_randtrunk`` to HQ
    (the LPIPS heads on a random AlexNet trunk: no ImageNet weights offline, so this is *not* LPIPS), the
@@ -87,6 +90,7 @@ class Sizes:
     rl_inputs: int
     guard_inputs: int
     test_inputs: int
+    reward_check_inputs: int  # val inputs whose candidate pairs check the reward model
     reward_inputs: int
     candidates: int
     reward_steps: int
@@ -97,7 +101,8 @@ class Sizes:
 FULL = Sizes(
     rl_inputs=48,
     guard_inputs=8,
-    test_inputs=24,
+    test_inputs=96,
+    reward_check_inputs=12,
     reward_inputs=192,
     candidates=6,
     reward_steps=800,
@@ -108,6 +113,7 @@ QUICK = Sizes(
     rl_inputs=8,
     guard_inputs=2,
     test_inputs=4,
+    reward_check_inputs=2,
     reward_inputs=8,
     candidates=4,
     reward_steps=40,
@@ -123,8 +129,9 @@ UPDATE_DEFAULTS: dict[str, dict[str, float]] = {
         "learned_weight": 0.3,
         "consistency_weight": 1000.0,
         "perceptual_weight": 5000.0,
-        "perceptual_trunks": 3,
+        "perceptual_trunks": 5,
         "agreement_weight": 1e6,
+        "pessimism": 1.0,
     },
     "ddpo": {
         "learning_rate": 1e-4,
@@ -134,6 +141,7 @@ UPDATE_DEFAULTS: dict[str, dict[str, float]] = {
         "perceptual_weight": 1.0,
         "perceptual_trunks": 1,
         "agreement_weight": 1.0,
+        "pessimism": 0.0,
     },
 }
 
@@ -156,6 +164,7 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         clip_range=args.clip_range,
         kl_weight=args.kl_weight,
         learned_reward_weight=args.learned_weight,
+        learned_reward_pessimism=args.pessimism,
         consistency_weight=args.consistency_weight,
         perceptual_weight=args.perceptual_weight,
         perceptual_trunks=args.perceptual_trunks,
@@ -503,7 +512,7 @@ def main() -> None:
     parser.add_argument(
         "--perceptual-trunks",
         type=int,
-        help="random LPIPS trunks the perceptual term averages; default 3 (reward_backprop), 1 (ddpo)",
+        help="random LPIPS trunks the perceptual term averages; default 5 (reward_backprop), 1 (ddpo)",
     )
     parser.add_argument(
         "--lora", action="store_true", help="train LoRA adapters (rank 4) instead of the whole UNet"
@@ -515,6 +524,13 @@ def main() -> None:
         help="policy update: the reward's gradient through the last denoising step, or DDPO's clipped ratio",
     )
     parser.add_argument("--rl-inputs", type=int, help="RL training inputs (default 48)")
+    parser.add_argument("--test-inputs", type=int, help="held-out test faces of the report (default 96)")
+    parser.add_argument("--eval-seeds", type=int, help="seeds per test face (default 4; >= 2)")
+    parser.add_argument(
+        "--pessimism",
+        type=float,
+        help="learned reward = ensemble mean - this x member std; default 1 (reward_backprop), 0 (ddpo)",
+    )
     parser.add_argument(
         "--normalize-terms",
         action=argparse.BooleanOptionalAction,
@@ -563,6 +579,10 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     if args.reward_inputs:
         sizes = dataclasses.replace(sizes, reward_inputs=max(args.reward_inputs, sizes.rl_inputs))
+    if args.test_inputs:
+        sizes = dataclasses.replace(sizes, test_inputs=args.test_inputs)
+    if args.eval_seeds:
+        sizes = dataclasses.replace(sizes, eval_seeds=args.eval_seeds)
     if args.rl_inputs:
         sizes = dataclasses.replace(sizes, rl_inputs=args.rl_inputs)
     if args.reward_steps:
@@ -580,7 +600,7 @@ def main() -> None:
 
     rl_faces = make_faces("train", sizes.rl_inputs, offset=RL_SEED_OFFSET)
     reward_faces = make_faces("train", sizes.reward_inputs, offset=RL_SEED_OFFSET)  # RL inputs are among them
-    reward_check = make_faces("val", sizes.test_inputs // 2, offset=100)
+    reward_check = make_faces("val", sizes.reward_check_inputs, offset=100)
     guard_faces = make_faces("val", sizes.guard_inputs)
     test_faces = make_faces("test", sizes.test_inputs)
 
@@ -593,7 +613,7 @@ def main() -> None:
         "sizes": {
             key: value
             for key, value in dataclasses.asdict(sizes).items()
-            if key in ("reward_inputs", "candidates", "reward_steps", "test_inputs")
+            if key in ("reward_inputs", "candidates", "reward_steps", "reward_check_inputs")
         },
         "rollout_steps": args.rollout_steps,
         "judgments_per_pair": args.judgments_per_pair,

@@ -61,6 +61,9 @@ class RLConfig:
 
     # reward: learned reward plus fidelity terms (each logged on its own)
     learned_reward_weight: float = 1.0
+    # the learned reward is the ensemble's mean minus this many member standard deviations: where the members
+    # disagree the reward model is guessing, and a policy that follows its gradient should not be paid for that
+    learned_reward_pessimism: float = 0.0
     consistency_weight: float = 1.0
     perceptual_weight: float = 0.0
     # the perceptual term's distance: the mean over this many random LPIPS trunks (seeds 1, 2, ...)
@@ -128,6 +131,8 @@ class RLConfig:
             raise RLConfigError("RLConfig.advantage_clip must be > 0")
         if min(self.kl_weight, self.consistency_weight, self.perceptual_weight, self.agreement_weight) < 0:
             raise RLConfigError("RLConfig weights (kl, consistency, perceptual, agreement) must be >= 0")
+        if self.learned_reward_pessimism < 0:
+            raise RLConfigError("RLConfig.learned_reward_pessimism must be >= 0")
         if self.entropy_seeds < 2 and self.entropy_seeds != 0:
             raise RLConfigError("RLConfig.entropy_seeds must be 0 (off) or >= 2")
         if self.max_minutes is not None and self.max_minutes <= 0:

@@ -302,6 +302,19 @@ def _write_restorer_artifact(policy: nn.Module, out_dir: Path, rl_metrics: dict[
     metrics_path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
+def learned_reward(reward_model: Any, *, pessimism: float = 0.0) -> RewardFn:
+    """The reward callable of a reward model: its ensemble mean, minus ``pessimism`` times the members' std.
+    Differentiable in the images (the reward_backprop update); the model's own weights stay frozen."""
+
+    def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
+        if pessimism == 0:
+            return reward_model(lq, images).cpu()
+        members = reward_model.member_rewards(lq, images)
+        return (members.mean(dim=1) - pessimism * members.std(dim=1, unbiased=False)).cpu()
+
+    return reward_fn
+
+
 class MeanDistance:
     """The mean of several distances (``.name`` joins theirs): an ensemble is harder to over-optimise than any
     one of its members, which matters once a reward's gradient is followed (``reward_backprop``)."""
@@ -362,10 +375,7 @@ def train(
     for parameter in reward_model.parameters():
         parameter.requires_grad_(False)
 
-    def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
-        # differentiable in the images (the reward_backprop update); the model's own weights stay frozen
-        rewards: Tensor = reward_model(lq, images)
-        return rewards.cpu()
+    reward_fn = learned_reward(reward_model, pessimism=config.learned_reward_pessimism)
 
     entries = read_manifest(inputs_manifest)
     train_entries, eval_entries = split_entries(entries, config.eval_fraction)

@@ -1,9 +1,15 @@
-"""``RLTrainer``: one ``step()`` = rollouts, rewards, group advantages, several clipped policy updates.
+"""``RLTrainer``: one ``step()`` = on-policy rollouts, rewards, then several policy updates of one of two kinds.
 
-DDPO with GRPO's group baseline: for each LQ input the policy samples G restorations with the stochastic sampler
-(eta > 0), recording the whole trajectory; the rewards are normalised within each input's group; every denoising
-step of every trajectory then gets the PPO clipped-ratio loss with its trajectory's advantage, plus a KL
-penalty towards the frozen reference restorer, for ``inner_epochs`` passes over the rollout batch.
+``ddpo`` (DDPO with GRPO's group baseline): for each LQ input the policy samples G restorations with the
+stochastic sampler (eta > 0), recording the whole trajectory; the rewards are normalised within each input's
+group; every denoising step of every trajectory then gets the PPO clipped-ratio loss with its trajectory's
+advantage, plus a KL penalty towards the frozen reference restorer, for ``inner_epochs`` passes over the batch.
+
+``reward_backprop`` (AlignProp / DRaFT-1): the same rollouts; each image is recomputed from the state before its
+last denoising step with gradients, and the policy climbs the reward's gradient minus that step's KL. DDPO learns
+only from how a group's samples differ, and the ``tiny`` restorer's samples of one input barely do (solution
+entropy ~4e-4: its last state hardly reaches the image), so DDPO has nothing to climb there; the gradient does not
+need the samples to differ (``benchmarks/results/rl_gain.txt`` measures both).
 
 Everything random is derived from ``(config.seed, step)`` (which inputs, which sampler seeds, the minibatch
 order), so a run resumed from a checkpoint replays exactly the steps an uninterrupted run would have made.
