@@ -524,6 +524,9 @@ def main() -> None:
         help="policy update: the reward's gradient through the last denoising step, or DDPO's clipped ratio",
     )
     parser.add_argument("--rl-inputs", type=int, help="RL training inputs (default 48)")
+    parser.add_argument(
+        "--rl-steps", type=int, help="RL steps at most (default 200; --rl-minutes may end it first)"
+    )
     parser.add_argument("--test-inputs", type=int, help="held-out test faces of the report (default 96)")
     parser.add_argument("--eval-seeds", type=int, help="seeds per test face (default 4; >= 2)")
     parser.add_argument(
@@ -579,6 +582,8 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     if args.reward_inputs:
         sizes = dataclasses.replace(sizes, reward_inputs=max(args.reward_inputs, sizes.rl_inputs))
+    if args.rl_steps:
+        sizes = dataclasses.replace(sizes, rl_max_steps=args.rl_steps)
     if args.test_inputs:
         sizes = dataclasses.replace(sizes, test_inputs=args.test_inputs)
     if args.eval_seeds:

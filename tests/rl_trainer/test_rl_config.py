@@ -26,7 +26,14 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("group_size", 1, "group_size"), ("eta", 0.0, "eta"), ("clip_range", 1.5, "clip_range")],
+    [
+        ("group_size", 1, "group_size"),
+        ("eta", 0.0, "eta"),
+        ("clip_range", 1.5, "clip_range"),
+        ("policy_update", "alignprop", "policy_update must be one of ddpo, reward_backprop"),
+        ("learned_reward_pessimism", -1.0, "pessimism"),
+        ("perceptual_trunks", 0, "perceptual_trunks"),
+    ],
 )
 def test_invalid_values_are_refused(field, value, message):
     with pytest.raises(RLConfigError, match=message):

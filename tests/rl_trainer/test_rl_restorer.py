@@ -15,7 +15,7 @@ from rl_trainer.config import RLConfig
 from rl_trainer.losses import gaussian_log_prob
 from rl_trainer.manifest import ManifestError, load_inputs, read_manifest, split_entries, write_manifest
 from rl_trainer.restorer_steps import RestorerSampling, trajectory_step_means
-from rl_trainer.train import STOP_COMPLETED, main, train
+from rl_trainer.train import STOP_COMPLETED, learned_reward, main, perceptual_reward_distance, train
 
 RESOLUTION = 32
 
@@ -227,6 +227,8 @@ def test_reward_backprop_trains_the_real_restorer_and_records_the_update(artifac
         eval_every=1,
         entropy_seeds=0,
         perceptual_weight=0.5,
+        perceptual_trunks=2,
+        learned_reward_pessimism=1.0,
     )
     result = train(
         config,
@@ -243,4 +245,33 @@ def test_reward_backprop_trains_the_real_restorer_and_records_the_update(artifac
     tuned = Restorer.from_pretrained(tmp_path / "tuned")
     parent = Restorer.from_pretrained(artifacts / "restorer")
     assert not torch.equal(tuned.unet.conv_out.weight, parent.unet.conv_out.weight)
-    assert Restorer.read_metrics(tmp_path / "tuned")["rl"]["rl_config"]["policy_update"] == "reward_backprop"
+    rl = Restorer.read_metrics(tmp_path / "tuned")["rl"]
+    assert rl["rl_config"]["policy_update"] == "reward_backprop"
+    assert rl["perceptual_reward"] == "lpips_randtrunk_seed1+lpips_randtrunk_seed2"
+
+
+def test_the_pessimistic_learned_reward_is_the_mean_less_the_member_spread_and_keeps_a_gradient(artifacts):
+    reward_model = RewardModel.from_pretrained(artifacts / "reward").eval().requires_grad_(False)
+    lq, images = smooth_faces(3, seed=5), smooth_faces(3, seed=6)
+    members = reward_model.member_rewards(lq, images).detach()
+    assert torch.allclose(learned_reward(reward_model)(lq, images), members.mean(dim=1), atol=1e-6)
+    leaf = images.clone().requires_grad_(True)
+    pessimistic = learned_reward(reward_model, pessimism=2.0)(lq, leaf)
+    expected = members.mean(dim=1) - 2.0 * members.std(dim=1, unbiased=False)
+    assert torch.allclose(pessimistic.detach(), expected, atol=1e-6)
+    assert (pessimistic.detach() < members.mean(dim=1)).all()  # the members never agree exactly
+    pessimistic.sum().backward()
+    assert leaf.grad is not None and float(leaf.grad.abs().sum()) > 0
+
+
+def test_the_perceptual_reward_averages_seeded_trunks_and_never_uses_the_evaluators():
+    from restorer.metrics import PerceptualDistance
+
+    x = smooth_faces(2, seed=7)
+    near = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    ensemble = perceptual_reward_distance(3)
+    assert ensemble.name == "lpips_randtrunk_seed1+lpips_randtrunk_seed2+lpips_randtrunk_seed3"
+    members = torch.stack([PerceptualDistance(trunk_seed=seed)(x, near) for seed in (1, 2, 3)])
+    assert torch.allclose(ensemble(x, near), members.mean(dim=0))
+    assert perceptual_reward_distance(1).name == "lpips_randtrunk_seed1"
+    assert not torch.allclose(ensemble(x, near), PerceptualDistance()(x, near))
