@@ -28,7 +28,7 @@ from rl_trainer.config import RLConfig
 from rl_trainer.guard import HackingGuard, HeldOutEvaluator
 from rl_trainer.losses import clipped_policy_loss, gaussian_kl, group_advantages, sampled_kl
 from rl_trainer.manifest import RLInputs
-from rl_trainer.rewards import CompositeReward, DistanceFn, RewardFn
+from rl_trainer.rewards import CompositeReward, DistanceFn, RewardBreakdown, RewardFn
 from rl_trainer.sampler import Rollout, SamplerAdapter, StepDistribution
 
 EVAL_SEED_BASE = 1_000_000_007
@@ -128,12 +128,12 @@ class RLTrainer:
             return self._reward_backprop_step()
         return self._ddpo_step()
 
-    def _ddpo_step(self) -> dict[str, float]:
+    def _sample_and_score(self, step: int) -> tuple[RLInputs, Rollout, RewardBreakdown, float]:
+        """The step's inputs, each repeated ``group_size`` times; the policy's rollouts of them; their rewards;
+        and the seconds the sampler took."""
         config = self.config
-        started = time.perf_counter()
-        step = self.step_count
         groups = self.train_inputs.select(self.batch_indices(step)).repeat_each(config.group_size)
-
+        started = time.perf_counter()
         with torch.no_grad():
             rollout = self.sampler.rollout(
                 self.policy,
@@ -143,7 +143,39 @@ class RLTrainer:
                 eta=config.eta,
                 seeds=self.rollout_seeds(step),
             )
-            sampled_at = time.perf_counter()
+        sampling_seconds = time.perf_counter() - started
+        rewards = self.reward(
+            groups.lq,
+            rollout.images,
+            hq=groups.hq,
+            has_hq=groups.has_hq,
+            degradations=groups.degradations,
+            group_size=config.group_size,
+        )
+        return groups, rollout, rewards, sampling_seconds
+
+    def _update(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
+        self.optimizer.step()
+
+    @staticmethod
+    def _speed_metrics(count: int, elapsed: float, sampling_seconds: float) -> dict[str, float]:
+        # end to end (sampling, rewards, updates) and the sampler alone
+        return {
+            "samples_per_s": count / max(elapsed, 1e-9),
+            "sampling_samples_per_s": count / max(sampling_seconds, 1e-9),
+            "step_seconds": elapsed,
+        }
+
+    def _ddpo_step(self) -> dict[str, float]:
+        config = self.config
+        started = time.perf_counter()
+        step = self.step_count
+        groups, rollout, rewards, sampling_seconds = self._sample_and_score(step)
+        with torch.no_grad():
             if rollout.log_probs is not None:
                 old_log_probs = rollout.log_probs
             else:
@@ -156,14 +188,6 @@ class RLTrainer:
                     eta=config.eta,
                 ).log_probs
             reference = self._reference_distribution(groups, rollout)
-        rewards = self.reward(
-            groups.lq,
-            rollout.images,
-            hq=groups.hq,
-            has_hq=groups.has_hq,
-            degradations=groups.degradations,
-            group_size=config.group_size,
-        )
         scores = (
             rewards.normalized_total(config.group_size) if config.normalize_reward_terms else rewards.total
         )
@@ -203,12 +227,7 @@ class RLTrainer:
                     clip_range=config.clip_range,
                 )
                 kl = self._kl(current, reference, index, steps).mean()
-                loss = policy_loss + config.kl_weight * kl
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
-                self.optimizer.step()
+                self._update(policy_loss + config.kl_weight * kl)
                 totals["loss/policy"] += float(policy_loss.detach())
                 totals["kl"] += float(kl.detach())
                 totals["clip_fraction"] += stats.clip_fraction
@@ -222,10 +241,7 @@ class RLTrainer:
         metrics["ratio_max"] = ratio_max
         metrics.update(rewards.means(config.group_size))
         metrics["advantage_abs"] = float(advantages.abs().mean())
-        # end to end (sampling, rewards, updates) and the sampler alone
-        metrics["samples_per_s"] = count / max(elapsed, 1e-9)
-        metrics["sampling_samples_per_s"] = count / max(sampled_at - started, 1e-9)
-        metrics["step_seconds"] = elapsed
+        metrics.update(self._speed_metrics(count, elapsed, sampling_seconds))
         return metrics
 
     def _reward_backprop_step(self) -> dict[str, float]:
@@ -240,35 +256,10 @@ class RLTrainer:
         started = time.perf_counter()
         step = self.step_count
         group_size = config.group_size
-        groups = self.train_inputs.select(self.batch_indices(step)).repeat_each(group_size)
+        groups, rollout, rewards, sampling_seconds = self._sample_and_score(step)
         with torch.no_grad():
-            rollout = self.sampler.rollout(
-                self.policy,
-                groups.lq,
-                groups.instructions,
-                num_steps=config.rollout_steps,
-                eta=config.eta,
-                seeds=self.rollout_seeds(step),
-            )
-            sampled_at = time.perf_counter()
-            last = [len(rollout.timesteps) - 1]
-            reference = self.sampler.step_distribution(
-                self.reference,
-                groups.lq,
-                groups.instructions,
-                rollout.trajectory,
-                rollout.timesteps,
-                eta=config.eta,
-                steps=last,
-            )
-        rewards = self.reward(
-            groups.lq,
-            rollout.images,
-            hq=groups.hq,
-            has_hq=groups.has_hq,
-            degradations=groups.degradations,
-            group_size=group_size,
-        )
+            last_step = len(rollout.timesteps) - 1
+            reference = self._reference_distribution(groups, rollout, steps=[last_step])
 
         generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
         totals = {"loss/reward": 0.0, "kl": 0.0}
@@ -302,12 +293,7 @@ class RLTrainer:
                 )
                 reward_loss = -scored.total.mean()
                 kl = self._kl(current, reference, index, [0]).mean()
-                loss = reward_loss + config.kl_weight * kl
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.trainable, config.max_grad_norm)
-                self.optimizer.step()
+                self._update(reward_loss + config.kl_weight * kl)
                 totals["loss/reward"] += float(reward_loss.detach())
                 totals["kl"] += float(kl.detach())
                 updates += 1
@@ -317,13 +303,14 @@ class RLTrainer:
         count = len(groups)
         metrics = {name: value / updates for name, value in totals.items()}
         metrics.update(rewards.means(group_size))
-        metrics["samples_per_s"] = count / max(elapsed, 1e-9)
-        metrics["sampling_samples_per_s"] = count / max(sampled_at - started, 1e-9)
-        metrics["step_seconds"] = elapsed
+        metrics.update(self._speed_metrics(count, elapsed, sampling_seconds))
         return metrics
 
-    def _reference_distribution(self, groups: RLInputs, rollout: Rollout) -> StepDistribution:
-        """The frozen reference's step Gaussians along the rollout (the KL is logged even at weight 0)."""
+    def _reference_distribution(
+        self, groups: RLInputs, rollout: Rollout, steps: Sequence[int] | None = None
+    ) -> StepDistribution:
+        """The frozen reference's step Gaussians along the rollout, at ``steps`` (all by default); the KL is
+        logged even at weight 0."""
         return self.sampler.step_distribution(
             self.reference,
             groups.lq,
@@ -331,6 +318,7 @@ class RLTrainer:
             rollout.trajectory,
             rollout.timesteps,
             eta=self.config.eta,
+            steps=steps,
         )
 
     def _kl(
