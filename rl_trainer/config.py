@@ -70,6 +70,9 @@ class RLConfig:
     perceptual_trunks: int = 1
     # determinism: reward a sample for agreeing with the other samples of its input (rl_trainer.rewards)
     agreement_weight: float = 0.0
+    # what a sample should agree with: "mean" (the other samples' mean) or "best" (the group's best sample by the
+    # other terms; rl_trainer.rewards explains why that costs less detail)
+    agreement_target: str = "mean"
     # True: standardise each term within its group before weighting (unit-free weights). It also blows up a term
     # with a negligible spread (a reward model that cannot tell a group's samples apart) to unit variance, i.e.
     # noise: the rl_gain benchmark ran into that. False (GRPO's plain rule): normalise the weighted sum.
@@ -90,6 +93,10 @@ class RLConfig:
     eval_fraction: float = 0.2
     hacking_patience: int = 3
     hacking_min_delta: float = 0.0
+    # hand back the policy of the evaluation with the best held-out score (its win rate against the reference's
+    # samples of the evaluation inputs) instead of the last one: early stopping's "restore the best weights".
+    # The reward terms keep climbing after the held-out evaluator has peaked; this keeps the peak.
+    keep_best: bool = False
     entropy_seeds: int = 4
 
     # checkpoints
@@ -131,6 +138,10 @@ class RLConfig:
             raise RLConfigError("RLConfig.advantage_clip must be > 0")
         if min(self.kl_weight, self.consistency_weight, self.perceptual_weight, self.agreement_weight) < 0:
             raise RLConfigError("RLConfig weights (kl, consistency, perceptual, agreement) must be >= 0")
+        if self.agreement_target not in ("mean", "best"):
+            raise RLConfigError(
+                f"RLConfig.agreement_target must be 'mean' or 'best', got {self.agreement_target!r}"
+            )
         if self.learned_reward_pessimism < 0:
             raise RLConfigError("RLConfig.learned_reward_pessimism must be >= 0")
         if self.entropy_seeds < 2 and self.entropy_seeds != 0:

@@ -14,6 +14,10 @@
   estimates the posterior mean, so group-normalised advantages pull every seed's restoration towards the same
   image, which lowers the solution entropy (and, being closer to the mean, rarely costs PSNR). Needs no HQ; the
   learned reward, the consistency term and the KL leash keep the consensus from drifting.
+  With ``agreement_target="best"`` the target is instead the group's best sample by the other terms' weighted
+  total (held fixed): the consensus of a few seeds is a little smoother than any of them, and pulling every seed
+  towards it trades detail for determinism, while pulling them towards the best one lowers the spread in a
+  direction the other terms already prefer. The best sample itself scores 0.
 
 The total is ``learned_weight * learned + consistency_weight * consistency + perceptual_weight * perceptual
 + agreement_weight * agreement``;
@@ -130,17 +134,36 @@ def observation_consistency(
     return -((degraded - reference) ** 2).flatten(1).mean(dim=1)
 
 
-def group_agreement(images: Tensor, group_size: int, *, differentiable: bool = False) -> Tensor:
-    """Minus the mean squared distance of each sample to the leave-one-out mean of its group, ``[B]`` (0 when
-    every sample of the group is the same image)."""
+AGREEMENT_TARGETS = ("mean", "best")
+
+
+def group_agreement(
+    images: Tensor,
+    group_size: int,
+    *,
+    differentiable: bool = False,
+    target: str = "mean",
+    quality: Tensor | None = None,
+) -> Tensor:
+    """Minus the mean squared distance of each sample to its group's target, ``[B]`` (0 when every sample of the
+    group is the same image). ``target="mean"``: the leave-one-out mean of the group; ``"best"``: the sample of the
+    group with the highest ``quality`` ``[B]``, held fixed (no gradient flows into the target)."""
     if group_size < 2 or images.shape[0] % group_size:
         raise ValueError(
             f"agreement needs groups of >= 2 samples; got {images.shape[0]} images in groups of {group_size}"
         )
+    if target not in AGREEMENT_TARGETS:
+        raise ValueError(f"agreement target must be one of {', '.join(AGREEMENT_TARGETS)}, got {target!r}")
     values = images.float() if differentiable else images.detach().float()
     groups = values.reshape(-1, group_size, *images.shape[1:])
-    others = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
-    return -((groups - others) ** 2).flatten(2).mean(dim=2).reshape(-1)
+    if target == "mean":
+        targets = (groups.sum(dim=1, keepdim=True) - groups) / (group_size - 1)
+    else:
+        if quality is None or quality.shape[0] != images.shape[0]:
+            raise ValueError("the best-sample agreement target needs one quality score per image")
+        best = quality.detach().reshape(-1, group_size).argmax(dim=1).to(images.device)
+        targets = groups.detach()[torch.arange(groups.shape[0], device=images.device), best].unsqueeze(1)
+    return -((groups - targets) ** 2).flatten(2).mean(dim=2).reshape(-1)
 
 
 class CompositeReward:
@@ -155,6 +178,7 @@ class CompositeReward:
         perceptual_weight: float = 0.0,
         perceptual: DistanceFn | None = None,
         agreement_weight: float = 0.0,
+        agreement_target: str = "mean",
         fallback_downsample: int = 4,
     ) -> None:
         if learned is None and learned_weight != 0:
@@ -166,7 +190,12 @@ class CompositeReward:
         self.consistency_weight = consistency_weight
         self.perceptual_weight = perceptual_weight
         self.perceptual = perceptual
+        if agreement_target not in AGREEMENT_TARGETS:
+            raise ValueError(
+                f"agreement target must be one of {', '.join(AGREEMENT_TARGETS)}, got {agreement_target!r}"
+            )
         self.agreement_weight = agreement_weight
+        self.agreement_target = agreement_target
         self.fallback_downsample = fallback_downsample
 
     @torch.no_grad()
@@ -245,7 +274,18 @@ class CompositeReward:
         if self.agreement_weight > 0:
             if group_size is None:
                 raise ValueError("the agreement term needs group_size: the samples of one input")
-            graded["agreement"] = group_agreement(images, group_size, differentiable=differentiable)
+            # the best sample is judged by every other term, as weighted in the total
+            quality = sum(
+                (weights[name] * term.detach().float().cpu() for name, term in graded.items()),
+                torch.zeros(batch),
+            )
+            graded["agreement"] = group_agreement(
+                images,
+                group_size,
+                differentiable=differentiable,
+                target=self.agreement_target,
+                quality=quality,
+            )
             weights["agreement"] = self.agreement_weight
         total = torch.zeros(batch)
         for name, term in graded.items():

@@ -60,6 +60,7 @@ class RLResult:
     entropy_before: float | None = None
     entropy_after: float | None = None
     rolled_back_to_step: int | None = None
+    selected_step: int | None = None  # config.keep_best: the evaluation whose policy was handed back
 
     @property
     def stopped_early(self) -> bool:
@@ -76,12 +77,20 @@ class RLResult:
             "entropy_before": self.entropy_before,
             "entropy_after": self.entropy_after,
             "rolled_back_to_step": self.rolled_back_to_step,
+            "selected_step": self.selected_step,
             "evaluations": self.evaluations,
         }
 
 
 def _trainable_state(policy: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach().cpu().clone() for name, p in policy.named_parameters() if p.requires_grad}
+
+
+def _held_out_key(evaluation: dict[str, float]) -> tuple[float, float] | None:
+    """How ``keep_best`` ranks evaluations: the held-out win rate against the reference, then the mean score."""
+    if "eval/held_out_win" not in evaluation:
+        return None
+    return (evaluation["eval/held_out_win"], evaluation["eval/held_out"])
 
 
 def train_policy(
@@ -108,7 +117,8 @@ def train_policy(
     ``write_artifact(policy, out_dir, rl_metrics)`` at the end, adapters merged. Resumes from the latest checkpoint
     in ``out_dir``. Ends after ``config.max_steps`` steps, or earlier: at the time budget (``config.max_minutes``,
     artifact written), when the reward-hacking guard fires (artifact of the policy before the divergence), or
-    when ``should_stop()`` says so (cancelled: checkpoint kept, no artifact).
+    when ``should_stop()`` says so (cancelled: checkpoint kept, no artifact). With ``config.keep_best`` and a held-out
+    evaluator, a run that ends normally hands back the policy of its best evaluation (``RLResult.selected_step``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +145,8 @@ def train_policy(
     evaluations: list[dict[str, float]] = []
     # trainable weights at recent evaluations: where to roll back to when the guard fires
     snapshots: dict[int, dict[str, Tensor]] = {}
+    # config.keep_best: the evaluation with the best held-out key so far, and its trainable weights
+    best: dict[str, Any] | None = None
     entropy_before: float | None = None
     seconds_before = 0.0
     checkpoint = load_latest_checkpoint(out_dir, config)
@@ -145,11 +157,15 @@ def train_policy(
         entropy_before = checkpoint.state["entropy_before"]
         seconds_before = float(checkpoint.state["seconds"])
         snapshots = {int(key): value for key, value in checkpoint.training_state["snapshots"].items()}
+        best = checkpoint.training_state.get("best")
     else:
         if config.entropy_seeds:
             entropy_before = trainer.entropy()
         evaluations.append({"step": 0, **trainer.evaluate()})
         snapshots[0] = _trainable_state(policy)
+        first_key = _held_out_key(evaluations[0])
+        if config.keep_best and first_key is not None:
+            best = {"step": 0, "key": list(first_key), "state": snapshots[0]}
 
     started = time.perf_counter()
 
@@ -164,6 +180,7 @@ def train_policy(
             training_state={
                 **trainer.training_state(),
                 "snapshots": {str(k): v for k, v in snapshots.items()},
+                "best": best,
             },
             state={
                 "config": config.to_dict(),
@@ -208,6 +225,9 @@ def train_policy(
             snapshots[step] = _trainable_state(policy)
             for old_step in sorted(snapshots)[: -(config.hacking_patience + 1)]:
                 del snapshots[old_step]
+            key = _held_out_key(evaluation)
+            if best is not None and key is not None and list(key) > best["key"]:
+                best = {"step": step, "key": list(key), "state": snapshots[step]}
             if trainer.guard.triggered:
                 rolled_back_to = min(snapshots)
                 policy.load_state_dict(snapshots[rolled_back_to], strict=False)
@@ -233,6 +253,16 @@ def train_policy(
             break
     bar.close()
 
+    selected_step = None
+    if best is not None and stop_reason in (STOP_COMPLETED, STOP_TIME_BUDGET):
+        selected_step = int(best["step"])
+        if selected_step != trainer.step_count:
+            policy.load_state_dict(best["state"], strict=False)
+        message += (
+            f"; kept the policy of step {selected_step}, the best held-out win rate against the reference"
+            f" ({best['key'][0]:.1%} of the evaluation images)"
+        )
+
     result = RLResult(
         out_dir=out_dir,
         steps=trainer.step_count,
@@ -244,6 +274,7 @@ def train_policy(
         evaluations=evaluations,
         entropy_before=entropy_before,
         rolled_back_to_step=rolled_back_to,
+        selected_step=selected_step,
     )
     if stop_reason == STOP_CANCELLED:
         return result
@@ -291,6 +322,7 @@ def _finished_run(out_dir: Path, config: RLConfig) -> RLResult | None:
         entropy_before=record["entropy_before"],
         entropy_after=record["entropy_after"],
         rolled_back_to_step=record["rolled_back_to_step"],
+        selected_step=record.get("selected_step"),
     )
 
 

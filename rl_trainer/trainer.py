@@ -81,6 +81,7 @@ class RLTrainer:
             perceptual_weight=config.perceptual_weight,
             perceptual=perceptual,
             agreement_weight=config.agreement_weight,
+            agreement_target=config.agreement_target,
             fallback_downsample=config.fallback_downsample,
         )
         self.guard = HackingGuard(patience=config.hacking_patience, min_delta=config.hacking_min_delta)
@@ -101,6 +102,8 @@ class RLTrainer:
         )
         self.step_count = 0
         self._permutations: dict[int, list[int]] = {}
+        # the reference's held-out score of each evaluation image (computed at the first evaluation)
+        self._reference_held_out: Tensor | None = None
 
     # -- what a step samples ---------------------------------------------------------------------------------
 
@@ -344,13 +347,24 @@ class RLTrainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Learned reward and held-out score of the policy's samples of the evaluation inputs, same seeds every
-        time so that successive evaluations are paired; feeds the reward-hacking guard."""
+        time so that successive evaluations are paired; feeds the reward-hacking guard. ``eval/held_out_win``:
+        the share of evaluation images the held-out evaluator scores above the reference's image of the same
+        input and seed (ties count half), which near-ties between the two cannot swamp the way they can a mean."""
         inputs = self.eval_inputs
-        images = self.generate(inputs, [EVAL_SEED_BASE + i for i in range(len(inputs))])
+        seeds = [EVAL_SEED_BASE + i for i in range(len(inputs))]
+        images = self.generate(inputs, seeds)
         metrics = {"eval/learned_reward": float(self.reward_fn(inputs.lq, images).float().mean())}
         if self.held_out is not None:
-            score = self.held_out(inputs.lq, images, inputs.hq, inputs.degradations)
-            metrics["eval/held_out"] = float(score.float().mean())
+            score = self.held_out(inputs.lq, images, inputs.hq, inputs.degradations).float()
+            if self._reference_held_out is None:
+                reference_images = self.generate(inputs, seeds, module=self.reference)
+                self._reference_held_out = self.held_out(
+                    inputs.lq, reference_images, inputs.hq, inputs.degradations
+                ).float()
+            reference_score = self._reference_held_out
+            wins = (score > reference_score).float() + 0.5 * (score == reference_score).float()
+            metrics["eval/held_out"] = float(score.mean())
+            metrics["eval/held_out_win"] = float(wins.mean())
             self.guard.update(metrics["eval/learned_reward"], metrics["eval/held_out"])
             metrics["eval/hacking_streak"] = float(self.guard.streak)
         return metrics

@@ -33,6 +33,7 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         ("policy_update", "alignprop", "policy_update must be one of ddpo, reward_backprop"),
         ("learned_reward_pessimism", -1.0, "pessimism"),
         ("perceptual_trunks", 0, "perceptual_trunks"),
+        ("agreement_target", "median", "agreement_target must be 'mean' or 'best'"),
     ],
 )
 def test_invalid_values_are_refused(field, value, message):

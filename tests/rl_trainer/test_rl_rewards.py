@@ -108,6 +108,51 @@ def test_agreement_scores_each_sample_against_the_rest_of_its_own_group():
         group_agreement(group, group_size=3)
 
 
+def test_the_best_sample_target_pulls_the_others_towards_it_and_not_it_towards_them():
+    images = torch.cat([smooth(1, seed) for seed in range(4)]).requires_grad_(True)
+    quality = torch.tensor([0.1, 0.9, 0.3, 0.2])  # sample 1 is the group's best
+    scores = group_agreement(images, 4, differentiable=True, target="best", quality=quality)
+    expected = -((images.detach() - images.detach()[1]) ** 2).flatten(1).mean(dim=1)
+    assert torch.allclose(scores.detach(), expected)
+    assert float(scores[1].detach()) == 0.0
+    scores.sum().backward()
+    # the target is held fixed: the best sample gets no gradient, each other one a pull towards it
+    assert float(images.grad[1].abs().max()) == 0.0
+    step = images.grad[0]  # ascent direction of sample 0
+    assert float((step * (images.detach()[1] - images.detach()[0])).sum()) > 0
+    with pytest.raises(ValueError, match="quality score per image"):
+        group_agreement(images, 4, target="best")
+    with pytest.raises(ValueError, match="agreement target"):
+        group_agreement(images, 4, target="median")
+
+
+def test_the_composite_reward_picks_the_best_sample_by_the_other_weighted_terms():
+    images = torch.cat([smooth(1, seed) for seed in range(4)])
+    darkest = int(images.mean(dim=(1, 2, 3)).argmin())
+    hq = (images[darkest] + 0.01).expand(4, -1, -1, -1)
+    # the learned reward prefers bright images, the perceptual term (weighted more) images close to HQ
+    learned = CompositeReward(
+        lambda lq, x: x.mean(dim=(1, 2, 3)), agreement_weight=1.0, agreement_target="best"
+    )
+    by_brightness = int(images.mean(dim=(1, 2, 3)).argmax())
+    assert float(learned(images, images, group_size=4).terms["agreement"][by_brightness]) == 0.0
+    closeness = CompositeReward(
+        lambda lq, x: x.mean(dim=(1, 2, 3)),
+        learned_weight=1e-6,
+        perceptual_weight=1.0,
+        perceptual=lambda x, y: ((x - y) ** 2).flatten(1).mean(dim=1),
+        agreement_weight=1.0,
+        agreement_target="best",
+    )
+    closest = int(((images - hq) ** 2).flatten(1).mean(dim=1).argmin())
+    assert closest != by_brightness
+    breakdown = closeness(images, images, hq=hq, group_size=4)
+    assert float(breakdown.terms["agreement"][closest]) == 0.0
+    assert (breakdown.terms["agreement"][torch.arange(4) != closest] < 0).all()
+    with pytest.raises(ValueError, match="agreement target"):
+        CompositeReward(None, learned_weight=0.0, agreement_target="median")
+
+
 def test_the_agreement_term_is_weighted_into_the_total_and_needs_groups():
     lq, images = smooth(4, 0), smooth(4, 1)
     reward = CompositeReward(lambda lq, x: x.mean(dim=(1, 2, 3)), agreement_weight=2.0)

@@ -200,6 +200,54 @@ def test_the_hacking_guard_stops_when_the_planted_reward_diverges_from_the_held_
     assert learned[-1] > learned[-3]
 
 
+def test_keep_best_hands_back_the_step_the_held_out_evaluator_liked_best(tmp_path):
+    # brightness climbs, darkness (held out) falls from the first step; the guard is kept quiet on purpose
+    cfg = config(max_steps=6, eval_every=2, hacking_patience=100, keep_best=True)
+    result, policy, reference = run(tmp_path / "diverging", cfg, held_out=darkness_evaluator())
+    assert result.stop_reason == STOP_COMPLETED
+    assert result.evaluations[0]["eval/held_out_win"] == 0.5  # the reference against itself: all ties
+    assert all(e["eval/held_out_win"] < 0.5 for e in result.evaluations[1:])
+    assert result.selected_step == 0
+    assert "kept the policy of step 0" in result.message
+    assert distance(policy, reference) == 0.0
+
+    # without keep_best the same run hands back its last policy
+    _, last_policy, last_reference = run(
+        tmp_path / "last",
+        config(max_steps=6, eval_every=2, hacking_patience=100),
+        held_out=darkness_evaluator(),
+    )
+    assert distance(last_policy, last_reference) > 0.0
+
+    agreeing = HeldOutEvaluator(
+        name="brightness", score=lambda lq, images, hq, params: brightness(lq, images)
+    )
+    improving, improved_policy, improved_reference = run(tmp_path / "agreeing", cfg, held_out=agreeing)
+    # ranked by win rate, then by the mean held-out score
+    keys = [(e["eval/held_out_win"], e["eval/held_out"]) for e in improving.evaluations]
+    assert improving.selected_step == 2 * keys.index(max(keys)) > 0
+    assert distance(improved_policy, improved_reference) > 0.0
+
+
+def test_keep_best_survives_a_crash_and_resumes_to_the_same_choice(tmp_path):
+    cfg = config(max_steps=6, eval_every=2, checkpoint_every=2, hacking_patience=100, keep_best=True)
+    straight, straight_policy, _ = run(tmp_path / "straight", cfg, held_out=darkness_evaluator())
+
+    def crash_at_step_5(step, total, metrics):
+        if step == 5:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "resumed", cfg, held_out=darkness_evaluator(), on_progress=crash_at_step_5)
+    resumed, resumed_policy, _ = run(tmp_path / "resumed", cfg, held_out=darkness_evaluator())
+    assert resumed.selected_step == straight.selected_step == 0
+    for a, b in zip(straight_policy.state_dict().values(), resumed_policy.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [e["eval/held_out_win"] for e in straight.evaluations] == [
+        e["eval/held_out_win"] for e in resumed.evaluations
+    ]
+
+
 def test_the_guard_stays_quiet_when_the_held_out_evaluator_agrees(tmp_path):
     agreeing = HeldOutEvaluator(
         name="brightness", score=lambda lq, images, hq, params: brightness(lq, images)
