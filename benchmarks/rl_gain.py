@@ -169,14 +169,16 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         perceptual_weight=args.perceptual_weight,
         perceptual_trunks=args.perceptual_trunks,
         agreement_weight=args.agreement_weight,
+        agreement_target=args.agreement_target,
         normalize_reward_terms=args.normalize_terms,
         use_lora=args.lora,
-        eval_every=5 if not args.quick else 1,
+        eval_every=args.eval_every if not args.quick else 1,
         eval_inputs=sizes.guard_inputs,
         eval_steps=args.rollout_steps,
         eval_eta=0.0,
         eval_fraction=0.0,
         hacking_patience=3,
+        keep_best=args.keep_best,
         entropy_seeds=0,
         checkpoint_every=5,
     )
@@ -504,6 +506,21 @@ def main() -> None:
         " default 1e6 (reward_backprop, raw MSE units), 1 (ddpo)",
     )
     parser.add_argument(
+        "--agreement-target",
+        choices=["mean", "best"],
+        default="mean",
+        help="agree with the mean of the other samples of the group, or with its best sample by the other terms",
+    )
+    parser.add_argument(
+        "--keep-best",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="hand back the policy of the guard evaluation with the best held-out win rate against the reference"
+        " (val inputs, never the test faces)",
+    )
+    parser.add_argument("--eval-every", type=int, default=5, help="RL steps between guard evaluations")
+    parser.add_argument("--guard-inputs", type=int, help="val inputs of the guard's evaluations (default 8)")
+    parser.add_argument(
         "--perceptual-weight",
         type=float,
         help="weight of the perceptual distance to HQ (rl_trainer's seeded trunks, not the oracle's); 0: off;"
@@ -590,6 +607,8 @@ def main() -> None:
         sizes = dataclasses.replace(sizes, eval_seeds=args.eval_seeds)
     if args.rl_inputs:
         sizes = dataclasses.replace(sizes, rl_inputs=args.rl_inputs)
+    if args.guard_inputs:
+        sizes = dataclasses.replace(sizes, guard_inputs=args.guard_inputs)
     if args.reward_steps:
         sizes = dataclasses.replace(sizes, reward_steps=args.reward_steps)
     if args.quick:
@@ -707,7 +726,15 @@ def main() -> None:
         f" while sampling, {step_seconds:.1f} s per RL step (medians)",
         f"guard (val inputs, learned reward / held-out {last_eval.get('eval/held_out') is not None and 'oracle -lpips_randtrunk'}):"
         f" step 0 {first_eval['eval/learned_reward']:.4f} / {first_eval.get('eval/held_out', float('nan')):.4f},"
-        f" step {int(last_eval['step'])} {last_eval['eval/learned_reward']:.4f} / {last_eval.get('eval/held_out', float('nan')):.4f}",
+        f" step {int(last_eval['step'])} {last_eval['eval/learned_reward']:.4f} / {last_eval.get('eval/held_out', float('nan')):.4f}"
+        f" ({sizes.guard_inputs} val inputs)",
+        "policy handed back: "
+        + (
+            f"step {result.selected_step} of {result.steps} (--keep-best: best held-out win rate against the"
+            " supervised restorer on the guard's val inputs; the test faces play no part)"
+            if result.selected_step is not None
+            else f"step {result.rolled_back_to_step if result.rolled_back_to_step is not None else result.steps}"
+        ),
         f"held-out test inputs: {sizes.test_inputs} faces x {sizes.eval_seeds} seeds (synthetic test split, gfpgan preset)",
         "",
     ]
@@ -740,7 +767,7 @@ def main() -> None:
         "training curve (guard evaluations on val inputs; step metrics averaged since the previous one):"
     )
     lines.append(
-        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
+        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
         f" {'percept.':>9} {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
     )
     previous = 0
@@ -754,7 +781,8 @@ def main() -> None:
             return statistics.fmean(values) if values else float("nan")
 
         lines.append(
-            f"{step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.4f}"
+            f"{step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.5f}"
+            f" {evaluation.get('eval/held_out_win', float('nan')):>8.3f}"
             f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/learned_spread'):>9.4f}"
             f" {mean_of('reward/agreement'):>9.2e} {mean_of('reward/perceptual'):>9.5f}"
             f" {mean_of('kl'):>8.4f} {mean_of('clip_fraction'):>9.3f} {mean_of('approx_kl_to_old'):>13.2e}"
