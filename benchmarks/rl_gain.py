@@ -179,7 +179,9 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         eval_fraction=0.0,
         hacking_patience=3,
         keep_best=args.keep_best,
+        keep_best_entropy_ratio=args.keep_best_entropy_ratio,
         entropy_seeds=0,
+        eval_entropy_seeds=args.eval_entropy_seeds,
         checkpoint_every=5,
     )
 
@@ -518,6 +520,18 @@ def main() -> None:
         help="hand back the policy of the guard evaluation with the best held-out win rate against the reference"
         " (val inputs, never the test faces)",
     )
+    parser.add_argument(
+        "--keep-best-entropy-ratio",
+        type=float,
+        help="with --keep-best: only guard evaluations whose solution entropy is at most this share of the"
+        " supervised restorer's compete (needs --eval-entropy-seeds)",
+    )
+    parser.add_argument(
+        "--eval-entropy-seeds",
+        type=int,
+        default=0,
+        help="seeds per val input for the solution entropy at every guard evaluation (0: off, else >= 2)",
+    )
     parser.add_argument("--eval-every", type=int, default=5, help="RL steps between guard evaluations")
     parser.add_argument("--guard-inputs", type=int, help="val inputs of the guard's evaluations (default 8)")
     parser.add_argument(
@@ -767,7 +781,7 @@ def main() -> None:
         "training curve (guard evaluations on val inputs; step metrics averaged since the previous one):"
     )
     lines.append(
-        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
+        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'entropy':>8} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
         f" {'percept.':>9} {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
     )
     previous = 0
@@ -783,6 +797,7 @@ def main() -> None:
         lines.append(
             f"{step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.5f}"
             f" {evaluation.get('eval/held_out_win', float('nan')):>8.3f}"
+            f" {evaluation.get('eval/entropy_ratio', float('nan')):>8.3f}"
             f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/learned_spread'):>9.4f}"
             f" {mean_of('reward/agreement'):>9.2e} {mean_of('reward/perceptual'):>9.5f}"
             f" {mean_of('kl'):>8.4f} {mean_of('clip_fraction'):>9.3f} {mean_of('approx_kl_to_old'):>13.2e}"

@@ -97,7 +97,13 @@ class RLConfig:
     # samples of the evaluation inputs) instead of the last one: early stopping's "restore the best weights".
     # The reward terms keep climbing after the held-out evaluator has peaked; this keeps the peak.
     keep_best: bool = False
+    # with keep_best: only evaluations whose solution entropy is at most this share of the reference's compete
+    # (the determinism goal as a requirement; when none meets it, all compete). Needs eval_entropy_seeds.
+    keep_best_entropy_ratio: float | None = None
     entropy_seeds: int = 4
+    # >= 2: every evaluation also measures the solution entropy of its inputs over this many seeds (the first is
+    # the evaluation's own samples), and its ratio to the reference's; 0: off
+    eval_entropy_seeds: int = 0
 
     # checkpoints
     checkpoint_every: int = 5
@@ -146,6 +152,14 @@ class RLConfig:
             raise RLConfigError("RLConfig.learned_reward_pessimism must be >= 0")
         if self.entropy_seeds < 2 and self.entropy_seeds != 0:
             raise RLConfigError("RLConfig.entropy_seeds must be 0 (off) or >= 2")
+        if self.eval_entropy_seeds < 2 and self.eval_entropy_seeds != 0:
+            raise RLConfigError("RLConfig.eval_entropy_seeds must be 0 (off) or >= 2")
+        if self.keep_best_entropy_ratio is not None and (
+            self.keep_best_entropy_ratio <= 0 or not self.keep_best or not self.eval_entropy_seeds
+        ):
+            raise RLConfigError(
+                "RLConfig.keep_best_entropy_ratio must be > 0 and needs keep_best and eval_entropy_seeds >= 2"
+            )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise RLConfigError("RLConfig.max_minutes must be > 0 or None")
         if not 0 < self.train_timestep_fraction <= 1:

@@ -86,11 +86,14 @@ def _trainable_state(policy: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach().cpu().clone() for name, p in policy.named_parameters() if p.requires_grad}
 
 
-def _held_out_key(evaluation: dict[str, float]) -> tuple[float, float] | None:
-    """How ``keep_best`` ranks evaluations: the held-out win rate against the reference, then the mean score."""
+def _held_out_key(evaluation: dict[str, float], config: RLConfig) -> list[float] | None:
+    """How ``keep_best`` ranks evaluations: those within ``keep_best_entropy_ratio`` first, then by the held-out win
+    rate against the reference, then by the mean held-out score."""
     if "eval/held_out_win" not in evaluation:
         return None
-    return (evaluation["eval/held_out_win"], evaluation["eval/held_out"])
+    ratio = config.keep_best_entropy_ratio
+    deterministic_enough = ratio is None or evaluation["eval/entropy_ratio"] <= ratio
+    return [float(deterministic_enough), evaluation["eval/held_out_win"], evaluation["eval/held_out"]]
 
 
 def train_policy(
@@ -163,9 +166,9 @@ def train_policy(
             entropy_before = trainer.entropy()
         evaluations.append({"step": 0, **trainer.evaluate()})
         snapshots[0] = _trainable_state(policy)
-        first_key = _held_out_key(evaluations[0])
+        first_key = _held_out_key(evaluations[0], config)
         if config.keep_best and first_key is not None:
-            best = {"step": 0, "key": list(first_key), "state": snapshots[0]}
+            best = {"step": 0, "key": first_key, "state": snapshots[0]}
 
     started = time.perf_counter()
 
@@ -225,9 +228,9 @@ def train_policy(
             snapshots[step] = _trainable_state(policy)
             for old_step in sorted(snapshots)[: -(config.hacking_patience + 1)]:
                 del snapshots[old_step]
-            key = _held_out_key(evaluation)
-            if best is not None and key is not None and list(key) > best["key"]:
-                best = {"step": step, "key": list(key), "state": snapshots[step]}
+            key = _held_out_key(evaluation, config)
+            if best is not None and key is not None and key > best["key"]:
+                best = {"step": step, "key": key, "state": snapshots[step]}
             if trainer.guard.triggered:
                 rolled_back_to = min(snapshots)
                 policy.load_state_dict(snapshots[rolled_back_to], strict=False)
@@ -260,8 +263,14 @@ def train_policy(
             policy.load_state_dict(best["state"], strict=False)
         message += (
             f"; kept the policy of step {selected_step}, the best held-out win rate against the reference"
-            f" ({best['key'][0]:.1%} of the evaluation images)"
+            f" ({best['key'][1]:.1%} of the evaluation images)"
         )
+        if config.keep_best_entropy_ratio is not None:
+            message += (
+                f" among evaluations with solution entropy <= {config.keep_best_entropy_ratio:g} x the reference's"
+                if best["key"][0]
+                else f" (no evaluation had solution entropy <= {config.keep_best_entropy_ratio:g} x the reference's)"
+            )
 
     result = RLResult(
         out_dir=out_dir,

@@ -104,6 +104,7 @@ class RLTrainer:
         self._permutations: dict[int, list[int]] = {}
         # the reference's held-out score of each evaluation image (computed at the first evaluation)
         self._reference_held_out: Tensor | None = None
+        self._reference_entropy: float | None = None
 
     # -- what a step samples ---------------------------------------------------------------------------------
 
@@ -365,9 +366,27 @@ class RLTrainer:
             wins = (score > reference_score).float() + 0.5 * (score == reference_score).float()
             metrics["eval/held_out"] = float(score.mean())
             metrics["eval/held_out_win"] = float(wins.mean())
+        if self.config.eval_entropy_seeds:
+            if self._reference_entropy is None:
+                self._reference_entropy = self._evaluation_entropy(self.reference)
+            entropy = self._evaluation_entropy(self.policy, first=images)
+            metrics["eval/entropy"] = entropy
+            metrics["eval/entropy_ratio"] = entropy / max(self._reference_entropy, 1e-12)
             self.guard.update(metrics["eval/learned_reward"], metrics["eval/held_out"])
             metrics["eval/hacking_streak"] = float(self.guard.streak)
         return metrics
+
+    def _evaluation_entropy(self, module: nn.Module, first: Tensor | None = None) -> float:
+        """Solution entropy of the evaluation inputs over ``eval_entropy_seeds`` seeds, the evaluation's own
+        seeds first (``first``: those samples, already generated)."""
+        inputs = self.eval_inputs
+        seeds = [[EVAL_SEED_BASE + i for i in range(len(inputs))]] + [
+            [ENTROPY_SEED_BASE + 1_000 * seed + i for i in range(len(inputs))]
+            for seed in range(1, self.config.eval_entropy_seeds)
+        ]
+        samples = [first if first is not None else self.generate(inputs, seeds[0], module)]
+        samples += [self.generate(inputs, row, module) for row in seeds[1:]]
+        return solution_entropy(torch.stack(samples))
 
     @torch.no_grad()
     def entropy(self, module: nn.Module | None = None) -> float:

@@ -34,6 +34,8 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         ("learned_reward_pessimism", -1.0, "pessimism"),
         ("perceptual_trunks", 0, "perceptual_trunks"),
         ("agreement_target", "median", "agreement_target must be 'mean' or 'best'"),
+        ("eval_entropy_seeds", 1, "eval_entropy_seeds must be 0"),
+        ("keep_best_entropy_ratio", 0.7, "needs keep_best and eval_entropy_seeds"),
     ],
 )
 def test_invalid_values_are_refused(field, value, message):

@@ -229,6 +229,51 @@ def test_keep_best_hands_back_the_step_the_held_out_evaluator_liked_best(tmp_pat
     assert distance(improved_policy, improved_reference) > 0.0
 
 
+def test_keep_best_can_require_the_determinism_goal(tmp_path):
+    # the agreement term alone lowers the hesitant policy's solution entropy step by step
+    settings = {
+        "max_steps": 8,
+        "eval_every": 2,
+        "kl_weight": 0.0,
+        "learned_reward_weight": 0.0,
+        "agreement_weight": 1.0,
+        "hacking_patience": 100,
+        "keep_best": True,
+        "eval_entropy_seeds": 3,
+    }
+
+    def indifferent(lq, images):
+        return torch.zeros(images.shape[0])
+
+    def best_of(evaluations):
+        return int(max(evaluations, key=lambda e: (e["eval/held_out_win"], e["eval/held_out"]))["step"])
+
+    required, _, _ = run(
+        tmp_path / "required",
+        config(**settings, keep_best_entropy_ratio=0.9),
+        reward_fn=indifferent,
+        policy=HesitantStepPolicy(),
+        held_out=darkness_evaluator(),
+    )
+    ratios = {int(e["step"]): e["eval/entropy_ratio"] for e in required.evaluations}
+    assert ratios[0] == 1.0 and min(ratios.values()) < 0.9
+    eligible = [e for e in required.evaluations if e["eval/entropy_ratio"] <= 0.9]
+    assert required.selected_step == best_of(eligible)
+    assert ratios[required.selected_step] <= 0.9
+    assert "among evaluations with solution entropy <= 0.9 x the reference's" in required.message
+
+    # a requirement no evaluation meets: every evaluation competes, and the result says so
+    unreachable, _, _ = run(
+        tmp_path / "unreachable",
+        config(**settings, keep_best_entropy_ratio=1e-6),
+        reward_fn=indifferent,
+        policy=HesitantStepPolicy(),
+        held_out=darkness_evaluator(),
+    )
+    assert unreachable.selected_step == best_of(unreachable.evaluations)
+    assert "no evaluation had solution entropy <= 1e-06" in unreachable.message
+
+
 def test_keep_best_survives_a_crash_and_resumes_to_the_same_choice(tmp_path):
     cfg = config(max_steps=6, eval_every=2, checkpoint_every=2, hacking_patience=100, keep_best=True)
     straight, straight_policy, _ = run(tmp_path / "straight", cfg, held_out=darkness_evaluator())
