@@ -23,10 +23,17 @@ Pipeline (every phase is what the platform does, at CPU scale):
    is known). ``--update reward_backprop`` (default) follows the gradient of their weighted sum through the
    last denoising step, with weights in each term's own units (``UPDATE_DEFAULTS``: chosen so that each term's
    gradient on the UNet is of a similar size); ``--update ddpo`` standardises each term within its group and
-   uses DDPO's clipped ratio. The perceptual term is ``rl_trainer``'s: LPIPS heads on random trunks of *other
+   uses DDPO's clipped ratio. Agreement pulls each seed towards its group's best sample by the other terms
+   (``--agreement-target best``), not towards the group's smoother mean. The KL leash (weight 20) holds the policy
+   where the reward's gradient is consistent: at weight 1 the KL kept growing and the win rate eroded (runs E2
+   and E4 in ``benchmarks/results/rl_gain.txt``). The perceptual term is ``rl_trainer``'s: LPIPS heads on random trunks of *other
    seeds* than the oracle's (five by default for reward_backprop: an ensemble resists being over-optimised), so
    RL never climbs the oracle's own distance; the report says how often the two distances agree on which of two
    samples is closer. ``--learned-weight 0`` or ``--perceptual-weight 0`` show what each teaches on its own.
+   Every 10 steps the guard evaluates 48 *val* inputs: learned reward, the oracle's score and its win rate
+   against the supervised restorer, and solution entropy over 2 seeds. ``--keep-best`` (default) hands back the
+   policy of the evaluation with the best val win rate among those whose val entropy is at most
+   ``--keep-best-entropy-ratio`` (0.65) of the supervised restorer's (early stopping on val; test faces unseen).
 5. **Report** on held-out test inputs, supervised vs RL-tuned, same seeds: win rate under the noise-free
    oracle (closer to HQ under the oracle's distance; ties count half), PSNR and ``lpips_randtrunk`` to HQ
    (the LPIPS heads on a random AlexNet trunk: no ImageNet weights offline, so this is *not* LPIPS), the
@@ -100,7 +107,7 @@ class Sizes:
 
 FULL = Sizes(
     rl_inputs=48,
-    guard_inputs=8,
+    guard_inputs=48,
     test_inputs=96,
     reward_check_inputs=12,
     reward_inputs=192,
@@ -125,12 +132,12 @@ QUICK = Sizes(
 UPDATE_DEFAULTS: dict[str, dict[str, float]] = {
     "reward_backprop": {
         "learning_rate": 1e-5,
-        "kl_weight": 1.0,
+        "kl_weight": 20.0,
         "learned_weight": 0.3,
         "consistency_weight": 1000.0,
         "perceptual_weight": 5000.0,
         "perceptual_trunks": 5,
-        "agreement_weight": 1e6,
+        "agreement_weight": 3e6,
         "pessimism": 1.0,
     },
     "ddpo": {
@@ -179,7 +186,9 @@ def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
         eval_fraction=0.0,
         hacking_patience=3,
         keep_best=args.keep_best,
-        keep_best_entropy_ratio=args.keep_best_entropy_ratio,
+        keep_best_entropy_ratio=(
+            args.keep_best_entropy_ratio if args.keep_best and args.eval_entropy_seeds else None
+        ),
         entropy_seeds=0,
         eval_entropy_seeds=args.eval_entropy_seeds,
         checkpoint_every=5,
@@ -492,7 +501,7 @@ def main() -> None:
     parser.add_argument("--rollout-steps", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, help="default: 1e-5 (reward_backprop), 1e-4 (ddpo)")
     parser.add_argument("--clip-range", type=float, default=0.01)
-    parser.add_argument("--kl-weight", type=float, help="default: 1 (reward_backprop), 0.01 (ddpo)")
+    parser.add_argument("--kl-weight", type=float, help="default: 20 (reward_backprop), 0.01 (ddpo)")
     parser.add_argument(
         "--learned-weight",
         type=float,
@@ -505,35 +514,36 @@ def main() -> None:
         "--agreement-weight",
         type=float,
         help="weight of agreement with the other samples of the group (the determinism term);"
-        " default 1e6 (reward_backprop, raw MSE units), 1 (ddpo)",
+        " default 3e6 (reward_backprop, raw MSE units), 1 (ddpo)",
     )
     parser.add_argument(
         "--agreement-target",
         choices=["mean", "best"],
-        default="mean",
+        default="best",
         help="agree with the mean of the other samples of the group, or with its best sample by the other terms",
     )
     parser.add_argument(
         "--keep-best",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=True,
         help="hand back the policy of the guard evaluation with the best held-out win rate against the reference"
         " (val inputs, never the test faces)",
     )
     parser.add_argument(
         "--keep-best-entropy-ratio",
         type=float,
+        default=0.65,
         help="with --keep-best: only guard evaluations whose solution entropy is at most this share of the"
         " supervised restorer's compete (needs --eval-entropy-seeds)",
     )
     parser.add_argument(
         "--eval-entropy-seeds",
         type=int,
-        default=0,
+        default=2,
         help="seeds per val input for the solution entropy at every guard evaluation (0: off, else >= 2)",
     )
-    parser.add_argument("--eval-every", type=int, default=5, help="RL steps between guard evaluations")
-    parser.add_argument("--guard-inputs", type=int, help="val inputs of the guard's evaluations (default 8)")
+    parser.add_argument("--eval-every", type=int, default=10, help="RL steps between guard evaluations")
+    parser.add_argument("--guard-inputs", type=int, help="val inputs of the guard's evaluations (default 48)")
     parser.add_argument(
         "--perceptual-weight",
         type=float,
@@ -778,10 +788,12 @@ def main() -> None:
         )
     lines.append("")
     lines.append(
-        "training curve (guard evaluations on val inputs; step metrics averaged since the previous one):"
+        "training curve (guard evaluations on val inputs: held-out = oracle -lpips_randtrunk, h-o win = its win"
+        " rate against the supervised restorer, H ratio = solution entropy / the supervised restorer's; step"
+        " metrics averaged since the previous evaluation):"
     )
     lines.append(
-        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'entropy':>8} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
+        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'H ratio':>8} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
         f" {'percept.':>9} {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
     )
     previous = 0
