@@ -366,14 +366,14 @@ class RLTrainer:
             wins = (score > reference_score).float() + 0.5 * (score == reference_score).float()
             metrics["eval/held_out"] = float(score.mean())
             metrics["eval/held_out_win"] = float(wins.mean())
+            self.guard.update(metrics["eval/learned_reward"], metrics["eval/held_out"])
+            metrics["eval/hacking_streak"] = float(self.guard.streak)
         if self.config.eval_entropy_seeds:
             if self._reference_entropy is None:
                 self._reference_entropy = self._evaluation_entropy(self.reference)
             entropy = self._evaluation_entropy(self.policy, first=images)
             metrics["eval/entropy"] = entropy
             metrics["eval/entropy_ratio"] = entropy / max(self._reference_entropy, 1e-12)
-            self.guard.update(metrics["eval/learned_reward"], metrics["eval/held_out"])
-            metrics["eval/hacking_streak"] = float(self.guard.streak)
         return metrics
 
     def _evaluation_entropy(self, module: nn.Module, first: Tensor | None = None) -> float:

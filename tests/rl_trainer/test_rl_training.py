@@ -188,8 +188,18 @@ def darkness_evaluator() -> HeldOutEvaluator:
     return HeldOutEvaluator(name="darkness", score=lambda lq, images, hq, params: -images.mean(dim=(1, 2, 3)))
 
 
-def test_the_hacking_guard_stops_when_the_planted_reward_diverges_from_the_held_out_evaluator(tmp_path):
-    cfg = config(max_steps=12, eval_every=1, hacking_patience=2, kl_weight=0.0)
+@pytest.mark.parametrize("eval_entropy_seeds", [0, 2])
+def test_the_hacking_guard_stops_when_the_planted_reward_diverges_from_the_held_out_evaluator(
+    tmp_path, eval_entropy_seeds
+):
+    # the guard watches every evaluation, whether or not evaluations also measure solution entropy
+    cfg = config(
+        max_steps=12,
+        eval_every=1,
+        hacking_patience=2,
+        kl_weight=0.0,
+        eval_entropy_seeds=eval_entropy_seeds,
+    )
     result, policy, _ = run(tmp_path, cfg, held_out=darkness_evaluator())
     assert result.stop_reason == STOP_REWARD_HACKING and result.stopped_early
     assert result.steps < 12
