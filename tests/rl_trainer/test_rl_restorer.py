@@ -142,6 +142,36 @@ def test_train_writes_a_restorer_artifact_that_records_its_lineage(artifacts, tm
     assert rl["eval_inputs"] == 2 and rl["train_inputs"] == 4
 
 
+def test_keep_best_on_the_real_restorer_records_the_step_it_handed_back(artifacts, tmp_path):
+    config = RLConfig.preset(
+        "test",
+        max_steps=2,
+        eval_every=1,
+        checkpoint_every=1,
+        entropy_seeds=0,
+        eval_entropy_seeds=2,
+        keep_best=True,
+        keep_best_entropy_ratio=0.99,
+        perceptual_weight=0.5,
+    )
+    result = train(
+        config,
+        policy_dir=artifacts / "restorer",
+        reward_dir=artifacts / "reward",
+        inputs_manifest=artifacts / "inputs.jsonl",
+        out_dir=tmp_path / "tuned",
+        progress_bar=False,
+    )
+    first = result.evaluations[0]
+    assert first["eval/held_out_win"] == 0.5 and first["eval/entropy_ratio"] == 1.0
+    assert first["eval/entropy"] > 0  # the restorer's seeds give different restorations
+    assert all("eval/entropy_ratio" in evaluation for evaluation in result.evaluations)
+    rl = Restorer.read_metrics(tmp_path / "tuned")["rl"]
+    assert rl["selected_step"] == result.selected_step
+    assert result.selected_step in [int(evaluation["step"]) for evaluation in result.evaluations]
+    assert f"kept the policy of step {result.selected_step}" in rl["message"]
+
+
 def test_command_line_with_lora(artifacts, tmp_path, capsys):
     config_path = tmp_path / "rl.json"
     RLConfig.preset("test", max_steps=1, use_lora=True, entropy_seeds=0).save(config_path)
