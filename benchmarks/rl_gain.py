@@ -623,18 +623,15 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     if args.reward_inputs:
         sizes = dataclasses.replace(sizes, reward_inputs=max(args.reward_inputs, sizes.rl_inputs))
-    if args.rl_steps:
-        sizes = dataclasses.replace(sizes, rl_max_steps=args.rl_steps)
-    if args.test_inputs:
-        sizes = dataclasses.replace(sizes, test_inputs=args.test_inputs)
-    if args.eval_seeds:
-        sizes = dataclasses.replace(sizes, eval_seeds=args.eval_seeds)
-    if args.rl_inputs:
-        sizes = dataclasses.replace(sizes, rl_inputs=args.rl_inputs)
-    if args.guard_inputs:
-        sizes = dataclasses.replace(sizes, guard_inputs=args.guard_inputs)
-    if args.reward_steps:
-        sizes = dataclasses.replace(sizes, reward_steps=args.reward_steps)
+    size_options = {
+        "rl_max_steps": args.rl_steps,
+        "test_inputs": args.test_inputs,
+        "eval_seeds": args.eval_seeds,
+        "rl_inputs": args.rl_inputs,
+        "guard_inputs": args.guard_inputs,
+        "reward_steps": args.reward_steps,
+    }
+    sizes = dataclasses.replace(sizes, **{name: value for name, value in size_options.items() if value})
     if args.quick:
         args.rl_minutes = min(args.rl_minutes, 2.0)
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ RL_CONFIG_VERSION = 1
 
 
 POLICY_UPDATES = ("ddpo", "reward_backprop")
+AGREEMENT_TARGETS = ("mean", "best")
 
 
 class RLConfigError(ValueError):
@@ -144,9 +145,10 @@ class RLConfig:
             raise RLConfigError("RLConfig.advantage_clip must be > 0")
         if min(self.kl_weight, self.consistency_weight, self.perceptual_weight, self.agreement_weight) < 0:
             raise RLConfigError("RLConfig weights (kl, consistency, perceptual, agreement) must be >= 0")
-        if self.agreement_target not in ("mean", "best"):
+        if self.agreement_target not in AGREEMENT_TARGETS:
             raise RLConfigError(
-                f"RLConfig.agreement_target must be 'mean' or 'best', got {self.agreement_target!r}"
+                f"RLConfig.agreement_target must be {' or '.join(map(repr, AGREEMENT_TARGETS))},"
+                f" got {self.agreement_target!r}"
             )
         if self.learned_reward_pessimism < 0:
             raise RLConfigError("RLConfig.learned_reward_pessimism must be >= 0")

@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rl_trainer.config import AGREEMENT_TARGETS
+
 RewardFn = Callable[[Tensor, Tensor], Tensor]
 DistanceFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -132,9 +134,6 @@ def observation_consistency(
     reference = F.interpolate(reference, size=lq.shape[-2:], mode="nearest")
     reference = torch.where(exact.view(-1, 1, 1, 1), lq, reference)
     return -((degraded - reference) ** 2).flatten(1).mean(dim=1)
-
-
-AGREEMENT_TARGETS = ("mean", "best")
 
 
 def group_agreement(
@@ -274,11 +273,13 @@ class CompositeReward:
         if self.agreement_weight > 0:
             if group_size is None:
                 raise ValueError("the agreement term needs group_size: the samples of one input")
-            # the best sample is judged by every other term, as weighted in the total
-            quality = sum(
-                (weights[name] * term.detach().float().cpu() for name, term in graded.items()),
-                torch.zeros(batch),
-            )
+            quality = None
+            if self.agreement_target == "best":
+                # the best sample is judged by every other term, as weighted in the total
+                quality = sum(
+                    (weights[name] * term.detach().float().cpu() for name, term in graded.items()),
+                    torch.zeros(batch),
+                )
             graded["agreement"] = group_agreement(
                 images,
                 group_size,

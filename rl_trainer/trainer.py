@@ -102,7 +102,9 @@ class RLTrainer:
         )
         self.step_count = 0
         self._permutations: dict[int, list[int]] = {}
-        # the reference's held-out score of each evaluation image (computed at the first evaluation)
+        # the reference's samples of the evaluation inputs, their held-out scores and solution entropy (computed
+        # at the first evaluation that needs them: the reference never changes)
+        self._reference_samples: Tensor | None = None
         self._reference_held_out: Tensor | None = None
         self._reference_entropy: float | None = None
 
@@ -352,15 +354,13 @@ class RLTrainer:
         the share of evaluation images the held-out evaluator scores above the reference's image of the same
         input and seed (ties count half), which near-ties between the two cannot swamp the way they can a mean."""
         inputs = self.eval_inputs
-        seeds = [EVAL_SEED_BASE + i for i in range(len(inputs))]
-        images = self.generate(inputs, seeds)
+        images = self.generate(inputs, self._evaluation_seeds(0))
         metrics = {"eval/learned_reward": float(self.reward_fn(inputs.lq, images).float().mean())}
         if self.held_out is not None:
             score = self.held_out(inputs.lq, images, inputs.hq, inputs.degradations).float()
             if self._reference_held_out is None:
-                reference_images = self.generate(inputs, seeds, module=self.reference)
                 self._reference_held_out = self.held_out(
-                    inputs.lq, reference_images, inputs.hq, inputs.degradations
+                    inputs.lq, self._reference_images(), inputs.hq, inputs.degradations
                 ).float()
             reference_score = self._reference_held_out
             wins = (score > reference_score).float() + 0.5 * (score == reference_score).float()
@@ -370,22 +370,32 @@ class RLTrainer:
             metrics["eval/hacking_streak"] = float(self.guard.streak)
         if self.config.eval_entropy_seeds:
             if self._reference_entropy is None:
-                self._reference_entropy = self._evaluation_entropy(self.reference)
-            entropy = self._evaluation_entropy(self.policy, first=images)
+                self._reference_entropy = self._evaluation_entropy(self.reference, self._reference_images())
+            entropy = self._evaluation_entropy(self.policy, images)
             metrics["eval/entropy"] = entropy
             metrics["eval/entropy_ratio"] = entropy / max(self._reference_entropy, 1e-12)
         return metrics
 
-    def _evaluation_entropy(self, module: nn.Module, first: Tensor | None = None) -> float:
-        """Solution entropy of the evaluation inputs over ``eval_entropy_seeds`` seeds, the evaluation's own
-        seeds first (``first``: those samples, already generated)."""
-        inputs = self.eval_inputs
-        seeds = [[EVAL_SEED_BASE + i for i in range(len(inputs))]] + [
-            [ENTROPY_SEED_BASE + 1_000 * seed + i for i in range(len(inputs))]
-            for seed in range(1, self.config.eval_entropy_seeds)
+    def _evaluation_seeds(self, index: int) -> list[int]:
+        """Sampler seeds of the evaluation inputs: index 0 the evaluation's own, 1.. the extra entropy seeds."""
+        base = EVAL_SEED_BASE if index == 0 else ENTROPY_SEED_BASE + 1_000 * index
+        return [base + i for i in range(len(self.eval_inputs))]
+
+    def _reference_images(self) -> Tensor:
+        """The frozen reference's samples of the evaluation inputs at the evaluation's seeds (sampled once)."""
+        if self._reference_samples is None:
+            self._reference_samples = self.generate(
+                self.eval_inputs, self._evaluation_seeds(0), self.reference
+            )
+        return self._reference_samples
+
+    def _evaluation_entropy(self, module: nn.Module, first: Tensor) -> float:
+        """Solution entropy of the evaluation inputs over ``eval_entropy_seeds`` seeds; ``first``: the module's
+        samples at the evaluation's own seeds, already generated."""
+        samples = [first] + [
+            self.generate(self.eval_inputs, self._evaluation_seeds(index), module)
+            for index in range(1, self.config.eval_entropy_seeds)
         ]
-        samples = [first if first is not None else self.generate(inputs, seeds[0], module)]
-        samples += [self.generate(inputs, row, module) for row in seeds[1:]]
         return solution_entropy(torch.stack(samples))
 
     @torch.no_grad()

@@ -28,6 +28,16 @@ def smooth_faces(count: int, seed: int) -> torch.Tensor:
     )
 
 
+def artifact_paths(artifacts) -> dict:
+    """``train``'s arguments for the module's restorer, reward model and inputs (no progress bar)."""
+    return {
+        "policy_dir": artifacts / "restorer",
+        "reward_dir": artifacts / "reward",
+        "inputs_manifest": artifacts / "inputs.jsonl",
+        "progress_bar": False,
+    }
+
+
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("rl_artifacts")
@@ -102,12 +112,9 @@ def test_train_writes_a_restorer_artifact_that_records_its_lineage(artifacts, tm
     progress = []
     result = train(
         config,
-        policy_dir=artifacts / "restorer",
-        reward_dir=artifacts / "reward",
-        inputs_manifest=artifacts / "inputs.jsonl",
         out_dir=tmp_path / "tuned",
         on_progress=lambda step, total, metrics: progress.append((step, total, sorted(metrics))),
-        progress_bar=False,
+        **artifact_paths(artifacts),
     )
     assert result.stop_reason == STOP_COMPLETED and result.steps == 2
     assert [(step, total) for step, total, _ in progress] == [(1, 2), (2, 2)]
@@ -154,14 +161,7 @@ def test_keep_best_on_the_real_restorer_records_the_step_it_handed_back(artifact
         keep_best_entropy_ratio=0.99,
         perceptual_weight=0.5,
     )
-    result = train(
-        config,
-        policy_dir=artifacts / "restorer",
-        reward_dir=artifacts / "reward",
-        inputs_manifest=artifacts / "inputs.jsonl",
-        out_dir=tmp_path / "tuned",
-        progress_bar=False,
-    )
+    result = train(config, out_dir=tmp_path / "tuned", **artifact_paths(artifacts))
     first = result.evaluations[0]
     assert first["eval/held_out_win"] == 0.5 and first["eval/entropy_ratio"] == 1.0
     assert first["eval/entropy"] > 0  # the restorer's seeds give different restorations
@@ -206,12 +206,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run_on_the_real_restorer(a
         checkpoint_every=1,
         entropy_seeds=0,
     )
-    paths = {
-        "policy_dir": artifacts / "restorer",
-        "reward_dir": artifacts / "reward",
-        "inputs_manifest": artifacts / "inputs.jsonl",
-        "progress_bar": False,
-    }
+    paths = artifact_paths(artifacts)
     straight = train(config, out_dir=tmp_path / "straight", **paths)
 
     def crash(step, total, metrics):
@@ -260,14 +255,7 @@ def test_reward_backprop_trains_the_real_restorer_and_records_the_update(artifac
         perceptual_trunks=2,
         learned_reward_pessimism=1.0,
     )
-    result = train(
-        config,
-        policy_dir=artifacts / "restorer",
-        reward_dir=artifacts / "reward",
-        inputs_manifest=artifacts / "inputs.jsonl",
-        out_dir=tmp_path / "tuned",
-        progress_bar=False,
-    )
+    result = train(config, out_dir=tmp_path / "tuned", **artifact_paths(artifacts))
     assert result.stop_reason == STOP_COMPLETED and result.steps == 2
     assert {"loss/reward", "kl", "reward/learned", "reward/consistency", "reward/perceptual"} <= set(
         result.history[-1]
