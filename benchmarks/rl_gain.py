@@ -62,7 +62,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -76,14 +75,16 @@ from restorer.images import quantize, tensor_to_pil
 from restorer.metrics import PerceptualDistance, psnr, solution_entropy
 from restorer.model import Restorer
 from reward_model.data import ImageBank
-from reward_model.export import JudgmentRow
 from reward_model.model import RewardConfig, RewardModel
-from reward_model.oracle import OracleAnnotator, noise_free_preference
+from reward_model.oracle import OracleAnnotator
+from reward_model.selection import CandidatePair
+from reward_model.simulated import simulated_judgments
 from reward_model.train import TrainConfig as RewardTrainConfig
 from reward_model.train import train as train_reward_model
 from rl_trainer.config import RLConfig
+from rl_trainer.guard import oracle_evaluator, win_rate
 from rl_trainer.manifest import write_manifest
-from rl_trainer.train import perceptual_reward_distance
+from rl_trainer.rewards import perceptual_reward_distance
 from rl_trainer.train import train as train_rl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -294,7 +295,6 @@ def build_reward_model(
         distance=distance,
     )
     images: dict[str, torch.Tensor] = {}
-    rows: list[JudgmentRow] = []
     started = time.perf_counter()
 
     def candidates_for(batch: Faces, seed_base: int) -> tuple[dict[str, list[str]], dict[str, float]]:
@@ -330,33 +330,22 @@ def build_reward_model(
     train_candidates, train_distances = candidates_for(faces, 10_000_000)
     test_candidates, test_distances = candidates_for(held_out, 20_000_000)
     generated = time.perf_counter() - started
-    rng = np.random.default_rng(0)
-    for input_id, keys in train_candidates.items():
-        for a_key, b_key in itertools.combinations(keys, 2):
-            for annotator in range(args.judgments_per_pair):
-                shown_left: Literal["a", "b"] = "a" if rng.random() < 0.5 else "b"
-                outcome = oracle.judge_distances(
-                    train_distances[a_key], train_distances[b_key], shown_left=shown_left
-                )
-                rows.append(
-                    JudgmentRow(
-                        pair_id=f"{a_key}|{b_key}",
-                        input_id=input_id,
-                        lq_key=f"inputs/{input_id}/lq.png",
-                        a_key=a_key,
-                        b_key=b_key,
-                        outcome=outcome,
-                        annotator_id=f"reliable{annotator}",
-                        is_gold=False,
-                        shown_left=shown_left,
-                        duration_ms=None,
-                        created_at="2026-11-26T00:00:00Z",
-                        a_model="supervised",
-                        b_model="supervised",
-                        a_seed=None,
-                        b_seed=None,
-                    )
-                )
+    # every pair of an input's candidates, judged judgments_per_pair times (annotators reliable0, reliable1, ...)
+    pairs = [
+        CandidatePair(input_id, a_key, b_key)
+        for input_id, keys in train_candidates.items()
+        for a_key, b_key in itertools.combinations(keys, 2)
+        for _ in range(args.judgments_per_pair)
+    ]
+    rows = simulated_judgments(
+        pairs,
+        oracle,
+        distances=train_distances,
+        lq_keys={input_id: f"inputs/{input_id}/lq.png" for input_id in train_candidates},
+        annotators=[f"reliable{annotator}" for annotator in range(args.judgments_per_pair)],
+        rng=np.random.default_rng(0),
+        model="supervised",
+    )
     # the reward_learning benchmark's model (32 px, 4 members): at 64 px fitting is ~4x slower on this CPU
     channels = (16, 32, 64) if args.reward_resolution <= 32 else (16, 32, 64, 64)
     reward_config = RewardConfig(
@@ -470,25 +459,31 @@ def compare(
     hq = faces.hq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
     lq = faces.lq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
     figures: dict[str, float] = {}
-    distances, term_distances = {}, {}
+    # the RL guard's own held-out evaluator and win rate, here on the test faces: minus the oracle's distance
+    oracle_score = oracle_evaluator(distance, distance.name)
+    scores, distances, term_distances = {}, {}, {}
     for name, samples in (("sup", supervised), ("rl", tuned)):
         flat = quantize(samples.reshape(-1, 3, RESOLUTION, RESOLUTION))
-        distances[name] = distance(flat, hq)
+        scores[name] = oracle_score(lq, flat, hq, [None] * len(flat))
+        distances[name] = -scores[name]
         term_distances[name] = term_distance(flat, hq)
         figures[f"{name}_psnr"] = float(psnr(flat, hq).mean())
         figures[f"{name}_lpips_randtrunk"] = float(distances[name].mean())
         with torch.no_grad():
             figures[f"{name}_reward"] = float(reward(lq, flat).mean())
         figures[f"{name}_entropy"] = solution_entropy(samples)
-    outcomes = [noise_free_preference(float(a), float(b)) for a, b in zip(distances["rl"], distances["sup"])]
     # how close the RL's perceptual reward term is to the oracle: do they pick the same image of each pair?
     term_rl, term_sup = term_distances["rl"], term_distances["sup"]
     decided = (distances["rl"] != distances["sup"]) & (term_rl != term_sup)
     same_pick = ((distances["rl"] < distances["sup"]) == (term_rl < term_sup)) & decided
     figures["term_oracle_agreement"] = float(same_pick.sum()) / max(int(decided.sum()), 1)
-    figures["win_rate"] = (outcomes.count("a") + 0.5 * outcomes.count("tie")) / len(outcomes)
-    figures["comparisons"] = float(len(outcomes))
+    figures["win_rate"] = win_rate(scores["rl"], scores["sup"])  # closer to HQ under the oracle, ties half
+    figures["comparisons"] = float(len(scores["rl"]))
     return figures
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT MET"
 
 
 def main() -> None:
@@ -774,10 +769,10 @@ def main() -> None:
         psnr_change = figures["rl_psnr"] - figures["sup_psnr"]
         entropy_change = figures["rl_entropy"] / max(figures["sup_entropy"], 1e-12) - 1
         lines.append(
-            f"{label}: win rate {figures['win_rate']:.1%} (target >= 65%: {'met' if figures['win_rate'] >= 0.65 else 'NOT met'}),"
-            f" PSNR change {psnr_change:+.2f} dB (limit -0.5 dB: {'met' if psnr_change >= -0.5 else 'NOT met'}),"
+            f"{label}: win rate {figures['win_rate']:.1%} (target >= 65%: {verdict(figures['win_rate'] >= 0.65)}),"
+            f" PSNR change {psnr_change:+.2f} dB (limit -0.5 dB: {verdict(psnr_change >= -0.5)}),"
             f" learned reward gain {figures['rl_reward'] - figures['sup_reward']:+.4f},"
-            f" solution entropy {entropy_change:+.1%} (target <= -30%: {'met' if entropy_change <= -0.30 else 'NOT met'})"
+            f" solution entropy {entropy_change:+.1%} (target <= -30%: {verdict(entropy_change <= -0.30)})"
         )
         lines.append(
             f"  the perceptual reward term ({term_distance.name}) picks the oracle's choice in"

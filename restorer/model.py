@@ -44,7 +44,14 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import GPT2Config, GPT2Model
 from transformers.utils import logging as transformers_logging
 
-from restorer.artifacts import ArtifactError, read_config, read_metrics, read_weights, write_artifact
+from restorer.artifacts import (
+    ArtifactError,
+    load_weights,
+    read_config,
+    read_metrics,
+    reject_unknown_fields,
+    write_artifact,
+)
 from restorer.tokenizer import VOCAB_VERSION, InstructionTokenizer
 
 CONFIG_KIND = "restorer"
@@ -105,10 +112,7 @@ class RestorerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RestorerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown restorer config fields: {sorted(unknown)}")
+        reject_unknown_fields(cls, data, message="unknown restorer config fields")
         values = dict(data)
         # configs saved before these fields existed describe UNets without the query time embedding whose
         # output is the state itself
@@ -338,38 +342,19 @@ class Restorer(nn.Module):
             hq, lq, instructions, scheduler=scheduler, generator=generator, crop_size=crop_size
         )
 
-    # --- artifacts --------------------------------------------------------------------------------------
+    # --- artifacts (restorer.artifacts: config.json + model.safetensors + metrics.json) --------------------
     def save_pretrained(
         self, directory: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
     ) -> Path:
-        return write_artifact(
-            directory, config=self.config.to_dict(), state_dict=self.state_dict(), metrics=metrics
-        )
+        return write_artifact(directory, config=self.config, state_dict=self.state_dict(), metrics=metrics)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | os.PathLike[str], *, device: str | torch.device = "cpu"
     ) -> Restorer:
-        raw = read_config(directory, kind=CONFIG_KIND, version=CONFIG_VERSION)
-        try:
-            config = RestorerConfig.from_dict(raw)
-        except (TypeError, ValueError) as error:
-            raise ArtifactError(
-                f"{Path(directory)}/config.json is not a valid restorer config: {error}"
-            ) from error
+        config = read_config(directory, RestorerConfig.from_dict, kind=CONFIG_KIND, version=CONFIG_VERSION)
         model = cls(config)
-        weights = read_weights(directory)
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(weights))
-        unexpected = sorted(set(weights) - set(expected))
-        wrong_shape = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
-        if missing or unexpected or wrong_shape:
-            raise ArtifactError(
-                f"{Path(directory)}/model.safetensors does not match its config: "
-                f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
-                f"{len(wrong_shape)} with another shape (e.g. {wrong_shape[:2]})"
-            )
-        model.load_state_dict(weights)
+        load_weights(model, directory)
         return model.to(device).eval()
 
     @staticmethod

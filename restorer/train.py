@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from restorer.artifacts import ArtifactError
+from restorer.artifacts import ArtifactError, reject_unknown_fields
 from restorer.data import load_face_folder, split_seeds, synthetic_faces
 from restorer.degradations import degrade_batch, instruction_text
 from restorer.images import png_bytes
@@ -77,9 +77,7 @@ class TrainConfig:
         values = dict(data)
         base_name = values.pop("base", None)
         base = named_config(base_name) if base_name else cls()
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training config fields: {sorted(unknown)}")
+        reject_unknown_fields(cls, values, message="unknown training config fields")
         model_changes = values.pop("model", {})
         model = RestorerConfig.from_dict({**base.model.to_dict(), **model_changes})
         return dataclasses.replace(base, model=model, **values)

@@ -1,10 +1,7 @@
-"""Errors raised by the reward model package; both are ValueErrors so callers can treat bad input uniformly."""
+"""Errors of the reward model package. A broken artifact raises ``restorer.artifacts.ArtifactError``, the one
+artifact error of the platform's models."""
 
 from __future__ import annotations
-
-
-class ArtifactError(ValueError):
-    """A reward model artifact directory is missing, corrupt, or was written by another kind of model."""
 
 
 class ExportFormatError(ValueError):

@@ -1,4 +1,4 @@
-"""Reader and writer for the preference export: JSONL, one judgment a line (DESIGN.md, "Preference export").
+"""Reader and writer for the preference export: JSONL, one judgment a line (docs/contracts.md, "Preference export").
 
 Every row carries ``schema_version``. The reader is strict: an empty file, a line that is not a JSON
 object, a missing or mistyped field, an unknown outcome or a newer schema version raises

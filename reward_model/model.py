@@ -10,21 +10,18 @@ grouped convolutions.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from reward_model.errors import ArtifactError
+from restorer.artifacts import load_weights, read_config, reject_unknown_fields, write_artifact
 from reward_model.losses import JudgmentHead
 
-ARTIFACT_KIND = "reward_model"
+CONFIG_KIND = "reward_model"
 CONFIG_VERSION = 1
 
 
@@ -45,7 +42,7 @@ class RewardConfig:
     group_norm: bool = False
     seed: int = 0
     version: int = CONFIG_VERSION
-    kind: str = ARTIFACT_KIND
+    kind: str = CONFIG_KIND
 
     def __post_init__(self) -> None:
         if self.ensemble_size < 1:
@@ -66,10 +63,7 @@ class RewardConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RewardConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ArtifactError(f"reward config has unknown field(s) {', '.join(unknown)}")
+        reject_unknown_fields(cls, data, message="reward config has unknown fields")
         values = dict(data)
         if "channels" in values:
             values["channels"] = tuple(int(c) for c in values["channels"])
@@ -177,77 +171,14 @@ class RewardModel(nn.Module):
     def forward(self, lq: Tensor, x: Tensor) -> Tensor:
         return self.member_rewards(lq, x).mean(dim=1)
 
-    # ----------------------------------------------------------------------------------- artifacts
+    # ---------------------------------------- artifacts (restorer.artifacts, the restorer's mechanism)
 
     def save_pretrained(self, out_dir: str | Path, metrics: dict[str, Any] | None = None) -> Path:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True))
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        save_file(state, str(out_dir / "model.safetensors"), metadata={"kind": ARTIFACT_KIND})
-        (out_dir / "metrics.json").write_text(json.dumps(metrics or {}, indent=2, sort_keys=True))
-        return out_dir
+        return write_artifact(out_dir, config=self.config, state_dict=self.state_dict(), metrics=metrics)
 
     @classmethod
     def from_pretrained(cls, artifact_dir: str | Path, *, device: str | torch.device = "cpu") -> RewardModel:
-        artifact_dir = Path(artifact_dir)
-        config = load_config(artifact_dir)
-        weights_path = artifact_dir / "model.safetensors"
-        if not weights_path.is_file():
-            raise ArtifactError(f"{artifact_dir}: no model.safetensors")
-        try:
-            state = load_file(str(weights_path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise ArtifactError(f"{weights_path}: not a readable safetensors file ({error})") from error
+        config = read_config(artifact_dir, RewardConfig.from_dict, kind=CONFIG_KIND, version=CONFIG_VERSION)
         model = cls(config)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise ArtifactError(f"{weights_path}: weights do not match config.json ({error})") from error
+        load_weights(model, artifact_dir)
         return model.to(device).eval()
-
-
-def load_config(artifact_dir: str | Path) -> RewardConfig:
-    """Read and validate ``config.json`` of a reward model artifact."""
-    artifact_dir = Path(artifact_dir)
-    config_path = artifact_dir / "config.json"
-    if not config_path.is_file():
-        raise ArtifactError(f"{artifact_dir}: not a reward model artifact (no config.json)")
-    try:
-        data = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ArtifactError(f"{config_path}: not valid JSON ({error})") from error
-    if not isinstance(data, dict) or data.get("kind") != ARTIFACT_KIND:
-        kind = data.get("kind") if isinstance(data, dict) else None
-        raise ArtifactError(f"{config_path}: artifact kind is {kind!r}, expected {ARTIFACT_KIND!r}")
-    if data.get("version") != CONFIG_VERSION:
-        raise ArtifactError(f"{config_path}: config version {data.get('version')!r} is not {CONFIG_VERSION}")
-    try:
-        return RewardConfig.from_dict(data)
-    except (TypeError, ValueError) as error:
-        if isinstance(error, ArtifactError):
-            raise
-        raise ArtifactError(f"{config_path}: invalid reward config ({error})") from error
-
-
-class RewardFunction:
-    """The RL reward callable: ``reward(lq, x) -> Tensor[B]``, no gradients, model in eval mode.
-
-    Images are moved to the model's device and the rewards back to the device of ``x``.
-    """
-
-    def __init__(self, model: RewardModel) -> None:
-        self.model = model.eval()
-        self.config = model.config
-
-    @classmethod
-    def from_pretrained(
-        cls, artifact_dir: str | Path, *, device: str | torch.device = "cpu"
-    ) -> RewardFunction:
-        return cls(RewardModel.from_pretrained(artifact_dir, device=device))
-
-    @torch.no_grad()
-    def __call__(self, lq: Tensor, x: Tensor) -> Tensor:
-        device = next(self.model.parameters()).device
-        rewards = self.model(lq.to(device, torch.float32), x.to(device, torch.float32))
-        return rewards.to(x.device)

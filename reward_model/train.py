@@ -19,7 +19,7 @@ import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from restorer.artifacts import reject_unknown_fields
 from reward_model.data import ImageBank, JudgmentTensors, keys_of, split_by_input
 from reward_model.export import JudgmentRow, read_judgments
 from reward_model.losses import A, AnnotatorReliability, B
@@ -73,7 +74,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        values = {key: value for key, value in data.items() if key in {f.name for f in fields(cls)}}
+        # strict like every config: a misspelt key would otherwise train with the default it meant to change
+        reject_unknown_fields(cls, data, message="reward training config has unknown fields")
+        values = dict(data)
         if "reward" in values:
             values["reward"] = RewardConfig.from_dict(values["reward"])
         return cls(**values)

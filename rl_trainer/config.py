@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from restorer.artifacts import reject_unknown_fields
+
 RL_CONFIG_VERSION = 1
 
 
@@ -180,10 +182,7 @@ class RLConfig:
     def from_dict(cls, values: dict[str, Any]) -> RLConfig:
         if not isinstance(values, dict):
             raise RLConfigError("an RL config must be a JSON object")
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise RLConfigError(f"not an RLConfig: unknown fields {unknown}")
+        reject_unknown_fields(cls, values, message="not an RLConfig: unknown fields", error=RLConfigError)
         if values.get("version", RL_CONFIG_VERSION) != RL_CONFIG_VERSION:
             raise RLConfigError(f"RLConfig version {values.get('version')} is not {RL_CONFIG_VERSION}")
         return cls(**values)

@@ -4,6 +4,11 @@ At every evaluation the policy's samples of the held-out inputs are scored twice
 climbs) and by a held-out evaluator (what we actually want). When the learned reward rises while the held-out
 score falls, evaluation after evaluation, for ``patience`` evaluations in a row, the policy is exploiting the
 reward model rather than restoring better faces, and training stops.
+
+The guard's state changes only through :meth:`HackingGuard.update`, which the training loop
+(``rl_trainer.train.train_policy``) calls once per evaluation: ``RLTrainer.evaluate`` only measures.
+:func:`win_rate` is the held-out comparison with the reference (``eval/held_out_win``), also what the
+``rl_gain`` benchmark reports on its test faces; :func:`default_held_out` picks the evaluator of a run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rl_trainer.config import RLConfig
+from rl_trainer.manifest import RLInputs
 from rl_trainer.rewards import DistanceFn, observation_consistency
 
 HeldOutFn = Callable[[Tensor, Tensor, Tensor, Sequence[Any | None]], Tensor]
@@ -52,6 +59,22 @@ def fidelity_evaluator(fallback_downsample: int) -> HeldOutEvaluator:
     return HeldOutEvaluator(name="observation_psnr", score=score)
 
 
+def default_held_out(
+    eval_inputs: RLInputs, config: RLConfig, distance: DistanceFn, name: str
+) -> HeldOutEvaluator:
+    """The oracle's noise-free score when every evaluation input has its HQ, else observation fidelity."""
+    if bool(eval_inputs.has_hq.all()):
+        return oracle_evaluator(distance, name)
+    return fidelity_evaluator(config.fallback_downsample)
+
+
+def win_rate(scores: Tensor, reference_scores: Tensor) -> float:
+    """The share of images scored above the reference's image of the same input and seed, ties counting half:
+    unlike a difference of means, near-ties between the two cannot swamp it."""
+    wins = (scores > reference_scores).float() + 0.5 * (scores == reference_scores).float()
+    return float(wins.mean())
+
+
 @dataclass
 class HackingGuard:
     patience: int
@@ -60,7 +83,8 @@ class HackingGuard:
     history: list[tuple[float, float]] = field(default_factory=list)
 
     def update(self, learned_reward: float, held_out_score: float) -> bool:
-        """Record one evaluation; True when the stop rule fires."""
+        """Record one evaluation (call it once per evaluation: the streak counts calls); True when the stop rule
+        fires."""
         if self.history:
             previous_learned, previous_held_out = self.history[-1]
             diverging = (

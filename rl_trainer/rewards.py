@@ -19,6 +19,10 @@
   towards it trades detail for determinism, while pulling them towards the best one lowers the spread in a
   direction the other terms already prefer. The best sample itself scores 0.
 
+Builders of the terms' callables: :func:`learned_reward` (a reward model artifact as the ``learned`` term, with an
+optional pessimism) and :func:`perceptual_reward_distance` (the ``perceptual`` term's LPIPS heads on seeded random
+trunks, averaged by :class:`MeanDistance` when there are several).
+
 The total is ``learned_weight * learned + consistency_weight * consistency + perceptual_weight * perceptual
 + agreement_weight * agreement``;
 with ``RLConfig.normalize_reward_terms`` the advantages instead use each term standardised within its group
@@ -43,6 +47,7 @@ from rl_trainer.config import AGREEMENT_TARGETS
 
 RewardFn = Callable[[Tensor, Tensor], Tensor]
 DistanceFn = Callable[[Tensor, Tensor], Tensor]
+PERCEPTUAL_REWARD_TRUNK_SEED = 1  # restorer.metrics.RANDOM_TRUNK_SEED (0) is the evaluators' trunk
 
 
 @dataclass
@@ -297,3 +302,43 @@ class CompositeReward:
             total = total.cpu()
         terms = {name: term.detach().float().cpu() for name, term in graded.items()}
         return RewardBreakdown(total=total, terms=terms, weights=weights)
+
+
+# -- the terms' callables --------------------------------------------------------------------------------------
+
+
+def learned_reward(reward_model: Any, *, pessimism: float = 0.0) -> RewardFn:
+    """The reward callable of a reward model: its ensemble mean, minus ``pessimism`` times the members' std.
+    Differentiable in the images (the reward_backprop update); the model's own weights stay frozen."""
+
+    def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
+        if pessimism == 0:
+            return reward_model(lq, images).cpu()
+        members = reward_model.member_rewards(lq, images)
+        return (members.mean(dim=1) - pessimism * members.std(dim=1, unbiased=False)).cpu()
+
+    return reward_fn
+
+
+class MeanDistance:
+    """The mean of several distances (``.name`` joins theirs): an ensemble is harder to over-optimise than any
+    one of its members, which matters once a reward's gradient is followed (``reward_backprop``)."""
+
+    def __init__(self, distances: list[Any]) -> None:
+        if not distances:
+            raise ValueError("an ensemble needs at least one distance")
+        self.distances = distances
+        self.name = "+".join(distance.name for distance in distances)
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        return torch.stack([distance(x, y) for distance in self.distances]).mean(dim=0)
+
+
+def perceptual_reward_distance(trunks: int, device: str | torch.device = "cpu") -> Any:
+    """LPIPS heads on ``trunks`` random trunks of seeds 1, 2, ... (never the evaluators' seed 0): the guard would
+    otherwise watch the very score the policy climbs."""
+    from restorer.metrics import PerceptualDistance
+
+    seeds = range(PERCEPTUAL_REWARD_TRUNK_SEED, PERCEPTUAL_REWARD_TRUNK_SEED + trunks)
+    distances = [PerceptualDistance(device=device, trunk_seed=seed) for seed in seeds]
+    return distances[0] if trunks == 1 else MeanDistance(distances)

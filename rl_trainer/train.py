@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from rl_trainer.checkpoints import CHECKPOINTS_DIR, CheckpointError, load_latest_checkpoint, save_checkpoint
 from rl_trainer.config import RLConfig, config_from_argument
-from rl_trainer.guard import HeldOutEvaluator, fidelity_evaluator, oracle_evaluator
+from rl_trainer.guard import HeldOutEvaluator, default_held_out
 from rl_trainer.lora import add_lora, merge_lora
 from rl_trainer.manifest import RLInputs, load_inputs, read_manifest, split_entries
-from rl_trainer.rewards import DistanceFn, RewardFn
+from rl_trainer.rewards import DistanceFn, RewardFn, learned_reward, perceptual_reward_distance
 from rl_trainer.trainer import RLTrainer
 
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
@@ -44,7 +44,6 @@ STOP_REWARD_HACKING = "reward_hacking"
 STOP_CANCELLED = "cancelled"
 STOP_TIME_BUDGET = "time_budget"
 RESULT_FILE = "rl_result.json"
-PERCEPTUAL_REWARD_TRUNK_SEED = 1  # restorer.metrics.RANDOM_TRUNK_SEED (0) is the evaluators' trunk
 
 
 @dataclass
@@ -164,7 +163,8 @@ def train_policy(
     else:
         if config.entropy_seeds:
             entropy_before = trainer.entropy()
-        evaluations.append({"step": 0, **trainer.evaluate()})
+        # the first evaluation gives the guard its starting point (no streak can begin before a second one)
+        evaluations.append({"step": 0, **trainer.update_guard(trainer.evaluate())})
         snapshots[0] = _trainable_state(policy)
         first_key = _held_out_key(evaluations[0], config)
         if config.keep_best and first_key is not None:
@@ -221,7 +221,8 @@ def train_policy(
             and elapsed() + metrics["step_seconds"] > 60 * config.max_minutes
         )
         if step % config.eval_every == 0 or step == config.max_steps or out_of_time:
-            evaluation = trainer.evaluate()
+            # evaluate() only measures; the guard counts this evaluation here, once
+            evaluation = trainer.update_guard(trainer.evaluate())
             evaluations.append({"step": float(step), **evaluation})
             metrics.update(evaluation)
             postfix.update(held_out=evaluation.get("eval/held_out", float("nan")))
@@ -336,56 +337,8 @@ def _finished_run(out_dir: Path, config: RLConfig) -> RLResult | None:
 
 
 def _write_restorer_artifact(policy: nn.Module, out_dir: Path, rl_metrics: dict[str, Any]) -> None:
-    policy.save_pretrained(out_dir)  # type: ignore[operator]
-    metrics_path = out_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    metrics["rl"] = rl_metrics
-    metrics_path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-
-
-def learned_reward(reward_model: Any, *, pessimism: float = 0.0) -> RewardFn:
-    """The reward callable of a reward model: its ensemble mean, minus ``pessimism`` times the members' std.
-    Differentiable in the images (the reward_backprop update); the model's own weights stay frozen."""
-
-    def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
-        if pessimism == 0:
-            return reward_model(lq, images).cpu()
-        members = reward_model.member_rewards(lq, images)
-        return (members.mean(dim=1) - pessimism * members.std(dim=1, unbiased=False)).cpu()
-
-    return reward_fn
-
-
-class MeanDistance:
-    """The mean of several distances (``.name`` joins theirs): an ensemble is harder to over-optimise than any
-    one of its members, which matters once a reward's gradient is followed (``reward_backprop``)."""
-
-    def __init__(self, distances: list[Any]) -> None:
-        if not distances:
-            raise ValueError("an ensemble needs at least one distance")
-        self.distances = distances
-        self.name = "+".join(distance.name for distance in distances)
-
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        return torch.stack([distance(x, y) for distance in self.distances]).mean(dim=0)
-
-
-def perceptual_reward_distance(trunks: int, device: str | torch.device = "cpu") -> Any:
-    """LPIPS heads on ``trunks`` random trunks of seeds 1, 2, ... (never the evaluators' seed 0)."""
-    from restorer.metrics import PerceptualDistance
-
-    seeds = range(PERCEPTUAL_REWARD_TRUNK_SEED, PERCEPTUAL_REWARD_TRUNK_SEED + trunks)
-    distances = [PerceptualDistance(device=device, trunk_seed=seed) for seed in seeds]
-    return distances[0] if trunks == 1 else MeanDistance(distances)
-
-
-def default_held_out(
-    eval_inputs: RLInputs, config: RLConfig, distance: DistanceFn, name: str
-) -> HeldOutEvaluator:
-    """The oracle's noise-free score when every evaluation input has its HQ, else observation fidelity."""
-    if bool(eval_inputs.has_hq.all()):
-        return oracle_evaluator(distance, name)
-    return fidelity_evaluator(config.fallback_downsample)
+    """The tuned restorer as an artifact like any other (restorer.artifacts); its metrics.json holds the run."""
+    policy.save_pretrained(out_dir, metrics={"rl": rl_metrics})  # type: ignore[operator]
 
 
 def train(

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from rl_trainer.config import RLConfig
-from rl_trainer.guard import HackingGuard, HeldOutEvaluator
+from rl_trainer.guard import HackingGuard, HeldOutEvaluator, win_rate
 from rl_trainer.losses import clipped_policy_loss, gaussian_kl, group_advantages, sampled_kl
 from rl_trainer.manifest import RLInputs
 from rl_trainer.rewards import CompositeReward, DistanceFn, RewardBreakdown, RewardFn
@@ -350,9 +350,11 @@ class RLTrainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Learned reward and held-out score of the policy's samples of the evaluation inputs, same seeds every
-        time so that successive evaluations are paired; feeds the reward-hacking guard. ``eval/held_out_win``:
-        the share of evaluation images the held-out evaluator scores above the reference's image of the same
-        input and seed (ties count half), which near-ties between the two cannot swamp the way they can a mean."""
+        time so that successive evaluations are paired. ``eval/held_out_win``: the held-out ``win_rate`` against
+        the reference's image of the same input and seed.
+
+        Only measures: the reward-hacking guard is updated by the caller, once per evaluation
+        (:meth:`update_guard`), so that an extra evaluation (a report, a test) cannot advance its streak."""
         inputs = self.eval_inputs
         images = self.generate(inputs, self._evaluation_seeds(0))
         metrics = {"eval/learned_reward": float(self.reward_fn(inputs.lq, images).float().mean())}
@@ -362,12 +364,8 @@ class RLTrainer:
                 self._reference_held_out = self.held_out(
                     inputs.lq, self._reference_images(), inputs.hq, inputs.degradations
                 ).float()
-            reference_score = self._reference_held_out
-            wins = (score > reference_score).float() + 0.5 * (score == reference_score).float()
             metrics["eval/held_out"] = float(score.mean())
-            metrics["eval/held_out_win"] = float(wins.mean())
-            self.guard.update(metrics["eval/learned_reward"], metrics["eval/held_out"])
-            metrics["eval/hacking_streak"] = float(self.guard.streak)
+            metrics["eval/held_out_win"] = win_rate(score, self._reference_held_out)
         if self.config.eval_entropy_seeds:
             if self._reference_entropy is None:
                 self._reference_entropy = self._evaluation_entropy(self.reference, self._reference_images())
@@ -375,6 +373,14 @@ class RLTrainer:
             metrics["eval/entropy"] = entropy
             metrics["eval/entropy_ratio"] = entropy / max(self._reference_entropy, 1e-12)
         return metrics
+
+    def update_guard(self, evaluation: dict[str, float]) -> dict[str, float]:
+        """Feed one evaluation (of :meth:`evaluate`) to the reward-hacking guard; returns the evaluation with the
+        guard's streak (``eval/hacking_streak``) added. Without a held-out evaluator there is nothing to watch."""
+        if "eval/held_out" not in evaluation:
+            return evaluation
+        self.guard.update(evaluation["eval/learned_reward"], evaluation["eval/held_out"])
+        return {**evaluation, "eval/hacking_streak": float(self.guard.streak)}
 
     def _evaluation_seeds(self, index: int) -> list[int]:
         """Sampler seeds of the evaluation inputs: index 0 the evaluation's own, 1.. the extra entropy seeds."""

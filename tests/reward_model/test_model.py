@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from reward_model.errors import ArtifactError
-from reward_model.model import CONFIG_PRESETS, RewardConfig, RewardFunction, RewardModel
+from restorer.artifacts import ArtifactError
+from reward_model.model import CONFIG_PRESETS, RewardConfig, RewardModel
 
 TINY = RewardConfig(resolution=16, channels=(4, 8), ensemble_size=2)
 
@@ -104,15 +104,6 @@ def test_foreign_or_broken_config_is_a_clear_error(tmp_path, config_text, messag
         RewardModel.from_pretrained(tmp_path)
 
 
-def test_reward_function_is_the_rl_callable(tmp_path):
-    RewardModel(TINY).save_pretrained(tmp_path)
-    reward = RewardFunction.from_pretrained(tmp_path)
-    x = images(4, seed=1).requires_grad_(True)
-    values = reward(images(4), x)
-    assert values.shape == (4,) and values.dtype == torch.float32
-    assert not values.requires_grad
-
-
 def test_residual_input_feeds_the_change_to_the_lq_as_three_more_channels():
     config = RewardConfig(resolution=16, channels=(4, 8), ensemble_size=2, residual_input=True)
     model = RewardModel(config)
@@ -156,3 +147,17 @@ def test_artifacts_saved_before_the_new_options_load_as_plain_nets(tmp_path):
 
 def test_presets_use_the_normalised_residual_encoder():
     assert all(config.group_norm and config.residual_input for config in CONFIG_PRESETS.values())
+
+
+def test_reward_models_and_restorers_share_one_artifact_mechanism(tmp_path):
+    from restorer.model import Restorer, tiny_test_config
+
+    RewardModel(TINY).save_pretrained(tmp_path / "reward")
+    Restorer(tiny_test_config(block_out_channels=(8, 16))).save_pretrained(tmp_path / "restorer")
+    # one error type, whichever model reads whichever artifact
+    with pytest.raises(ArtifactError, match="describes a 'restorer' model, not a 'reward_model' artifact"):
+        RewardModel.from_pretrained(tmp_path / "restorer")
+    with pytest.raises(ArtifactError, match="describes a 'reward_model' model, not a 'restorer' artifact"):
+        Restorer.from_pretrained(tmp_path / "reward")
+    config = json.loads((tmp_path / "reward" / "config.json").read_text())
+    assert (config["kind"], config["version"], config["seed"]) == ("reward_model", 1, TINY.seed)

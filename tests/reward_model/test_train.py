@@ -234,3 +234,12 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert {learning_rate_factor(constant, step) for step in range(0, 110, 7)} == {1.0}
     with pytest.raises(ValueError, match="lr_schedule"):
         learning_rate_factor(dataclasses.replace(config, lr_schedule="step"), 0)
+
+
+def test_training_configs_round_trip_and_refuse_unknown_fields():
+    assert TrainConfig.from_dict(json.loads(json.dumps(CONFIG.to_dict()))) == CONFIG
+    # a misspelt key used to be dropped silently, training with the default it meant to change
+    with pytest.raises(ValueError, match=r"reward training config has unknown fields: \['max_stepz'\]"):
+        TrainConfig.from_dict({**CONFIG.to_dict(), "max_stepz": 10})
+    with pytest.raises(ValueError, match="reward config has unknown fields"):
+        TrainConfig.from_dict({"reward": {**CONFIG.reward.to_dict(), "chanels": [4]}})

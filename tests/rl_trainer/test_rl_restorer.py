@@ -15,7 +15,8 @@ from rl_trainer.config import RLConfig
 from rl_trainer.losses import gaussian_log_prob
 from rl_trainer.manifest import ManifestError, load_inputs, read_manifest, split_entries, write_manifest
 from rl_trainer.restorer_steps import RestorerSampling, trajectory_step_means
-from rl_trainer.train import STOP_COMPLETED, learned_reward, main, perceptual_reward_distance, train
+from rl_trainer.rewards import learned_reward, perceptual_reward_distance
+from rl_trainer.train import STOP_COMPLETED, main, train
 
 RESOLUTION = 32
 

@@ -7,7 +7,7 @@ import torch
 
 from rl_trainer.checkpoints import CheckpointError, complete_checkpoints
 from rl_trainer.config import RLConfig
-from rl_trainer.guard import HeldOutEvaluator
+from rl_trainer.guard import HeldOutEvaluator, win_rate
 from rl_trainer.rewards import RewardNotDifferentiableError
 from rl_trainer.train import (
     STOP_CANCELLED,
@@ -16,6 +16,7 @@ from rl_trainer.train import (
     STOP_TIME_BUDGET,
     train_policy,
 )
+from rl_trainer.trainer import RLTrainer
 from tests.rl_trainer.rl_standin import (
     GaussianStepPolicy,
     GaussianStepSampling,
@@ -375,3 +376,29 @@ def test_a_finished_run_is_not_trained_again_and_keeps_no_checkpoints(tmp_path):
     assert again.steps == 2 and again.stop_reason == STOP_COMPLETED
     assert again.history == first.history and again.evaluations == first.evaluations
     assert torch.equal(policy.bias, reference.bias)  # nothing trained
+
+
+def test_evaluate_only_measures_and_the_guard_counts_what_the_loop_feeds_it():
+    policy = GaussianStepPolicy()
+    trainer = RLTrainer(
+        config(),
+        policy,
+        copy.deepcopy(policy),
+        brightness,
+        train_inputs=make_inputs(6),
+        eval_inputs=make_inputs(2, seed=1),
+        sampler=GaussianStepSampling(),
+        held_out=darkness_evaluator(),
+    )
+    before = trainer.guard.state_dict()
+    first, second = trainer.evaluate(), trainer.evaluate()
+    # two evaluations of the same policy: the same figures, and the guard has not moved
+    assert first == second and "eval/hacking_streak" not in first
+    assert trainer.guard.state_dict() == before
+    fed = trainer.update_guard(first)
+    assert fed == {**first, "eval/hacking_streak": 0.0}
+    assert trainer.guard.history == [(first["eval/learned_reward"], first["eval/held_out"])]
+
+
+def test_the_win_rate_counts_ties_half():
+    assert win_rate(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([0.0, 2.0, 5.0, 3.0])) == 0.625
