@@ -7,11 +7,11 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from annotation_web.labeling.errors import LabelingError
+from annotation_web.errors import ServiceError
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, LabelingError):
+    if isinstance(exc, ServiceError):
         return Response({"error": exc.code, "detail": exc.message}, status=exc.status)
     if isinstance(exc, DjangoValidationError):
         return Response({"error": "invalid", "detail": exc.messages}, status=status.HTTP_400_BAD_REQUEST)

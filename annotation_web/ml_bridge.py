@@ -205,6 +205,52 @@ def rl_fine_tune(
     return {**result.summary(), "rl_config": config.to_dict()}
 
 
+@dataclass(frozen=True)
+class RLInput:
+    """One input of an RL run as the web holds it: PNG bytes and what it knows of the degradation."""
+
+    id: str
+    lq_png: bytes
+    instruction: str = ""
+    hq_png: bytes | None = None
+    degradation: dict | None = None
+
+
+def rl_manifest_write(*, folder: str, inputs: list[RLInput]) -> str:
+    """The images under `folder` and the inputs manifest naming them (`rl_trainer.manifest`); returns its path."""
+    from pathlib import Path
+
+    from rl_trainer.manifest import write_manifest
+
+    root = Path(folder)
+    rows = []
+    for item in inputs:
+        lq = root / f"{item.id}-lq.png"
+        lq.write_bytes(item.lq_png)
+        row: dict = {"id": item.id, "lq": lq.name, "instruction": item.instruction}
+        if item.hq_png is not None:
+            hq = root / f"{item.id}-hq.png"
+            hq.write_bytes(item.hq_png)
+            row["hq"] = hq.name
+        if item.degradation:
+            row["degradation"] = item.degradation
+        rows.append(row)
+    manifest = root / "inputs.jsonl"
+    write_manifest(manifest, rows)
+    return str(manifest)
+
+
+def oracle_annotators(kind: str, *, seeds: list[int], **settings) -> list:
+    """Simulated annotators that know the HQ original (`reward_model.oracle`), one per seed, sharing one
+    perceptual distance. Each answers `judge(hq, a, b, shown_left="a")` on PIL images with an outcome
+    (`a`, `b`, `tie`, `both_bad`); `settings` (temperature, tie_margin, both_bad_threshold) default to the
+    oracle's own for its distance."""
+    from reward_model.oracle import OracleAnnotator, default_distance
+
+    distance = default_distance()
+    return [OracleAnnotator(kind, seed=seed, distance=distance, **settings) for seed in seeds]
+
+
 def artifact_metrics(artifact_dir: str) -> dict:
     import json
     from pathlib import Path

@@ -41,8 +41,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "annotation_web.accounts",
-    "annotation_web.labeling",
     "annotation_web.jobs",
+    "annotation_web.registry",
+    "annotation_web.labeling",
     "annotation_web.training",
 ]
 
@@ -90,11 +91,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("PREF_PG_SERVER_SIDE_BINDING", True):
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "PREF_PG_SERVER_SIDE_BINDING", True
+):
     # Server-side binding lets psycopg 3 prepare the statements the judging loop repeats (planning them each
     # time was a large share of PostgreSQL's CPU per judgment).
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The queue's statements (labeling.queue_sql): "auto" runs the one-statement raw SQL on PostgreSQL and the ORM
+# elsewhere; "sql" forces the raw SQL (an error on any other database); "orm" forces the ORM everywhere.
+PREF_QUEUE_PATH = os.environ.get("PREF_QUEUE_PATH", "auto").strip().lower()
+if PREF_QUEUE_PATH not in ("auto", "sql", "orm"):
+    raise RuntimeError(f"PREF_QUEUE_PATH must be auto, sql or orm, not {PREF_QUEUE_PATH!r}")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -7,6 +7,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from annotation_web.jobs import api as jobs_api
 from annotation_web.labeling import api as labeling_api
 from annotation_web.labeling import views as labeling_views
+from annotation_web.registry import api as registry_api
 from annotation_web.training import api as training_api
 
 api = [
@@ -25,8 +26,8 @@ api = [
     path("api/judgments/", labeling_api.SubmitJudgmentApi.as_view(), name="api-submit"),
     path("api/jobs/", jobs_api.JobListApi.as_view(), name="api-jobs"),
     path("api/jobs/<int:pk>/", jobs_api.JobDetailApi.as_view(), name="api-job"),
-    path("api/jobs/<int:pk>/cancel/", training_api.JobCancelApi.as_view(), name="api-job-cancel"),
-    path("api/models/", training_api.ModelVersionListApi.as_view(), name="api-models"),
+    path("api/jobs/<int:pk>/cancel/", jobs_api.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("api/models/", registry_api.ModelVersionListApi.as_view(), name="api-models"),
     path(
         "api/projects/<slug:slug>/jobs/generate/",
         training_api.GenerateJobApi.as_view(),

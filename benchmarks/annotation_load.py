@@ -7,8 +7,10 @@ one request both records a judgment and reserves the next pair.
 A few submits are repeated with the same idempotency key to exercise the idempotent path under load.
 
 For every (N, overlap) it prints judgments/s, p50/p95/p99 latency per call type and errors, then checks from
-the database that no pair went beyond its overlap, that the queue invariant holds, and that every 2xx submit
-has exactly one judgment row (nothing lost, nothing doubled).
+the database that the queue invariant holds (the package's own checker,
+`annotation_web.labeling.queue.queue_invariant_violations`: no pair beyond its overlap, slots and counts
+consistent) and that every 2xx submit has exactly one judgment row (nothing lost, nothing doubled).
+The summary says MET or NOT MET for the target at N=32.
 
     flock /tmp/pref-heavy.lock ~/.venvs/pref-restore/bin/python benchmarks/annotation_load.py
 
@@ -42,6 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 SCREEN_CHOICES = ["left", "right", "tie", "both_bad"]
 COMPARE_AT = 32  # annotators in the comparison of server settings
+# The target, at N=32 annotators: at least this many judgments/s, and the submit+next p99 below this.
+TARGET_N, TARGET_RATE, TARGET_P99_MS = 32, 150.0, 100.0
 SERVER_SETTINGS = {
     "sync-w3": "--worker-class sync --workers 3",
     "sync-w4": "--worker-class sync --workers 4",
@@ -538,11 +542,13 @@ async def run_load(
 # --- checks from the database ------------------------------------------------------------------------
 
 
-def check_database(*, project_id: int, log: RunLog) -> dict[str, int]:
+def check_database(*, project_id: int, log: RunLog) -> tuple[dict[str, int], list[str]]:
+    """The load's own checks (every 2xx has its row, nothing doubled) and the package's queue invariant."""
     from django.db import connection
-    from django.db.models import Count, Q
+    from django.db.models import Count
 
-    from annotation_web.labeling.models import Judgment, Pair, Project, Reservation, ReservationState
+    from annotation_web.labeling.models import Judgment, Project, Reservation, ReservationState
+    from annotation_web.labeling.queue import queue_invariant_violations
 
     connection.close()  # a fresh connection sees everything the server committed
     project = Project.objects.get(pk=project_id)
@@ -559,32 +565,19 @@ def check_database(*, project_id: int, log: RunLog) -> dict[str, int]:
     )
     unexplained = len(set(rows) - accepted_keys)  # rows no 2xx answered for (e.g. saved, then an error)
     doubled = judgments.values("pair_id", "annotator_id").annotate(n=Count("id")).filter(n__gt=1).count()
-    per_pair = (
-        Pair.objects.filter(project=project, is_gold=False)
-        .annotate(
-            done=Count("judgments", filter=~Q(judgments__outcome="skip"), distinct=True),
-            live=Count("reservations", filter=Q(reservations__state=ReservationState.ACTIVE), distinct=True),
-        )
-        .values_list("open_slots", "judgment_count", "done", "live")
-    )
-    over_overlap = invariant_broken = count_mismatch = 0
-    for open_slots, judgment_count, done, live in per_pair:
-        over_overlap += done > project.overlap
-        invariant_broken += open_slots != project.overlap - done - live
-        count_mismatch += judgment_count != done
-    return {
+    violations = queue_invariant_violations(project=project)
+    checks = {
         "judgment rows": len(rows),
         "2xx submits": len(accepted_keys),
         "lost (2xx without its row)": lost,
         "rows without a 2xx": unexplained,
         "doubled (pair, annotator)": doubled,
-        "pairs over overlap": over_overlap,
-        "pairs breaking open_slots invariant": invariant_broken,
-        "pairs with wrong judgment_count": count_mismatch,
+        "queue invariant violations": len(violations),
         "active reservations left": Reservation.objects.filter(
             pair__project=project, state=ReservationState.ACTIVE
         ).count(),
     }
+    return checks, violations
 
 
 # --- reporting ---------------------------------------------------------------------------------------
@@ -647,6 +640,22 @@ class RunSummary:
     errors: int
     checks_ok: bool
 
+    def target_misses(self) -> list[str]:
+        """How this run misses the target (empty when it meets it, or when no target applies to its N)."""
+        if self.n != TARGET_N:
+            return []
+        misses = []
+        if not self.judgments_per_second >= TARGET_RATE:
+            misses.append(f"{self.judgments_per_second:.1f} judgments/s < {TARGET_RATE:g}")
+        if not self.submit_p99_ms < TARGET_P99_MS:  # NaN (no submit answered) misses it too
+            misses.append(f"p99 {self.submit_p99_ms:.1f} ms >= {TARGET_P99_MS:g} ms")
+        return misses
+
+    def target_verdict(self) -> str:
+        if self.n != TARGET_N:
+            return "-"
+        return "NOT MET" if self.target_misses() else "MET"
+
 
 def one_run(
     *, server: Gunicorn, annotators, n: int, overlap: int, duration: float, args, label: str
@@ -680,7 +689,7 @@ def one_run(
         + f"; all three used {sum(cpu_after.values()) - sum(cpu_before.values()):.1f} CPU-s in {elapsed:.1f} s"
         + f" of {os.cpu_count()} cores"
     )
-    checks = check_database(project_id=project_id, log=log)
+    checks, violations = check_database(project_id=project_id, log=log)
     bad = {
         k: v
         for k, v in checks.items()
@@ -696,6 +705,8 @@ def one_run(
         + ", ".join(f"{k}={v}" for k, v in checks.items())
         + ("  -> OK" if not bad else f"  -> FAILED {bad}")
     )
+    for violation in violations[:5]:
+        print(f"      {violation}")
     sys.stdout.flush()
     submit_latencies = log.latencies.get("submit+next", [float("nan")])
     errors = sum(c for counts in log.statuses.values() for status, c in counts.items() if status >= 400)
@@ -798,14 +809,26 @@ def main() -> None:
                     )
                 )
         print(
-            f"summary (gunicorn {SERVER_SETTINGS[setting]}; target at N=32: >=150 judgments/s, p99 < 100 ms):"
+            f"summary (gunicorn {SERVER_SETTINGS[setting]}; target at N={TARGET_N}: >={TARGET_RATE:g} judgments/s,"
+            f" p99 < {TARGET_P99_MS:g} ms):"
         )
-        print("  overlap      N  judgments/s  submit+next p99  errors  db checks")
+        print("  overlap      N  judgments/s  submit+next p99  errors  db checks  target")
         for row in summaries:
             print(
                 f"  {row.overlap:>7} {row.n:>6} {row.judgments_per_second:>12.1f} {row.submit_p99_ms:>13.1f} ms"
-                f" {row.errors:>7}  {'OK' if row.checks_ok else 'FAILED'}"
+                f" {row.errors:>7}  {'OK' if row.checks_ok else 'FAILED':<9}  {row.target_verdict()}"
             )
+        at_target = [row for row in summaries if row.n == TARGET_N]
+        missed = [
+            f"overlap {row.overlap}: {'; '.join(row.target_misses())}"
+            for row in at_target
+            if row.target_misses()
+        ]
+        if not at_target:
+            print(f"target: not measured (no run at N={TARGET_N})")
+        else:
+            print("target: " + (f"NOT MET ({' | '.join(missed)})" if missed else "MET"))
+        print("db checks: " + ("OK" if all(row.checks_ok for row in summaries) else "FAILED"))
     finally:
         if server is not None:
             server.stop()

@@ -1,16 +1,5 @@
-from rest_framework.permissions import BasePermission
+"""The role permissions live in `annotation_web.permissions` (so that `jobs`, below every app, can use them)."""
 
+from annotation_web.permissions import IsEngineer, IsEngineerOrManager
 
-class IsEngineer(BasePermission):
-    message = "This endpoint is for ML engineers."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_engineer)
-
-
-class IsEngineerOrManager(BasePermission):
-    message = "This endpoint is for ML engineers and managers."
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and (user.is_engineer or user.is_manager))
+__all__ = ["IsEngineer", "IsEngineerOrManager"]

@@ -1,17 +1,36 @@
-from rest_framework import generics
+"""Engineers follow and cancel jobs of every kind."""
 
-from annotation_web.accounts.permissions import IsEngineer
-from annotation_web.jobs.models import Job
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation_web.jobs import selectors, services
 from annotation_web.jobs.serializers import JobSerializer
+from annotation_web.permissions import IsEngineer
 
 
 class JobListApi(generics.ListAPIView):
     permission_classes = [IsEngineer]
     serializer_class = JobSerializer
-    queryset = Job.objects.select_related("project").order_by("-created_at")
+
+    def get_queryset(self):
+        return selectors.job_list()
 
 
 class JobDetailApi(generics.RetrieveAPIView):
     permission_classes = [IsEngineer]
     serializer_class = JobSerializer
-    queryset = Job.objects.select_related("project")
+
+    def get_queryset(self):
+        return selectors.job_list()
+
+
+class JobCancelApi(APIView):
+    permission_classes = [IsEngineer]
+
+    @extend_schema(request=None, responses=JobSerializer)
+    def post(self, request, pk: int):
+        return Response(JobSerializer(services.job_cancel(job_id=pk)).data)

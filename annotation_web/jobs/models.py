@@ -1,9 +1,13 @@
-"""A job is a row with a state machine; the Celery task that runs it receives only its id."""
+"""A job is a row with a state machine; the Celery task that runs it receives only its id.
+
+What a job of each kind does is registered in `jobs.kinds` by the app owning the kind."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+
+from annotation_web.jobs import kinds
 
 
 class JobState(models.TextChoices):
@@ -25,15 +29,9 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-class JobKind(models.TextChoices):
-    IMPORT = "import", "Import faces"
-    GENERATE = "generate", "Generate candidates and pairs"
-    TRAIN_REWARD = "train_reward", "Train a reward model"
-    TRAIN_RL = "train_rl", "RL fine-tune a restorer"
-
-
 class Job(models.Model):
-    kind = models.CharField(max_length=32, choices=JobKind.choices)
+    # What the job does: a kind registered in `jobs.kinds` by the app that owns it (validated against it).
+    kind = models.CharField(max_length=kinds.KIND_MAX_LENGTH, choices=kinds.choices)
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
     project = models.ForeignKey("labeling.Project", null=True, blank=True, on_delete=models.CASCADE)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)

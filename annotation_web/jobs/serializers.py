@@ -4,7 +4,7 @@ from annotation_web.jobs.models import Job
 
 
 class JobSerializer(serializers.ModelSerializer):
-    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]
 
     class Meta:
         model = Job

@@ -1,10 +1,21 @@
+"""Jobs: create (and enqueue once the transaction commits), run, report progress, transition, cancel.
+
+`jobs` is the lowest layer of the web: it imports no other app. What a job does comes from the registry of
+job kinds (`jobs.kinds`), filled by the apps that own the kinds.
+"""
+
 from __future__ import annotations
 
-from django.db import transaction
+import traceback
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import models, transaction
 from django.utils import timezone
 
+from annotation_web.errors import NotFound, ServiceError
+from annotation_web.jobs import kinds
 from annotation_web.jobs.models import ALLOWED_TRANSITIONS, TERMINAL_STATES, Job, JobState
-from annotation_web.labeling.errors import StorageUnavailable
 
 LOG_TAIL_CHARS = 8000
 
@@ -15,6 +26,32 @@ class JobTransitionError(ValueError):
 
 def _locked(job_id: int) -> Job:
     return Job.objects.select_for_update().get(pk=job_id)
+
+
+@transaction.atomic
+def job_create(
+    *,
+    kind: str,
+    params: dict[str, Any],
+    project: models.Model | None = None,
+    user: AbstractBaseUser | None = None,
+) -> Job:
+    """A queued job of a registered kind; its task is sent when the surrounding transaction commits."""
+    spec = kinds.get(kind)
+    # The project model lives in an app above jobs: jobs takes any model instance for it.
+    owners: dict[str, Any] = {"project": project, "created_by": user}
+    job = Job.objects.create(kind=spec.kind, params=params, **owners)
+    transaction.on_commit(lambda: job_enqueue(job_id=job.pk, queue=spec.queue))
+    return job
+
+
+def job_enqueue(*, job_id: int, queue: str = kinds.DEFAULT_QUEUE) -> None:
+    from annotation_web.jobs.tasks import run_job
+
+    if queue == kinds.DEFAULT_QUEUE:
+        run_job.delay(job_id)
+    else:
+        run_job.apply_async((job_id,), queue=queue)
 
 
 @transaction.atomic
@@ -43,6 +80,15 @@ def job_report_progress(*, job_id: int, done: int, total: int, log_line: str = "
     job.save(update_fields=["progress_done", "progress_total", "log_tail"])
 
 
+def job_progress_reporter(*, job_id: int) -> kinds.Progress:
+    """The `progress(done, total, log_line)` a runner is given."""
+
+    def report(done: int, total: int, line: str) -> None:
+        job_report_progress(job_id=job_id, done=done, total=total, log_line=line)
+
+    return report
+
+
 @transaction.atomic
 def job_finish(*, job_id: int, outputs: dict) -> Job:
     job = _locked(job_id)
@@ -52,52 +98,39 @@ def job_finish(*, job_id: int, outputs: dict) -> Job:
 
 
 @transaction.atomic
-def import_job_create(
-    *,
-    project,
-    user,
-    upload_name: str = "",
-    upload_bytes: bytes | None = None,
-    s3_prefix: str = "",
-    batch: str = "",
-    instruction: str = "",
-) -> Job:
-    """Keep the upload in storage and queue the import; the worker reads it back by key."""
-    import hashlib
-    import io
-    import zipfile
-
-    from annotation_web.jobs.models import JobKind
-    from annotation_web.storage import get_storage
-
-    params: dict = {"batch": batch, "instruction": instruction}
-    if upload_bytes is not None:
-        digest = hashlib.sha256(upload_bytes).hexdigest()
-        is_zip = zipfile.is_zipfile(io.BytesIO(upload_bytes))
-        key = f"uploads/{project.slug}/{digest}{'.zip' if is_zip else ''}"
-        params.update(upload_key=key, upload_name=upload_name, upload_is_zip=is_zip)
-        if is_zip:
-            with zipfile.ZipFile(io.BytesIO(upload_bytes)) as archive:
-                params["file_count"] = sum(1 for m in archive.infolist() if not m.is_dir())
-        else:
-            from annotation_web.labeling.ingest import validate_image
-
-            validate_image(upload_name or "upload", upload_bytes)  # refuse a non-image now, not in the worker
-            params["file_count"] = 1
-        try:
-            get_storage().put(key, upload_bytes)
-        except OSError as exc:
-            raise StorageUnavailable(
-                f"could not keep the upload ({exc.strerror or exc}); nothing was imported"
-            ) from exc
-    else:
-        params["s3_prefix"] = s3_prefix
-    job = Job.objects.create(kind=JobKind.IMPORT, project=project, created_by=user, params=params)
-    transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
-    return job
+def job_cancel(*, job_id: int) -> Job:
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if job.state in TERMINAL_STATES:
+        raise ServiceError(f"job {job_id} already {job.state}")
+    spec = kinds.find(job.kind)
+    if spec is not None and not spec.cancellable:
+        raise ServiceError(f"{job.kind} jobs cannot be cancelled")
+    return job_transition(job_id=job_id, to_state=JobState.CANCELLED)
 
 
-def job_enqueue(*, job_id: int) -> None:
-    from annotation_web.jobs.tasks import run_job
+def job_run(*, job_id: int) -> None:
+    """What the worker does with a job id: run the kind's runner and record the outcome on the row.
 
-    run_job.delay(job_id)
+    A job already finished or cancelled is left alone (a redelivered task does nothing); a job cancelled while
+    its runner worked keeps its outputs and stays cancelled.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.state not in (JobState.QUEUED, JobState.RUNNING):
+            return
+    job = job_transition(job_id=job_id, to_state=JobState.RUNNING)
+    try:
+        runner = kinds.get(job.kind).runner
+        outputs = runner(job=job, progress=job_progress_reporter(job_id=job_id))
+    except Exception as exc:  # noqa: BLE001 - the job row records any failure for the engineer to read
+        if Job.objects.filter(pk=job_id, state=JobState.RUNNING).exists():
+            job_transition(job_id=job_id, to_state=JobState.FAILED, error=f"{exc}\n{traceback.format_exc()}")
+        raise
+    with transaction.atomic():
+        cancelled = _locked(job_id).state == JobState.CANCELLED
+        if cancelled:
+            Job.objects.filter(pk=job_id).update(outputs=outputs)
+    if not cancelled:
+        job_finish(job_id=job_id, outputs=outputs)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from annotation_web.jobs import runners
+from annotation_web.jobs import services
 
 
 @shared_task(
@@ -13,4 +13,4 @@ from annotation_web.jobs import runners
     retry_backoff=True,
 )
 def run_job(self, job_id: int) -> None:
-    runners.job_run(job_id=job_id)
+    services.job_run(job_id=job_id)

@@ -15,9 +15,9 @@ from rest_framework.views import APIView
 
 from annotation_web.accounts.permissions import IsEngineer, IsEngineerOrManager
 from annotation_web.jobs.serializers import JobSerializer
-from annotation_web.jobs.services import import_job_create
-from annotation_web.labeling import selectors, services
+from annotation_web.labeling import judgments, queue, selectors
 from annotation_web.labeling.errors import LabelingError
+from annotation_web.labeling.import_jobs import import_job_create
 from annotation_web.labeling.serializers import (
     ImportRequestSerializer,
     JudgmentSerializer,
@@ -35,10 +35,10 @@ QUEUE_EMPTY_MESSAGE = "No pairs left for you in this project. Thank you! Check b
 
 
 def _next_pair_payload(*, user, project, exclude) -> dict:
-    reservation = services.pair_reserve_next(annotator=user, project=project, exclude_reservations=exclude)
-    if reservation is None:
+    reserved = queue.pair_reserve_next(annotator=user, project=project, exclude_reservations=exclude)
+    if reserved is None:
         return {"pair": None, "message": QUEUE_EMPTY_MESSAGE}
-    return {"pair": served_pair_payload(reservation), "message": ""}
+    return {"pair": served_pair_payload(reserved), "message": ""}
 
 
 class ProjectListApi(generics.ListAPIView):
@@ -68,7 +68,7 @@ class SubmitJudgmentApi(APIView):
         body = SubmitRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        result = services.judgment_submit(
+        result = judgments.judgment_submit(
             annotator=request.user,
             reservation_id=data["reservation"],
             choice=data["choice"],
@@ -76,13 +76,13 @@ class SubmitJudgmentApi(APIView):
             client_duration_ms=data.get("client_duration_ms"),
         )
         payload = {
-            "judgment_id": result.judgment.pk,
-            "reservation": str(result.judgment.reservation_id),
+            "judgment_id": result.judgment_id,
+            "reservation": str(result.reservation_id),
             "choice": data["choice"],
             "created": result.created,
         }
         if "next" in data:
-            project = result.judgment.pair.project
+            project = selectors.project_get_by_id(pk=result.project_id)
             try:
                 payload["next"] = _next_pair_payload(
                     user=request.user, project=project, exclude=data["next"]["exclude"]

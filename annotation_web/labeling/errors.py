@@ -1,34 +1,12 @@
-class LabelingError(Exception):
-    """A request the service refuses; `status` is the HTTP status the API answers with."""
+"""The labeling app's refusals. The shared ones live in `annotation_web.errors` (`LabelingError` is its base)."""
 
-    status = 400
-    code = "invalid"
+from annotation_web.errors import Conflict, Forbidden, NotFound, ServiceError, StorageUnavailable
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+LabelingError = ServiceError
 
-
-class NotFound(LabelingError):
-    status = 404
-    code = "not_found"
-
-
-class Forbidden(LabelingError):
-    status = 403
-    code = "forbidden"
-
-
-class Conflict(LabelingError):
-    status = 409
-    code = "conflict"
+__all__ = ["Conflict", "Expired", "Forbidden", "LabelingError", "NotFound", "StorageUnavailable"]
 
 
 class Expired(LabelingError):
     status = 410
     code = "reservation_expired"
-
-
-class StorageUnavailable(LabelingError):
-    status = 507
-    code = "storage_unavailable"

@@ -1,4 +1,5 @@
-"""The annotation domain: projects, face inputs, model versions, candidates, pairs, reservations, judgments.
+"""The annotation domain: projects, face inputs, candidates (of a `registry.ModelVersion`), pairs, reservations,
+judgments.
 
 Queue invariant: for every non-gold pair, `open_slots == overlap - judgments(non-skip) - live reservations`.
 It is only changed inside the services, under a row lock of the pair, so two annotators racing can never
@@ -12,6 +13,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+
+# Model versions belong to the registry app; ModelKind is re-exported for callers that import it from here.
+from annotation_web.registry.models import ModelKind, ModelVersion  # noqa: F401
 
 
 class Outcome(models.TextChoices):
@@ -71,35 +75,6 @@ class FaceInput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.source_name}"
-
-
-class ModelKind(models.TextChoices):
-    RESTORER = "restorer", "Diffusion restorer"
-    CLASSICAL = "classical", "Classical restoration (not a learned model)"
-    REFERENCE = "reference", "Reference image (HQ original or a degraded copy)"
-    REWARD = "reward", "Reward model"
-
-
-class ModelVersion(models.Model):
-    kind = models.CharField(max_length=16, choices=ModelKind.choices)
-    name = models.CharField(max_length=100)
-    version = models.PositiveIntegerField(default=1)
-    description = models.TextField(blank=True)
-    artifact_key = models.CharField(max_length=500, blank=True)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
-    config = models.JSONField(default=dict, blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["kind", "name", "version"], name="model_version_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.name}@v{self.version}"
 
 
 class Candidate(models.Model):

@@ -23,6 +23,13 @@ def project_get(*, slug: str) -> Project:
     return project
 
 
+def project_get_by_id(*, pk: int) -> Project:
+    project = Project.objects.filter(pk=pk).first()
+    if project is None:
+        raise NotFound(f"no project with id {pk}")
+    return project
+
+
 def project_list() -> QuerySet[Project]:
     return Project.objects.order_by("name")
 
@@ -183,7 +190,8 @@ def judgments_per_day(*, project: Project, days: int = 14) -> list[dict]:
 def dashboard_overview(*, project: Project) -> dict:
     """What a manager reads: the dataset's size and pace, answer mix, agreement, annotators, models, jobs."""
     from annotation_web.jobs.models import Job
-    from annotation_web.labeling.models import FaceInput, ModelVersion
+    from annotation_web.labeling.models import FaceInput
+    from annotation_web.registry.models import ModelVersion
 
     pairs = Pair.objects.filter(project=project, is_gold=False)
     outcome_counts = dict(

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from annotation_web.labeling.models import Judgment, Pair, Project, Reservation, Side
-from annotation_web.labeling.services import SCREEN_CHOICES
+from annotation_web.labeling.judgments import SCREEN_CHOICES
+from annotation_web.labeling.models import Judgment, Pair, Project
+from annotation_web.labeling.results import ReservedPair
 from annotation_web.storage import get_storage
 
 
@@ -27,22 +28,16 @@ class NextPairRequestSerializer(serializers.Serializer):
     )
 
 
-def served_pair_payload(reservation: Reservation) -> dict:
+def served_pair_payload(reserved: ReservedPair) -> dict:
     """What an annotator sees: the LQ reference and two images by side. No model, no a/b, no gold flag."""
     storage = get_storage()
-    pair = reservation.pair
-    left, right = (
-        (pair.candidate_a, pair.candidate_b)
-        if reservation.shown_left == Side.A
-        else (pair.candidate_b, pair.candidate_a)
-    )
     return {
-        "reservation": str(reservation.pk),
-        "expires_at": reservation.expires_at.isoformat(),
-        "reference_url": storage.url(pair.face_input.lq_key),
-        "left_url": storage.url(left.image_key),
-        "right_url": storage.url(right.image_key),
-        "instruction": pair.face_input.instruction,
+        "reservation": str(reserved.reservation_id),
+        "expires_at": reserved.expires_at.isoformat(),
+        "reference_url": storage.url(reserved.lq_key),
+        "left_url": storage.url(reserved.left_key),
+        "right_url": storage.url(reserved.right_key),
+        "instruction": reserved.instruction,
     }
 
 

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from annotation_web.labeling.services import reservations_release_expired
+from annotation_web.labeling.queue import reservations_release_expired
 
 
 @shared_task(acks_late=True)

@@ -29,7 +29,9 @@ def home(request):
     can_read_dashboards = request.user.is_manager or request.user.is_engineer
     if len(projects) == 1 and not can_read_dashboards:
         return redirect("annotate", slug=projects[0].slug)
-    return render(request, "labeling/home.html", {"projects": projects, "can_read_dashboards": can_read_dashboards})
+    return render(
+        request, "labeling/home.html", {"projects": projects, "can_read_dashboards": can_read_dashboards}
+    )
 
 
 @login_required

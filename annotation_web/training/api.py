@@ -1,50 +1,17 @@
-"""Engineers trigger and cancel the ML loop's jobs; engineers and managers read the model registry."""
+"""Engineers trigger the ML loop's jobs (following and cancelling jobs is `jobs.api`, the model list
+`registry.api`)."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation_web.accounts.permissions import IsEngineer, IsEngineerOrManager
 from annotation_web.jobs.serializers import JobSerializer
 from annotation_web.labeling import selectors
-from annotation_web.labeling.models import ModelVersion
+from annotation_web.permissions import IsEngineer
 from annotation_web.training import services
-
-
-class ModelVersionSerializer(serializers.ModelSerializer):
-    parent = serializers.PrimaryKeyRelatedField(read_only=True)
-    lineage = serializers.SerializerMethodField()
-
-    class Meta:
-        model = ModelVersion
-        fields = [
-            "id",
-            "kind",
-            "name",
-            "version",
-            "description",
-            "artifact_key",
-            "parent",
-            "lineage",
-            "metrics",
-            "created_at",
-        ]
-
-    def get_lineage(self, version: ModelVersion) -> dict:
-        return version.config.get("lineage", {})
-
-
-class ModelVersionListApi(generics.ListAPIView):
-    permission_classes = [IsEngineerOrManager]
-    serializer_class = ModelVersionSerializer
-
-    def get_queryset(self):
-        queryset = ModelVersion.objects.select_related("parent").order_by("kind", "name", "version")
-        kind = self.request.query_params.get("kind")
-        return queryset.filter(kind=kind) if kind else queryset
 
 
 class GenerateRequest(serializers.Serializer):
@@ -119,11 +86,3 @@ class RLJobApi(_JobCreateApi):
 
     def create(self, *, project, user, data):
         return services.rl_job_create(project=project, user=user, **data)
-
-
-class JobCancelApi(APIView):
-    permission_classes = [IsEngineer]
-
-    @extend_schema(request=None, responses=JobSerializer)
-    def post(self, request, pk: int):
-        return Response(JobSerializer(services.job_cancel(job_id=pk)).data)

@@ -1,8 +1,8 @@
 """The ML loop as jobs: candidates from a restorer, reward-model training on the judgments, RL fine-tuning.
 
-Each `*_run` function is what a job of that kind does (called by `jobs.runners` in a Celery worker); each
-`*_job_create` validates a request and queues the job. Lineage goes into `ModelVersion.parent`,
-`ModelVersion.config["lineage"]` and the job's outputs.
+Each `*_run` function is what a job of that kind does (registered as the kind's runner in
+`TrainingConfig.ready()`, run by `jobs` in a Celery worker); each `*_job_create` validates a request and queues
+the job. Lineage goes into `ModelVersion.parent`, `ModelVersion.config["lineage"]` and the job's outputs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -18,56 +17,34 @@ from django.db import transaction
 from django.db.models import Max
 
 from annotation_web import ml_bridge
-from annotation_web.jobs.models import Job, JobKind, JobState
-from annotation_web.jobs.services import job_enqueue
+from annotation_web.jobs import selectors as job_selectors
+from annotation_web.jobs.kinds import Progress
+from annotation_web.jobs.models import Job
+from annotation_web.jobs.services import job_create
 from annotation_web.labeling import selectors
-from annotation_web.labeling.errors import LabelingError, NotFound
-from annotation_web.labeling.models import Candidate, FaceInput, Judgment, ModelKind, ModelVersion, Project
-from annotation_web.labeling.services import candidate_store, pair_create
+from annotation_web.labeling.errors import LabelingError
+from annotation_web.labeling.models import Candidate, FaceInput, Judgment, Project
+from annotation_web.labeling.pairs import candidate_store, pair_create
+from annotation_web.registry import selectors as registry_selectors
+from annotation_web.registry.artifacts import artifact_local_dir
+from annotation_web.registry.models import ModelKind, ModelVersion
+from annotation_web.registry.services import model_version_register
 from annotation_web.storage import LocalStorage, get_storage
-from annotation_web.training.artifacts import artifact_local_dir, artifact_prefix, artifact_upload
 
-Progress = Callable[[int, int, str], None]
+# The job kinds of the ML loop (registered in TrainingConfig.ready()).
+GENERATE = "generate"
+TRAIN_REWARD = "train_reward"
+TRAIN_RL = "train_rl"
 
 
 def _model_version(pk: int, kind: str) -> ModelVersion:
-    version = ModelVersion.objects.filter(pk=pk, kind=kind).first()
-    if version is None:
-        raise NotFound(f"no {kind} model version with id {pk}")
-    if not version.artifact_key:
-        raise LabelingError(f"{version} has no artifact to load")
-    return version
+    return registry_selectors.model_version_loadable(pk=pk, kind=kind)
 
 
-@transaction.atomic
-def model_version_register(
-    *,
-    kind: str,
-    name: str,
-    folder: Path,
-    parent: ModelVersion | None = None,
-    lineage: dict | None = None,
-    description: str = "",
-) -> ModelVersion:
-    """Copy an artifact folder into the storage as the next version of `kind/name`."""
-    if kind not in (ModelKind.RESTORER, ModelKind.REWARD):
-        raise LabelingError(f"only restorer and reward artifacts are registered, not {kind!r}")
-    if not (folder / "config.json").exists():
-        raise LabelingError(f"{folder} is not an artifact folder (no config.json)")
-    latest = ModelVersion.objects.select_for_update().filter(kind=kind, name=name).aggregate(Max("version"))
-    version_number = (latest["version__max"] or 0) + 1
-    prefix = artifact_prefix(kind=kind, name=name, version=version_number)
-    artifact_upload(folder=folder, prefix=prefix)
-    return ModelVersion.objects.create(
-        kind=kind,
-        name=name,
-        version=version_number,
-        description=description,
-        artifact_key=prefix,
-        parent=parent,
-        config={**ml_bridge.artifact_config(str(folder)), "lineage": lineage or {}},
-        metrics=ml_bridge.artifact_metrics(str(folder)),
-    )
+def _project(job: Job) -> Project:
+    if job.project is None:
+        raise LabelingError(f"{job.kind} job {job.pk} has no project")
+    return job.project
 
 
 # --- generation ----------------------------------------------------------------------------------------
@@ -146,7 +123,7 @@ def _materialise_images(keys: set[str], root: Path) -> Path:
 
 def reward_training_run(*, job: Job, progress: Progress) -> dict:
     params = job.params
-    project = job.project
+    project = _project(job)
     last_judgment = int(params["up_to_judgment_id"])
     with tempfile.TemporaryDirectory(prefix="reward-job-") as tmp:
         work = Path(tmp)
@@ -194,24 +171,21 @@ def reward_training_run(*, job: Job, progress: Progress) -> dict:
 
 
 def _write_manifest(project: Project, folder: Path) -> Path:
+    """The project's inputs as an RL inputs manifest (written by the ML package, through the bridge)."""
     storage = get_storage()
-    rows = []
-    for face_input in FaceInput.objects.filter(project=project).order_by("pk"):
-        lq = folder / f"{face_input.pk}-lq.png"
-        lq.write_bytes(storage.get(face_input.lq_key))
-        row = {"id": str(face_input.pk), "lq": lq.name, "instruction": face_input.instruction}
-        if face_input.hq_key:
-            hq = folder / f"{face_input.pk}-hq.png"
-            hq.write_bytes(storage.get(face_input.hq_key))
-            row["hq"] = hq.name
-        if face_input.degradation:
-            row["degradation"] = face_input.degradation
-        rows.append(row)
-    if len(rows) < 2:
+    inputs = [
+        ml_bridge.RLInput(
+            id=str(face_input.pk),
+            lq_png=storage.get(face_input.lq_key),
+            instruction=face_input.instruction,
+            hq_png=storage.get(face_input.hq_key) if face_input.hq_key else None,
+            degradation=face_input.degradation or None,
+        )
+        for face_input in FaceInput.objects.filter(project=project).order_by("pk")
+    ]
+    if len(inputs) < 2:
         raise LabelingError("RL needs at least two inputs in the project (one is held out for evaluation)")
-    manifest = folder / "inputs.jsonl"
-    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return manifest
+    return Path(ml_bridge.rl_manifest_write(folder=str(folder), inputs=inputs))
 
 
 def _check_resolution(restorer: ModelVersion, project: Project) -> None:
@@ -226,10 +200,11 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
     params = job.params
     policy = _model_version(params["restorer_id"], ModelKind.RESTORER)
     reward = _model_version(params["reward_id"], ModelKind.REWARD)
-    _check_resolution(policy, job.project)
+    project = _project(job)
+    _check_resolution(policy, project)
 
     def should_stop() -> bool:
-        return Job.objects.filter(pk=job.pk, state=JobState.CANCELLED).exists()
+        return job_selectors.job_is_cancelled(job_id=job.pk)
 
     def on_progress(step: int, total: int, metrics: dict) -> None:
         shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, int | float)}
@@ -238,7 +213,7 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
     # The run folder outlives a crashed worker so that a redelivered job resumes from its checkpoint.
     run_dir = Path(settings.VAR_DIR) / "rl-runs" / params["run_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _write_manifest(job.project, run_dir)
+    manifest = _write_manifest(project, run_dir)
     summary = ml_bridge.rl_fine_tune(
         policy_dir=str(artifact_local_dir(prefix=policy.artifact_key)),
         reward_dir=str(artifact_local_dir(prefix=reward.artifact_key)),
@@ -259,7 +234,7 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
         lineage={
             "parent_restorer_id": policy.pk,
             "reward_id": reward.pk,
-            "project": job.project.slug,
+            "project": project.slug,
             "job": job.pk,
         },
         description=f"RL fine-tune of {policy} against {reward}: {summary.get('message', '')}",
@@ -268,12 +243,6 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
 
 
 # --- queueing jobs -------------------------------------------------------------------------------------
-
-
-def _queue(*, kind: str, project: Project, user, params: dict) -> Job:
-    job = Job.objects.create(kind=kind, project=project, created_by=user, params=params)
-    transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
-    return job
 
 
 @transaction.atomic
@@ -312,7 +281,7 @@ def generation_job_create(
         "eta": eta,
         "seed": seed,
     }
-    return _queue(kind=JobKind.GENERATE, project=project, user=user, params=params)
+    return job_create(kind=GENERATE, project=project, user=user, params=params)
 
 
 @transaction.atomic
@@ -331,7 +300,7 @@ def reward_job_create(
         "seed": seed,
         "name": name or project.slug,
     }
-    return _queue(kind=JobKind.TRAIN_REWARD, project=project, user=user, params=params)
+    return job_create(kind=TRAIN_REWARD, project=project, user=user, params=params)
 
 
 @transaction.atomic
@@ -355,17 +324,4 @@ def rl_job_create(
         "preset": preset,
         "overrides": overrides or {},
     }
-    return _queue(kind=JobKind.TRAIN_RL, project=project, user=user, params=params)
-
-
-@transaction.atomic
-def job_cancel(*, job_id: int) -> Job:
-    from annotation_web.jobs.models import TERMINAL_STATES
-    from annotation_web.jobs.services import job_transition
-
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
-    if job is None:
-        raise NotFound(f"no job {job_id}")
-    if job.state in TERMINAL_STATES:
-        raise LabelingError(f"job {job_id} already {job.state}")
-    return job_transition(job_id=job_id, to_state=JobState.CANCELLED)
+    return job_create(kind=TRAIN_RL, project=project, user=user, params=params)

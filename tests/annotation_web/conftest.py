@@ -9,11 +9,23 @@ from PIL import Image
 
 from annotation_web.accounts.models import Role
 from annotation_web.accounts.services import user_create
-from annotation_web.labeling import services
-from annotation_web.labeling.models import Candidate, FaceInput, ModelKind, ModelVersion, Pair
+from annotation_web.labeling.models import Candidate, FaceInput, Pair
+from annotation_web.labeling.pairs import gold_pair_create, pair_create, project_create
+from annotation_web.registry.models import ModelKind, ModelVersion
 from annotation_web.storage import _cached_storage
 
 _counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """SQLite: the test database is a file, not shared memory, so that threads (the concurrency tests) each
+    open their own connection to it and wait for its write lock, as the web and worker processes do."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3" and not database.get("TEST", {}).get("NAME"):
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("sqlite") / "test.sqlite3")
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +80,7 @@ def make_project(db):
         resolution: int = 64,
     ):
         """A project with `pairs` pairs on separate inputs; image keys are placeholders (no files needed)."""
-        project = services.project_create(
+        project = project_create(
             name="Test project",
             slug=slug or f"p{next(_counter)}",
             overlap=overlap,
@@ -93,9 +105,9 @@ def make_project(db):
                 face_input=face_input, model_version=version_b, image_key=f"s/{index}/b.png"
             )
             if index < pairs:
-                services.pair_create(a=a, b=b, batch="b1" if index % 2 == 0 else "b2")
+                pair_create(a=a, b=b, batch="b1" if index % 2 == 0 else "b2")
             else:
-                services.gold_pair_create(better=a, worse=b)
+                gold_pair_create(better=a, worse=b)
         return project
 
     return make

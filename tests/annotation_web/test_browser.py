@@ -16,7 +16,7 @@ from PIL import Image
 
 from annotation_web.accounts.models import Role
 from annotation_web.accounts.services import user_create
-from annotation_web.labeling import services
+from annotation_web.labeling import imports, pairs
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation, ReservationState
 from annotation_web.storage import _cached_storage
@@ -104,10 +104,10 @@ def build_project(*, faces: int, with_gold: bool):
 
     gold_rate 1 makes the gold pair the first one served (then the ordinary queue), so the run is deterministic.
     """
-    project = services.project_create(
+    project = pairs.project_create(
         name="Browser project", slug="browser", overlap=1, gold_rate=1.0 if with_gold else 0.0, resolution=32
     )
-    report = services.face_inputs_import(
+    report = imports.face_inputs_import(
         project=project,
         source=[SourceFile(f"face-{i}.png", synthetic_face_png(i)) for i in range(faces)],
         batch="b1",
@@ -115,12 +115,11 @@ def build_project(*, faces: int, with_gold: bool):
     assert len(report.imported) == faces, report.as_dict()
     for input_id in report.imported:
         face_input = project.inputs.get(pk=input_id)
-        candidates = services.classical_candidates_create(face_input=face_input)
-        services.pairs_create_all_for_input(face_input=face_input, candidates=candidates, batch="b1")
+        candidates = pairs.classical_candidates_create(face_input=face_input)
+        pairs.pairs_create_all_for_input(face_input=face_input, candidates=candidates, batch="b1")
     if with_gold:
         assert (
-            services.gold_pair_create_for_input(face_input=project.inputs.get(pk=report.imported[0]))
-            is not None
+            pairs.gold_pair_create_for_input(face_input=project.inputs.get(pk=report.imported[0])) is not None
         )
     return project
 

@@ -18,7 +18,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from annotation_web.jobs.models import Job, JobState
-from annotation_web.jobs.services import import_job_create
+from annotation_web.labeling.import_jobs import import_job_create
 from annotation_web.labeling.models import FaceInput
 from tests.annotation_web.conftest import face_png
 
@@ -35,7 +35,16 @@ def zip_of_faces(count: int) -> bytes:
 
 
 def start_worker(env: dict[str, str], log: Path, *, purge: bool = False) -> subprocess.Popen:
-    command = [sys.executable, "-m", "celery", "-A", "annotation_web", "worker", "--pool=solo", "--loglevel=INFO"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "annotation_web",
+        "worker",
+        "--pool=solo",
+        "--loglevel=INFO",
+    ]
     # --purge: messages that earlier tests queued for jobs of their own (long gone) are dropped first.
     command += ["--purge"] if purge else []
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
@@ -109,8 +118,8 @@ def test_embedded_defaults_sqlite_and_filesystem_broker(tmp_path):
     (tmp_path / "faces.zip").write_bytes(zip_of_faces(2))
     enqueue = f"""
 from annotation_web.accounts.services import user_create
-from annotation_web.jobs.services import import_job_create
-from annotation_web.labeling.services import project_create
+from annotation_web.labeling.import_jobs import import_job_create
+from annotation_web.labeling.pairs import project_create
 p = project_create(name='E', slug='embedded')
 u = user_create(username='eng', password='pw-123456', role='engineer')
 job = import_job_create(project=p, user=u, upload_name='faces.zip', upload_bytes=open({str(tmp_path / "faces.zip")!r}, 'rb').read())

@@ -10,9 +10,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from annotation_web.labeling import services
+from annotation_web.labeling import imports, pairs
 from annotation_web.labeling.ingest import SourceFile
-from annotation_web.labeling.models import Judgment, ModelKind, Outcome, Pair
+from annotation_web.labeling.models import Judgment, Outcome, Pair
+from annotation_web.registry.models import ModelKind
+from annotation_web.registry.services import model_version_get_or_create
 from annotation_web.storage import _cached_storage, get_storage
 
 # Candidates are the HQ plus Gaussian noise of these strengths (stored as the candidate's seed): the less
@@ -52,8 +54,8 @@ def noisy_png(hq_png: bytes, sigma: float, seed: int) -> bytes:
 
 
 def build_project(slug: str, faces: int = 2):
-    project = services.project_create(name="Simulated", slug=slug, overlap=1, gold_rate=0.0, resolution=32)
-    report = services.face_inputs_import(
+    project = pairs.project_create(name="Simulated", slug=slug, overlap=1, gold_rate=0.0, resolution=32)
+    report = imports.face_inputs_import(
         project=project, source=[SourceFile(f"{slug}-{i}.png", disc_face_png(i)) for i in range(faces)]
     )
     assert len(report.imported) == faces, report.as_dict()
@@ -62,16 +64,12 @@ def build_project(slug: str, faces: int = 2):
         hq_png = storage.get(face_input.hq_key)
         candidates = []
         for sigma in NOISE_LEVELS:
-            model_version = services.model_version_get_or_create(
-                kind=ModelKind.CLASSICAL, name=f"noise-{sigma}"
-            )
+            model_version = model_version_get_or_create(kind=ModelKind.CLASSICAL, name=f"noise-{sigma}")
             png = noisy_png(hq_png, sigma, seed=face_input.pk * 100 + sigma)
             candidates.append(
-                services.candidate_store(
-                    face_input=face_input, model_version=model_version, seed=sigma, png=png
-                )
+                pairs.candidate_store(face_input=face_input, model_version=model_version, seed=sigma, png=png)
             )
-        services.pairs_create_all_for_input(face_input=face_input, candidates=candidates)
+        pairs.pairs_create_all_for_input(face_input=face_input, candidates=candidates)
     return project
 
 

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from annotation_web.labeling import services
+from annotation_web.labeling import imports
 from annotation_web.labeling.ingest import iter_s3_prefix
 from annotation_web.storage import S3Storage, StorageMissing, _cached_storage, get_storage
 from tests.annotation_web.conftest import face_png
@@ -61,7 +61,7 @@ def test_import_from_an_s3_prefix_into_s3_storage(s3_settings, make_project):
     storage.put(f"{prefix}readme.txt", b"not a face")
     storage.put(f"{prefix}broken.png", b"broken")
     project = make_project(pairs=0)
-    report = services.face_inputs_import(
+    report = imports.face_inputs_import(
         project=project, source=iter_s3_prefix(f"s3://{s3_settings.S3_BUCKET}/{prefix}")
     )
     assert len(report.imported) == 3 and len(report.rejected) == 1

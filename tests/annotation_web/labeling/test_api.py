@@ -141,12 +141,12 @@ def test_session_writes_need_the_csrf_token(make_project, annotator):
 @pytest.mark.django_db
 def test_export_streams_the_contract_rows_without_skips(make_project, make_user, engineer):
     project = make_project(pairs=3, overlap=2)
-    from annotation_web.labeling import services
+    from annotation_web.labeling import judgments, queue
 
     for user in (make_user(), make_user()):
         choices = iter(["left", "skip", "both_bad"])
-        while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
-            services.judgment_submit(
+        while (reservation := queue.pair_reserve_next(annotator=user, project=project)) is not None:
+            judgments.judgment_submit(
                 annotator=user,
                 reservation_id=reservation.pk,
                 choice=next(choices, "tie"),
@@ -183,13 +183,13 @@ def test_export_streams_the_contract_rows_without_skips(make_project, make_user,
 
 @pytest.mark.django_db
 def test_agreement_endpoint_reports_alpha_per_project_and_batch(make_project, make_user, engineer):
-    from annotation_web.labeling import services
+    from annotation_web.labeling import judgments, queue
 
     project = make_project(pairs=4, overlap=2)
     for user in (make_user(), make_user()):
-        while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
+        while (reservation := queue.pair_reserve_next(annotator=user, project=project)) is not None:
             choice = "left" if reservation.shown_left == "a" else "right"  # both always pick `a`
-            services.judgment_submit(
+            judgments.judgment_submit(
                 annotator=user,
                 reservation_id=reservation.pk,
                 choice=choice,
@@ -240,12 +240,12 @@ def test_throttling_answers_429(make_project, annotator, monkeypatch):
 def test_dashboard_for_managers_shows_pace_answers_agreement_and_annotators(
     make_project, make_user, annotator
 ):
-    from annotation_web.labeling import services
+    from annotation_web.labeling import judgments, queue
 
     project = make_project(pairs=4, overlap=2, gold=1, gold_rate=0.5)
     for user in (make_user(username="alice"), make_user(username="bob")):
-        while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
-            services.judgment_submit(
+        while (reservation := queue.pair_reserve_next(annotator=user, project=project)) is not None:
+            judgments.judgment_submit(
                 annotator=user,
                 reservation_id=reservation.pk,
                 choice="tie",

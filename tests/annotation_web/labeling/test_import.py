@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from annotation_web.accounts.services import token_for_user
 from annotation_web.jobs.models import Job, JobState
-from annotation_web.labeling import services
+from annotation_web.labeling import imports
 from annotation_web.labeling.ingest import iter_folder, iter_zip
 from annotation_web.labeling.models import FaceInput, Pair
 from annotation_web.storage import get_storage
@@ -33,7 +33,7 @@ def test_folder_import_stores_hq_and_lq_with_recorded_degradation(make_project, 
     (folder / "one.png").write_bytes(face_png(1))
     (folder / "sub" / "two.jpg").write_bytes(face_png(2))
     (folder / "notes.txt").write_text("not an image")
-    report = services.face_inputs_import(project=project, source=iter_folder(folder), batch="b1")
+    report = imports.face_inputs_import(project=project, source=iter_folder(folder), batch="b1")
     assert len(report.imported) == 2 and not report.rejected
     storage = get_storage()
     for face_input in FaceInput.objects.filter(project=project):
@@ -44,7 +44,7 @@ def test_folder_import_stores_hq_and_lq_with_recorded_degradation(make_project, 
         lq = Image.open(io.BytesIO(storage.get(face_input.lq_key)))
         hq = Image.open(io.BytesIO(storage.get(face_input.hq_key)))
         assert lq.size == hq.size == (project.resolution, project.resolution)
-    again = services.face_inputs_import(project=project, source=iter_folder(folder))
+    again = imports.face_inputs_import(project=project, source=iter_folder(folder))
     assert len(again.duplicates) == 2 and not again.imported
     assert FaceInput.objects.filter(project=project).count() == 2
 
@@ -64,7 +64,7 @@ def test_zip_import_refuses_path_tricks_and_non_images_but_keeps_the_rest(make_p
             "__MACOSX/._a.png": b"junk",
         }
     )
-    report = services.face_inputs_import(project=project, source=iter_zip(io.BytesIO(archive)))
+    report = imports.face_inputs_import(project=project, source=iter_zip(io.BytesIO(archive)))
     assert len(report.imported) == 1
     reasons = " | ".join(report.rejected)
     assert "../escape.png: unsafe path" in reasons and "/abs.png: unsafe path" in reasons
@@ -167,7 +167,7 @@ def test_full_disk_fails_clearly_and_leaves_no_half_imported_input(make_project,
     assert not Job.objects.exists()
     # An import already running when the disk fills up: the file fails, no row points at a missing image.
     with pytest.raises(OSError):
-        services.face_inputs_import(project=project, source=iter_folder_of_one(face_png(31)))
+        imports.face_inputs_import(project=project, source=iter_folder_of_one(face_png(31)))
     assert not FaceInput.objects.filter(project=project).exists()
 
 

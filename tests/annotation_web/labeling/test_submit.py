@@ -5,9 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotation_web.labeling import services
+from annotation_web.labeling import judgments, queue
 from annotation_web.labeling.errors import Conflict, Expired, Forbidden, LabelingError, NotFound
 from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation
+
+# Every test here runs on each queue path, and the queue invariant is checked after it (conftest.py).
+pytestmark = pytest.mark.usefixtures("queue_path")
 
 
 @pytest.mark.django_db
@@ -24,9 +27,9 @@ from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation
 )
 def test_screen_choice_is_recorded_against_the_pair(make_project, annotator, shown_left, choice, outcome):
     project = make_project(pairs=1)
-    reservation = services.pair_reserve_next(annotator=annotator, project=project)
+    reservation = queue.pair_reserve_next(annotator=annotator, project=project)
     Reservation.objects.filter(pk=reservation.pk).update(shown_left=shown_left)
-    result = services.judgment_submit(
+    result = judgments.judgment_submit(
         annotator=annotator, reservation_id=reservation.pk, choice=choice, idempotency_key="k1"
     )
     assert result.created
@@ -39,27 +42,27 @@ def test_screen_choice_is_recorded_against_the_pair(make_project, annotator, sho
 @pytest.mark.django_db
 def test_repeated_submit_returns_the_first_result(make_project, annotator):
     project = make_project(pairs=2)
-    reservation = services.pair_reserve_next(annotator=annotator, project=project)
-    first = services.judgment_submit(
+    reservation = queue.pair_reserve_next(annotator=annotator, project=project)
+    first = judgments.judgment_submit(
         annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="same"
     )
-    repeat = services.judgment_submit(
+    repeat = judgments.judgment_submit(
         annotator=annotator, reservation_id=reservation.pk, choice="right", idempotency_key="same"
     )
-    assert not repeat.created and repeat.judgment.pk == first.judgment.pk
-    assert repeat.judgment.outcome == first.judgment.outcome
+    assert not repeat.created and repeat.judgment_id == first.judgment_id
+    assert repeat.outcome == first.outcome
     assert Judgment.objects.count() == 1 and Pair.objects.get(pk=reservation.pair_id).judgment_count == 1
 
 
 @pytest.mark.django_db
 def test_second_submit_with_another_key_is_refused(make_project, annotator):
     project = make_project(pairs=2)
-    reservation = services.pair_reserve_next(annotator=annotator, project=project)
-    services.judgment_submit(
+    reservation = queue.pair_reserve_next(annotator=annotator, project=project)
+    judgments.judgment_submit(
         annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="k1"
     )
     with pytest.raises(Conflict):
-        services.judgment_submit(
+        judgments.judgment_submit(
             annotator=annotator, reservation_id=reservation.pk, choice="left", idempotency_key="k2"
         )
     assert Judgment.objects.count() == 1
@@ -69,25 +72,25 @@ def test_second_submit_with_another_key_is_refused(make_project, annotator):
 def test_refusals_are_clear(make_project, make_user):
     project = make_project(pairs=2)
     owner, stranger = make_user(), make_user()
-    reservation = services.pair_reserve_next(annotator=owner, project=project)
+    reservation = queue.pair_reserve_next(annotator=owner, project=project)
     with pytest.raises(NotFound):
-        services.judgment_submit(
+        judgments.judgment_submit(
             annotator=owner,
             reservation_id="00000000-0000-0000-0000-000000000000",
             choice="left",
             idempotency_key="x",
         )
     with pytest.raises(Forbidden):
-        services.judgment_submit(
+        judgments.judgment_submit(
             annotator=stranger, reservation_id=reservation.pk, choice="left", idempotency_key="x"
         )
     with pytest.raises(LabelingError, match="choice must be one of"):
-        services.judgment_submit(
+        judgments.judgment_submit(
             annotator=owner, reservation_id=reservation.pk, choice="a", idempotency_key="x"
         )
     Reservation.objects.filter(pk=reservation.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     with pytest.raises(Expired):
-        services.judgment_submit(
+        judgments.judgment_submit(
             annotator=owner, reservation_id=reservation.pk, choice="left", idempotency_key="x"
         )
     assert Judgment.objects.count() == 0
@@ -99,8 +102,8 @@ def test_database_forbids_two_judgments_of_one_pair_by_one_annotator(make_projec
     from django.db import IntegrityError, transaction
 
     project = make_project(pairs=1)
-    reservation = services.pair_reserve_next(annotator=annotator, project=project)
-    services.judgment_submit(
+    reservation = queue.pair_reserve_next(annotator=annotator, project=project)
+    judgments.judgment_submit(
         annotator=annotator, reservation_id=reservation.pk, choice="tie", idempotency_key="k1"
     )
     judgment = Judgment.objects.get()

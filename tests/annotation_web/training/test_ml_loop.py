@@ -9,10 +9,11 @@ from rest_framework.test import APIClient
 from annotation_web.accounts.services import token_for_user
 from annotation_web.celery import app
 from annotation_web.jobs.models import Job, JobState
-from annotation_web.labeling import services
+from annotation_web.labeling import imports, judgments, queue
 from annotation_web.labeling.ingest import SourceFile
-from annotation_web.labeling.models import ModelKind, ModelVersion, Pair
-from annotation_web.training.services import model_version_register
+from annotation_web.labeling.models import Pair
+from annotation_web.registry.models import ModelKind, ModelVersion
+from annotation_web.registry.services import model_version_register
 from tests.annotation_web.conftest import face_png
 
 
@@ -44,9 +45,9 @@ def judge_everything(project, make_user, count: int = 2) -> int:
     judged = 0
     for _ in range(count):
         user = make_user()
-        while (reservation := services.pair_reserve_next(annotator=user, project=project)) is not None:
+        while (reservation := queue.pair_reserve_next(annotator=user, project=project)) is not None:
             choice = "left" if (reservation.pk.int % 3) else "tie"
-            services.judgment_submit(
+            judgments.judgment_submit(
                 annotator=user,
                 reservation_id=reservation.pk,
                 choice=choice,
@@ -71,7 +72,7 @@ def test_generate_judge_train_reward_select_and_fine_tune(
 ):
     project = make_project(pairs=0, resolution=32)  # the tiny test restorer works at 32 px
     faces = [SourceFile(f"{seed}.png", face_png(seed, size=40)) for seed in range(4)]
-    services.face_inputs_import(project=project, source=faces)
+    imports.face_inputs_import(project=project, source=faces)
     client = engineer_client(engineer)
     base = f"/api/projects/{project.slug}/jobs"
 
@@ -163,7 +164,7 @@ def test_ml_jobs_refuse_bad_requests_clearly(make_project, engineer, make_user, 
 @pytest.mark.django_db
 def test_cancelling_a_queued_job(make_project, engineer, tiny_restorer):
     project = make_project(pairs=0)
-    services.face_inputs_import(project=project, source=[SourceFile("a.png", face_png(1))])
+    imports.face_inputs_import(project=project, source=[SourceFile("a.png", face_png(1))])
     client = engineer_client(engineer)
     job = client.post(
         f"/api/projects/{project.slug}/jobs/generate/", {"restorer_id": tiny_restorer.pk}, format="json"
@@ -172,7 +173,7 @@ def test_cancelling_a_queued_job(make_project, engineer, tiny_restorer):
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     again = client.post(f"/api/jobs/{job['id']}/cancel/")
     assert again.status_code == 400 and "already cancelled" in again.json()["detail"]
-    from annotation_web.jobs.runners import job_run
+    from annotation_web.jobs.services import job_run
 
     job_run(job_id=job["id"])  # a late delivery of the task does nothing
     assert Job.objects.get(pk=job["id"]).state == JobState.CANCELLED

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from annotation_web import ml_bridge
 from annotation_web.accounts.models import Role
 from annotation_web.accounts.services import user_get_or_create
-from annotation_web.labeling import services
+from annotation_web.labeling import imports, pairs
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Project
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         for username, role in DEMO_USERS:
             user_get_or_create(username=username, password=DEMO_PASSWORD, role=role)
-        project = Project.objects.filter(slug="demo").first() or services.project_create(
+        project = Project.objects.filter(slug="demo").first() or pairs.project_create(
             name="Demo: synthetic faces", slug="demo", overlap=1, gold_rate=0.1
         )
         project.description = (
@@ -49,13 +49,13 @@ class Command(BaseCommand):
             buffer = io.BytesIO()
             face.save(buffer, format="PNG")
             sources.append(SourceFile(f"synthetic-{seed}.png", buffer.getvalue()))
-        report = services.face_inputs_import(project=project, source=sources, batch="demo-1")
+        report = imports.face_inputs_import(project=project, source=sources, batch="demo-1")
         for index, input_id in enumerate(tqdm(report.imported, desc="candidates", unit="input")):
             face_input = project.inputs.get(pk=input_id)
-            candidates = services.classical_candidates_create(face_input=face_input)
-            services.pairs_create_all_for_input(face_input=face_input, candidates=candidates, batch="demo-1")
+            candidates = pairs.classical_candidates_create(face_input=face_input)
+            pairs.pairs_create_all_for_input(face_input=face_input, candidates=candidates, batch="demo-1")
             if index % options["gold_every"] == 0:
-                services.gold_pair_create_for_input(face_input=face_input)
+                pairs.gold_pair_create_for_input(face_input=face_input)
         self.stdout.write(
             f"demo ready: project 'demo' with {project.inputs.count()} inputs and {project.pairs.count()} pairs; "
             f"users {', '.join(u for u, _ in DEMO_USERS)} (password '{DEMO_PASSWORD}')"

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotation_web.labeling import selectors, services
+from annotation_web.labeling import imports, pairs, selectors
 from annotation_web.labeling.errors import LabelingError
 from annotation_web.labeling.ingest import count_source, iter_source
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
             disable=options["verbosity"] == 0,
         )
         try:
-            report = services.face_inputs_import(
+            report = imports.face_inputs_import(
                 project=project,
                 source=source,
                 batch=options["batch"],
@@ -50,12 +50,12 @@ class Command(BaseCommand):
         for input_id in report.imported:
             face_input = project.inputs.get(pk=input_id)
             if options["classical_candidates"]:
-                candidates = services.classical_candidates_create(face_input=face_input)
-                services.pairs_create_all_for_input(
+                candidates = pairs.classical_candidates_create(face_input=face_input)
+                pairs.pairs_create_all_for_input(
                     face_input=face_input, candidates=candidates, batch=options["batch"]
                 )
             if options["gold"]:
-                services.gold_pair_create_for_input(face_input=face_input)
+                pairs.gold_pair_create_for_input(face_input=face_input)
         for message in report.rejected:
             self.stderr.write(f"rejected: {message}")
         self.stdout.write(

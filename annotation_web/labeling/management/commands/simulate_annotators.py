@@ -1,8 +1,8 @@
 """Simulated annotators that judge through the HTTP API exactly like the browser does.
 
 Each simulated person is a user `sim-<kind>-<i>` with the annotator role. They ask for the next pair, look at
-the images they were served (`left_url` / `right_url`), ask `reward_model.oracle.OracleAnnotator` which side is
-better and submit the screen side (`left` / `right` / `tie` / `both_bad`), using the submit's `next` to get
+the images they were served (`left_url` / `right_url`), ask an oracle annotator (`reward_model.oracle`, reached
+through `annotation_web.ml_bridge`) which side is better and submit the screen side (`left` / `right` / `tie` / `both_bad`), using the submit's `next` to get
 their following pair. Judgments are only ever written by the server.
 
 The oracle needs the clean original: the command reads the HQ image of the reservation's input from the
@@ -18,11 +18,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin
 
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image, UnidentifiedImageError
 
+from annotation_web import ml_bridge
 from annotation_web.accounts.models import Role
 from annotation_web.accounts.services import token_for_user, user_get_or_create
 from annotation_web.labeling.models import FaceInput
@@ -43,7 +45,7 @@ class ApiError(Exception):
 class SimulatedAnnotator:
     username: str
     token: str
-    oracle: object
+    oracle: Any  # reward_model.oracle.OracleAnnotator, made by ml_bridge.oracle_annotators
     pair: dict | None = None
     done: bool = False
     submitted: int = 0
@@ -78,8 +80,6 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request")
 
     def handle(self, *args, **options):
-        from reward_model.oracle import OracleAnnotator, default_distance
-
         if options["count"] < 1:
             raise CommandError("--count must be at least 1")
         if options["judgments"] < 1:
@@ -96,19 +96,17 @@ class Command(BaseCommand):
 
         self.base_url = options["base_url"].rstrip("/") + "/"
         self.slug = options["project"]
-        distance = default_distance()  # one perceptual network shared by every simulated annotator
+        indices = range(1, options["count"] + 1)
+        # One perceptual network shared by every simulated annotator.
+        oracles = ml_bridge.oracle_annotators(
+            options["kind"], seeds=[options["seed"] * 1000 + index for index in indices], **oracle_settings
+        )
         annotators = []
-        for index in range(1, options["count"] + 1):
+        for index, oracle in zip(indices, oracles):
             username = f"sim-{options['kind']}-{index}"
             # A random password: simulated users authenticate by token only.
             user = user_get_or_create(
                 username=username, password=secrets.token_urlsafe(24), role=Role.ANNOTATOR
-            )
-            oracle = OracleAnnotator(
-                options["kind"],
-                seed=options["seed"] * 1000 + index,
-                distance=distance,
-                **oracle_settings,
             )
             annotators.append(
                 SimulatedAnnotator(username=username, token=token_for_user(user=user), oracle=oracle)

@@ -2,9 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation_web.labeling.errors import LabelingError
-from annotation_web.labeling.models import ModelVersion
-from annotation_web.training.services import model_version_register
+from annotation_web.errors import ServiceError
+from annotation_web.registry import selectors
+from annotation_web.registry.services import model_version_register
 
 
 class Command(BaseCommand):
@@ -18,9 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--description", default="")
 
     def handle(self, *args, **options):
-        parent = ModelVersion.objects.filter(pk=options["parent"]).first() if options["parent"] else None
-        if options["parent"] and parent is None:
-            raise CommandError(f"no model version {options['parent']}")
+        try:
+            parent = selectors.model_version_get(pk=options["parent"]) if options["parent"] else None
+        except ServiceError as exc:
+            raise CommandError(f"no model version {options['parent']}") from exc
         try:
             version = model_version_register(
                 kind=options["kind"],
@@ -29,6 +30,6 @@ class Command(BaseCommand):
                 parent=parent,
                 description=options["description"],
             )
-        except LabelingError as exc:
+        except ServiceError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"registered {version} (id {version.pk})")
