@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -54,7 +56,7 @@ def heavily_degraded_png(hq_png: bytes, *, seed: int, resolution: int) -> bytes:
 
 
 def classical_restorations_png(
-    lq_png: bytes, *, sharpen_levels=CLASSICAL_SHARPEN_LEVELS
+    lq_png: bytes, *, sharpen_levels: tuple[float, ...] = CLASSICAL_SHARPEN_LEVELS
 ) -> list[tuple[float, bytes]]:
     """Bicubic smoothing + unsharp mask at several strengths: the demo's candidates before a restorer exists."""
     from restorer.classical import classical_restore
@@ -76,7 +78,7 @@ def synthetic_face_images(seeds: list[int], resolution: int = 64) -> list[Image.
 
 
 @functools.lru_cache(maxsize=2)
-def _loaded_restorer(artifact_dir: str):
+def _loaded_restorer(artifact_dir: str) -> Any:
     """A generation job samples input after input from one version: load it once (versions never change)."""
     from restorer.model import Restorer
 
@@ -142,7 +144,7 @@ def choose_pairs(
     from reward_model.ensemble import RewardEnsemble
     from reward_model.selection import CandidateSet, select_pairs
 
-    def tensor(png: bytes):
+    def tensor(png: bytes) -> Any:
         return pil_to_tensor(Image.open(io.BytesIO(png)).convert("RGB"))
 
     sets = [
@@ -184,8 +186,8 @@ def rl_fine_tune(
     out_dir: str,
     preset: str,
     overrides: dict,
-    on_progress,
-    should_stop,
+    on_progress: Callable[[int, int, dict], None],
+    should_stop: Callable[[], bool],
 ) -> dict:
     """On-policy RL of a restorer artifact against a reward artifact; returns the run's summary."""
     from rl_trainer.config import RLConfig
@@ -240,7 +242,7 @@ def rl_manifest_write(*, folder: str, inputs: list[RLInput]) -> str:
     return str(manifest)
 
 
-def oracle_annotators(kind: str, *, seeds: list[int], **settings) -> list:
+def oracle_annotators(kind: str, *, seeds: list[int], **settings: float) -> list:
     """Simulated annotators that know the HQ original (`reward_model.oracle`), one per seed, sharing one
     perceptual distance. Each answers `judge(hq, a, b, shown_left="a")` on PIL images with an outcome
     (`a`, `b`, `tie`, `both_bad`); `settings` (temperature, tie_margin, both_bad_threshold) default to the

@@ -34,5 +34,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mkdir -p "$PREF_VAR_DIR"
 
 "$BIN/ruff" check .
+"$BIN/ruff" format --check .
 "$BIN/mypy"
+"$BIN/lint-imports"
 "$BIN/python" -m pytest -p no:cacheprovider "$@"

@@ -15,13 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("annotation_web", "restorer", "reward_model", "rl_trainer")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
-pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is installed by infra/test.sh")
+pytestmark = pytest.mark.skipif(
+    not LINT_IMPORTS.exists(), reason="import-linter is installed by infra/test.sh"
+)
 
 
 def _copy_of_tree(target: Path) -> Path:
     for package in PACKAGES:
         shutil.copytree(
-            REPO / package, target / package, ignore=shutil.ignore_patterns("__pycache__", "static", "templates")
+            REPO / package,
+            target / package,
+            ignore=shutil.ignore_patterns("__pycache__", "static", "templates"),
         )
     shutil.copy(REPO / "pyproject.toml", target / "pyproject.toml")
     return target
@@ -53,7 +57,11 @@ def test_the_tree_keeps_every_contract(clean_result):
     ("module", "wrong_import", "broken_contract"),
     [
         ("restorer/metrics.py", "import django.conf", "The ML packages know nothing of the web"),
-        ("restorer/images.py", "import reward_model.export", "ML layers: rl_trainer -> reward_model -> restorer"),
+        (
+            "restorer/images.py",
+            "import reward_model.export",
+            "ML layers: rl_trainer -> reward_model -> restorer",
+        ),
         (
             "annotation_web/labeling/selectors.py",
             "import restorer.images",

@@ -6,6 +6,6 @@ from annotation_web.accounts.models import User
 
 @admin.register(User)
 class PlatformUserAdmin(UserAdmin):
-    fieldsets = (*UserAdmin.fieldsets, ("Role", {"fields": ("role",)}))
+    fieldsets = (*(UserAdmin.fieldsets or ()), ("Role", {"fields": ("role",)}))
     list_display = ("username", "role", "is_active", "last_login")
     list_filter = ("role", "is_active")

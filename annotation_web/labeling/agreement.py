@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
+
+Unit = TypeVar("Unit", bound=Hashable)
+Coder = TypeVar("Coder", bound=Hashable)
 
 
-def krippendorff_alpha_nominal(units: Mapping[Hashable, Iterable[str]]) -> float | None:
+def krippendorff_alpha_nominal(units: Mapping[Unit, Iterable[str]]) -> float | None:
     """Krippendorff's alpha for nominal data; `units` maps a unit (a pair) to the values coders gave it.
 
     Units with fewer than two values carry no information on agreement and are left out. Returns None when
     no unit is pairable or when every value is the same category (alpha is undefined there).
     """
-    coincidences: Counter[tuple[str, str]] = Counter()
+    coincidences: defaultdict[tuple[str, str], float] = defaultdict(float)
     for values in units.values():
         counts = Counter(values)
         m = sum(counts.values())
@@ -26,7 +30,7 @@ def krippendorff_alpha_nominal(units: Mapping[Hashable, Iterable[str]]) -> float
     n_total = sum(coincidences.values())
     if n_total <= 1:
         return None
-    marginals: Counter[str] = Counter()
+    marginals: defaultdict[str, float] = defaultdict(float)
     for (c, _), value in coincidences.items():
         marginals[c] += value
     observed_disagreement = sum(v for (c, k), v in coincidences.items() if c != k) / n_total
@@ -38,15 +42,15 @@ def krippendorff_alpha_nominal(units: Mapping[Hashable, Iterable[str]]) -> float
     return 1.0 - observed_disagreement / expected_disagreement
 
 
-def agreement_with_majority(judgments: Iterable[tuple[Hashable, Hashable, str]]) -> dict[Hashable, dict]:
+def agreement_with_majority(judgments: Iterable[tuple[Unit, Coder, str]]) -> dict[Coder, dict]:
     """Per annotator: how often their answer equals the majority of the *other* annotators of the pair.
 
     `judgments` are (pair, annotator, outcome). Pairs where the others have no strict majority are not counted.
     """
-    by_pair: dict[Hashable, list[tuple[Hashable, str]]] = {}
+    by_pair: dict[Unit, list[tuple[Coder, str]]] = {}
     for pair, annotator, outcome in judgments:
         by_pair.setdefault(pair, []).append((annotator, outcome))
-    result: dict[Hashable, dict] = {}
+    result: dict[Coder, dict] = {}
     for entries in by_pair.values():
         for annotator, outcome in entries:
             others = Counter(o for a, o in entries if a != annotator)

@@ -6,11 +6,12 @@ or a crash never loses the faces imported before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
 
+from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import FaceInput, Project
 
 
@@ -75,10 +76,10 @@ def face_input_import(
 def face_inputs_import(
     *,
     project: Project,
-    source: Iterable,
+    source: Iterable[SourceFile],
     batch: str = "",
     extra_instruction: str = "",
-    on_progress=None,
+    on_progress: Callable[[int, str], None] | None = None,
 ) -> ImportReport:
     """Import every image of a source (see `labeling.ingest`); bad files are reported, never fatal."""
     from annotation_web.labeling.ingest import ImportRejected

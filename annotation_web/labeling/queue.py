@@ -12,10 +12,11 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -177,7 +178,7 @@ def reservations_release_expired(*, project: Project | None = None) -> int:
 # --- the invariant -----------------------------------------------------------------------------------
 
 
-def _per_pair_count(rows) -> Coalesce:
+def _per_pair_count(rows: QuerySet[Any]) -> Coalesce:
     counted = rows.filter(pair=OuterRef("pk")).order_by().values("pair").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted[:1], output_field=IntegerField()), Value(0))
 
@@ -218,16 +219,16 @@ def queue_invariant_violations(*, project: Project) -> list[str]:
             violations.append(f"pair {pk}: judgment_count={judgment_count} != {done} non-skip judgments")
 
     reservations = Reservation.objects.filter(pair__project=project)
-    for pk in reservations.filter(state=ReservationState.SUBMITTED, judgment__isnull=True).values_list(
-        "pk", flat=True
-    ):
-        violations.append(f"reservation {pk}: submitted without a judgment")
-    for pk, state in (
+    for reservation_id in reservations.filter(
+        state=ReservationState.SUBMITTED, judgment__isnull=True
+    ).values_list("pk", flat=True):
+        violations.append(f"reservation {reservation_id}: submitted without a judgment")
+    for reservation_id, state in (
         reservations.exclude(state=ReservationState.SUBMITTED)
         .filter(judgment__isnull=False)
         .values_list("pk", "state")
     ):
-        violations.append(f"reservation {pk}: {state} but has a judgment")
+        violations.append(f"reservation {reservation_id}: {state} but has a judgment")
     mismatched = Judgment.objects.filter(pair__project=project).filter(
         ~Q(reservation__pair=F("pair"))
         | ~Q(reservation__annotator=F("annotator"))

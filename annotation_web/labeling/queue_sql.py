@@ -17,6 +17,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+from django.db.models import Model
 
 from annotation_web.accounts.models import User
 from annotation_web.labeling.models import Candidate, FaceInput, Judgment, Pair, Reservation
@@ -37,7 +38,7 @@ def use_sql() -> bool:
     return path == "sql" or (path == "auto" and connection.vendor == "postgresql")
 
 
-def _table(model) -> str:
+def _table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 

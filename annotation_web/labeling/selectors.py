@@ -68,7 +68,7 @@ def project_agreement(*, project: Project) -> dict:
     for pair_id, values in units.items():
         batches.setdefault(batch_of_pair.get(pair_id, ""), {})[pair_id] = values
     per_annotator = agreement_with_majority(triples)
-    usernames = dict(User.objects.filter(pk__in=per_annotator.keys()).values_list("pk", "username"))
+    usernames = dict(User.objects.filter(pk__in=list(per_annotator)).values_list("pk", "username"))
     return {
         "alpha": krippendorff_alpha_nominal(units),
         "pairs_with_two_or_more": sum(1 for v in units.values() if len(v) >= 2),

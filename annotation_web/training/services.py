@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from annotation_web import ml_bridge
+from annotation_web.accounts.models import User
 from annotation_web.jobs import selectors as job_selectors
 from annotation_web.jobs.kinds import Progress
 from annotation_web.jobs.models import Job
@@ -249,7 +250,7 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
 def generation_job_create(
     *,
     project: Project,
-    user,
+    user: User | None,
     restorer_id: int,
     reward_id: int | None = None,
     input_ids: list[int] | None = None,
@@ -286,7 +287,13 @@ def generation_job_create(
 
 @transaction.atomic
 def reward_job_create(
-    *, project: Project, user, size: str = "small", max_steps: int = 2000, seed: int = 0, name: str = ""
+    *,
+    project: Project,
+    user: User | None,
+    size: str = "small",
+    max_steps: int = 2000,
+    seed: int = 0,
+    name: str = "",
 ) -> Job:
     last = Judgment.objects.filter(pair__project=project).aggregate(Max("pk"))["pk__max"]
     if last is None:
@@ -307,7 +314,7 @@ def reward_job_create(
 def rl_job_create(
     *,
     project: Project,
-    user,
+    user: User | None,
     restorer_id: int,
     reward_id: int,
     preset: str = "tiny",
