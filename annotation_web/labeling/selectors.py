@@ -113,7 +113,7 @@ def annotators_overview(*, project: Project) -> list[dict]:
 
 
 def preference_export_rows(*, project: Project, include_gold: bool = True) -> Iterator[dict]:
-    """Rows of the preference export contract (DESIGN.md), read in chunks, never all in memory."""
+    """Rows of the preference export contract (docs/architecture.md), read in chunks, never all in memory."""
     rows = Judgment.objects.filter(pair__project=project, outcome__in=PREFERENCE_OUTCOMES)
     if not include_gold:
         rows = rows.filter(is_gold=False)
