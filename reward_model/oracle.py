@@ -1,12 +1,25 @@
 """Simulated annotators: an oracle that knows the HQ original and judges pairs like a person would.
 
-The oracle measures each candidate's perceptual distance to the HQ face (``restorer.metrics.PerceptualDistance``
-by default) and answers:
+The oracle scores each candidate against the HQ face with a *distance* (lower is better) and answers:
 
 - ``both_bad`` when both candidates are farther than ``both_bad_threshold`` from the HQ;
 - ``tie`` when the two distances are within ``tie_margin`` of each other;
 - otherwise ``a`` with the Bradley–Terry probability ``sigmoid((d_b - d_a) / temperature)`` (so a lower
   temperature is a more careful annotator), else ``b``.
+
+Distances, selectable by name (:func:`distance_by_name`, :func:`oracle_by_name`, or ``distance="<name>"``):
+
+- ``lpips_randtrunk`` (the default today, through :func:`default_distance`; ``lpips_alex`` instead when the
+  ImageNet AlexNet is in the torch hub cache): ``restorer.metrics.PerceptualDistance``, LPIPS heads on a
+  random AlexNet trunk of seed 0. The RL's perceptual term is the same family (random trunks of seeds 1..N)
+  and so is the hacking guard's held-out evaluator, so RL can climb this oracle without reading a judgment.
+- ``identity_sharpness``: ``reward_model.oracle_features.IdentitySharpnessScore``, ``identity + 0.35 sharpness
+  + 2.5 artifact``: the dlib face-descriptor distance to the HQ (a trained face recognition network, under the
+  HQ's own landmark alignment), the band-pass energy mismatch with the HQ in nats (blur and over-sharpening
+  both cost) and the worst-5 % local band-pass error. 0 for the HQ, ≈ 1 for a ``gfpgan``-degraded 64-px LQ.
+  Nothing else in the platform computes any of these, and the descriptor is not differentiable: RL learns
+  this oracle's preference only through its judgments. Defaults (0.07, 0.01, 1.25), see below.
+- ``l1_gradient``: mean |x - y| + mean |∇x - ∇y|, for tests and as the fallback without ``restorer.metrics``.
 
 Kinds of annotator (``KINDS``):
 
@@ -38,13 +51,18 @@ NOISY_TEMPERATURE_FACTOR = 4.0
 SPAMMER_OUTCOME_PROBABILITIES = {"a": 0.45, "b": 0.45, "tie": 0.05, "both_bad": 0.05}
 
 # Defaults per distance, in that distance's units: (temperature, tie margin, both-bad threshold). Chosen on
-# the demo data (64-px synthetic faces, candidates of graded quality) so that a reliable annotator agrees
-# with the noise-free preference on ~88 % of pairs, ~2 % of answers are ties and "both bad" marks only
-# pairs of two of the worst candidates. lpips_randtrunk distances are small (median ~0.005 there).
+# the demo data (64-px synthetic faces, candidates of graded quality: reward_learning's mix of HQ, classical
+# restorations and noise) so that a reliable annotator agrees with the noise-free preference on ~88 % of its
+# strict answers, ~2 % of answers are ties and "both bad" marks only pairs of two of the worst candidates.
+# lpips_randtrunk distances are small (median ~0.005 there). identity_sharpness, measured on 24 train faces x 8
+# candidates (672 pairs): median score 0.61, median |difference| 0.22, 2nd percentile 0.0095; temperature 0.07
+# gives 89.5 % agreement, margin 0.01 2.2 % ties, threshold 1.25 (~95th percentile of the scores) 1.3 % both
+# bad. benchmarks/oracle_independence.py measures it again on a harder pool (other faces, restorer samples).
 DEFAULTS_BY_DISTANCE: dict[str, tuple[float, float, float]] = {
     "lpips_randtrunk": (0.001, 0.0001, 0.015),
     "lpips_alex": (0.02, 0.002, 0.45),
     "l1_gradient": (0.02, 0.002, 1.0),
+    "identity_sharpness": (0.07, 0.01, 1.25),
 }
 FALLBACK_DEFAULTS = DEFAULTS_BY_DISTANCE["lpips_randtrunk"]
 
@@ -72,6 +90,33 @@ def default_distance() -> DistanceFn:
     return PerceptualDistance()
 
 
+# The names distance_by_name understands; "default" is default_distance() (the oracle of today's runs).
+DISTANCE_NAMES: tuple[str, ...] = ("default", "lpips_randtrunk", "identity_sharpness", "l1_gradient")
+
+
+def distance_by_name(name: str) -> DistanceFn:
+    """The oracle distance called ``name`` (:data:`DISTANCE_NAMES`). ``identity_sharpness`` needs dlib and
+    face_recognition_models and raises ``OracleFeaturesUnavailableError`` without them: falling back to
+    another distance would silently bring back an oracle the RL can see."""
+    if name == "default":
+        return default_distance()
+    if name == "lpips_randtrunk":
+        from restorer.metrics import RANDOM_TRUNK_SEED, PerceptualDistance
+
+        # Seed 0 is the offline default's trunk; asked for by name it stays random even where the ImageNet
+        # AlexNet is cached, and keeps the name its defaults are filed under.
+        distance = PerceptualDistance(trunk_seed=RANDOM_TRUNK_SEED)
+        distance.name = "lpips_randtrunk"
+        return distance
+    if name == "identity_sharpness":
+        from reward_model.oracle_features import IdentitySharpnessScore
+
+        return IdentitySharpnessScore()
+    if name == "l1_gradient":
+        return _L1GradientDistance()
+    raise ValueError(f"unknown oracle distance {name!r}; expected one of {', '.join(DISTANCE_NAMES)}")
+
+
 def distance_name(distance: DistanceFn) -> str:
     return str(getattr(distance, "name", type(distance).__name__))
 
@@ -97,12 +142,13 @@ class OracleAnnotator:
         both_bad_threshold: float | None = None,
         side_bias: float = 0.35,
         seed: int = 0,
-        distance: DistanceFn | None = None,
+        distance: DistanceFn | str | None = None,
     ) -> None:
-        """Settings left as None take the defaults of the distance in use (:data:`DEFAULTS_BY_DISTANCE`)."""
+        """Settings left as None take the defaults of the distance in use (:data:`DEFAULTS_BY_DISTANCE`).
+        ``distance``: a callable, a name of :data:`DISTANCE_NAMES`, or None for :func:`default_distance`."""
         if kind not in KINDS:
             raise ValueError(f"unknown annotator kind {kind!r}; expected one of {', '.join(KINDS)}")
-        self._distance = distance
+        self._distance = distance_by_name(distance) if isinstance(distance, str) else distance
         if temperature is None or tie_margin is None or both_bad_threshold is None:
             defaults = DEFAULTS_BY_DISTANCE.get(distance_name(self.distance), FALLBACK_DEFAULTS)
             temperature = defaults[0] if temperature is None else temperature
@@ -180,3 +226,9 @@ class OracleAnnotator:
         outcomes = list(SPAMMER_OUTCOME_PROBABILITIES)
         index = self._rng.choice(len(outcomes), p=list(SPAMMER_OUTCOME_PROBABILITIES.values()))
         return outcomes[int(index)]  # type: ignore[return-value]
+
+
+def oracle_by_name(name: str, kind: Kind | str = "reliable", **settings: Any) -> OracleAnnotator:
+    """``OracleAnnotator(kind, distance=distance_by_name(name), **settings)``, e.g.
+    ``oracle_by_name("identity_sharpness", "noisy", seed=3)``."""
+    return OracleAnnotator(kind, distance=distance_by_name(name), **settings)
