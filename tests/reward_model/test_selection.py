@@ -1,13 +1,18 @@
+import pytest
 import torch
 
 from reward_model.ensemble import RewardEnsemble, pair_statistics
 from reward_model.model import RewardConfig, RewardModel
 from reward_model.selection import (
+    ACQUISITIONS,
+    SELECTION_PRESETS,
     CandidatePair,
     CandidateSet,
+    SelectionConfig,
     all_pairs,
     select_pairs,
     select_pairs_from_rewards,
+    selection_preset,
 )
 
 
@@ -107,3 +112,44 @@ def test_max_per_input_spreads_the_informative_picks_over_inputs():
     tight = select_pairs_from_rewards(pairs, rewards, budget=4, random_fraction=0.0, max_per_input=1)
     assert [pair.input_id for pair in tight] == ["hot", "cool", "hot", "hot"]
     assert len({(p.a_key, p.b_key) for p in tight}) == 4
+
+
+def test_acquisitions_rank_a_split_above_a_confident_disagreement():
+    # "split": members split on the winner (mean p 0.5); "sure": all members say a wins, by different margins.
+    rewards = {
+        "s0": torch.tensor([1.5, -1.5, 0.0]),
+        "s1": torch.zeros(3),
+        "c0": torch.tensor([2.0, 4.0, 7.0]),
+        "c1": torch.zeros(3),
+    }
+    pairs = all_pairs({"split": ["s0", "s1"], "sure": ["c0", "c1"]})
+    stats = {
+        name: {
+            p.input_id: p.score
+            for p in select_pairs_from_rewards(
+                pairs, rewards, budget=2, random_fraction=0.0, acquisition=name
+            )
+        }
+        for name in ACQUISITIONS
+    }
+    assert stats["information"]["split"] > stats["information"]["sure"]
+    assert stats["entropy"]["split"] > stats["entropy"]["sure"]
+    # information is BALD damped by 4 p (1 - p): never above BALD, equal where the mean preference is 0.5
+    assert stats["information"]["sure"] < stats["bald"]["sure"]
+    assert abs(stats["information"]["split"] - stats["bald"]["split"]) < 1e-6
+    with pytest.raises(ValueError, match="acquisition"):
+        select_pairs_from_rewards(pairs, rewards, budget=1, acquisition="spread")
+
+
+def test_selection_config_presets_and_per_input_cap():
+    assert set(SELECTION_PRESETS) >= {"bald", "small_budget"}
+    assert selection_preset("bald") == SelectionConfig()
+    config = SelectionConfig(spread=2.0)
+    assert config.max_per_input(new_pairs=125, n_inputs=400) == 1
+    assert config.max_per_input(new_pairs=1000, n_inputs=400) == 5
+    assert SelectionConfig(spread=0.0).max_per_input(100, 10) is None
+    for bad in ({"acquisition": "spread"}, {"random_fraction": 1.5}, {"spread": -1.0}, {"cold_start": 0.0}):
+        with pytest.raises(ValueError):
+            SelectionConfig(**bad)
+    with pytest.raises(ValueError, match="preset"):
+        selection_preset("nope")
