@@ -29,4 +29,4 @@ def _configure_filesystem_broker() -> None:
 
 
 _configure_filesystem_broker()
-app.autodiscover_tasks(["annotation_web.labeling", "annotation_web.jobs"])
+app.autodiscover_tasks(["annotation_web.labeling", "annotation_web.jobs", "annotation_web.loop"])

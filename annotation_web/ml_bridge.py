@@ -267,3 +267,159 @@ def artifact_config(artifact_dir: str) -> dict:
 
     path = Path(artifact_dir) / "config.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+# The web's own ceilings on what one job may ask for (the configs bound values from below only).
+RL_MAX_STEPS = 100_000
+RL_MAX_SAMPLES_PER_STEP = 4096
+RL_MAX_MINUTES = 7 * 24 * 60.0
+# Overrides a request may not set: the config's version is the artifact format's, not a setting.
+RL_FIXED_FIELDS = frozenset({"version"})
+
+
+def rl_config_validate(*, preset: str, overrides: dict) -> dict:
+    """The RL config a job would run with, as a dict; ValueError naming what is wrong (an unknown field, a value
+    of the wrong type, one out of the config's own bounds or over the web's ceilings). Jobs call it before they
+    are queued, so a bad request never reaches a worker."""
+    import dataclasses
+    import math
+    import typing
+
+    from rl_trainer.config import PRESETS, RLConfig, RLConfigError
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown RL preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+    if not isinstance(overrides, dict):
+        raise ValueError("overrides must be a JSON object")
+    fields = {f.name: f for f in dataclasses.fields(RLConfig)}
+    hints = typing.get_type_hints(RLConfig)
+    for name, value in overrides.items():
+        if name not in fields or name in RL_FIXED_FIELDS:
+            raise ValueError(f"overrides: {name!r} is not a setting of an RL run")
+        hint = hints[name]
+        allowed: tuple[type, ...]
+        if hint is bool:
+            allowed = (bool,)
+        elif hint is int:
+            allowed = (int,)
+        elif hint is float:
+            allowed = (int, float)
+        elif hint is str:
+            allowed = (str,)
+        else:  # float | None and the like
+            args = tuple(a for a in typing.get_args(hint) if a is not type(None))
+            allowed = (int, float) if float in args else args
+            if value is None and type(None) in typing.get_args(hint):
+                continue
+        if isinstance(value, bool) and hint is not bool:
+            raise ValueError(f"overrides: {name} must be a {hint}, not a boolean")
+        if not isinstance(value, allowed):
+            raise ValueError(f"overrides: {name} must be a {getattr(hint, '__name__', hint)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"overrides: {name} must be a finite number")
+    try:
+        config = RLConfig.preset(preset, **overrides)
+    except (RLConfigError, TypeError) as exc:
+        raise ValueError(str(exc)) from exc
+    if config.max_steps > RL_MAX_STEPS:
+        raise ValueError(f"max_steps must be at most {RL_MAX_STEPS}")
+    if config.samples_per_step > RL_MAX_SAMPLES_PER_STEP:
+        raise ValueError(f"inputs_per_step x group_size must be at most {RL_MAX_SAMPLES_PER_STEP}")
+    if config.max_minutes is not None and config.max_minutes > RL_MAX_MINUTES:
+        raise ValueError(f"max_minutes must be at most {RL_MAX_MINUTES:g}")
+    return config.to_dict()
+
+
+def reward_sizes() -> list[str]:
+    """The reward-model sizes a training job may ask for (`reward_model.model.CONFIG_PRESETS`)."""
+    from reward_model.model import CONFIG_PRESETS
+
+    return sorted(CONFIG_PRESETS)
+
+
+# --- the loop: supervised restorer training and held-out evaluation ---------------------------------------
+
+
+def restorer_train_config(*, config: str, overrides: dict) -> dict:
+    """The supervised training config a `train_restorer` job would run with (ValueError names what is wrong):
+    a named config of `restorer.train` (`tiny`, `test`, `base`) with top-level fields replaced."""
+    import dataclasses
+
+    from restorer.train import TrainConfig, named_config
+
+    if not isinstance(overrides, dict):
+        raise ValueError("overrides must be a JSON object")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data_folder"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"overrides: {', '.join(unknown)} not a setting of restorer training")
+    try:
+        return dataclasses.replace(named_config(config), **overrides).to_dict()
+    except TypeError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def restorer_train(
+    *, config: str, overrides: dict, out_dir: str, on_progress: Callable[[int, int, dict], None]
+) -> dict:
+    """Supervised training of a restorer on the synthetic training faces into `out_dir` (an artifact folder),
+    resuming from the folder's latest checkpoint; returns the run's metrics."""
+    from restorer.train import TrainConfig, train
+
+    train_config = TrainConfig.from_dict(restorer_train_config(config=config, overrides=overrides))
+    result = train(train_config, out_dir=out_dir, progress=False, on_progress=on_progress)
+    return {**result.metrics, "steps": result.steps, "train_config": train_config.to_dict()}
+
+
+def restorer_held_out_scores(
+    *, artifact_dirs: list[str], inputs: list[RLInput], seeds: list[int], num_steps: int
+) -> list[dict]:
+    """Each restorer (artifact folder) on the same held-out inputs and seeds (deterministic DDIM, eta 0):
+    mean PSNR against the HQ (dB) and mean score of `rl_trainer.guard`'s held-out evaluator, plus the win rate
+    of each restorer's images against the first restorer's (`rl_trainer.guard.win_rate`)."""
+    import tempfile
+
+    import torch
+
+    from restorer.metrics import PerceptualDistance, psnr
+    from restorer.sampling import sample
+    from rl_trainer.config import RLConfig
+    from rl_trainer.guard import default_held_out, win_rate
+    from rl_trainer.manifest import load_inputs, read_manifest
+
+    with tempfile.TemporaryDirectory(prefix="held-out-") as folder:
+        entries = read_manifest(rl_manifest_write(folder=folder, inputs=inputs))
+        loaded = [_loaded_restorer(path) for path in artifact_dirs]
+        resolution = int(loaded[0].config.resolution)
+        batch = load_inputs(entries, resolution)
+    distance = PerceptualDistance()
+    evaluator = default_held_out(batch, RLConfig.preset("tiny"), distance, distance.name)
+    rows, reference_scores = [], None
+    for restorer in loaded:
+        if int(restorer.config.resolution) != resolution:
+            raise ValueError("the restorers compared work at different resolutions")
+        fidelity, scores = [], []
+        with torch.no_grad():
+            for seed in seeds:
+                images = sample(
+                    restorer,
+                    batch.lq,
+                    batch.instructions,
+                    num_steps=num_steps,
+                    eta=0.0,
+                    seeds=[seed] * len(batch),
+                ).images
+                fidelity.append(psnr(images, batch.hq))
+                scores.append(evaluator(batch.lq, images, batch.hq, batch.degradations))
+        joined = torch.cat(scores)
+        reference_scores = joined if reference_scores is None else reference_scores
+        rows.append(
+            {
+                "psnr": float(torch.cat(fidelity).mean()),
+                "held_out": float(joined.mean()),
+                "win_rate_vs_first": win_rate(joined, reference_scores),
+                "evaluator": evaluator.name,
+                "images": int(joined.numel()),
+            }
+        )
+    return rows

@@ -4,6 +4,7 @@ a Celery broker on the filesystem), so a fresh machine runs the platform without
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -19,12 +20,25 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Fails closed: debug pages (settings, SQL, paths) only when asked for, and no server without a real secret
+# key unless it is a debug one (the demo sets DJANGO_DEBUG=1 explicitly).
+DEBUG = env_bool("DJANGO_DEBUG", False)
+DEV_SECRET_KEY = "embedded-default-secret-key-for-local-use-only"
+MIN_SECRET_KEY_LENGTH = 50
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not DEBUG and (
+    not SECRET_KEY
+    or SECRET_KEY == DEV_SECRET_KEY
+    or len(SECRET_KEY) < MIN_SECRET_KEY_LENGTH
+    or len(set(SECRET_KEY)) < 5
+    or SECRET_KEY.startswith("django-insecure-")
+):
+    raise RuntimeError(
+        f"DJANGO_SECRET_KEY must be set to a random string of at least {MIN_SECRET_KEY_LENGTH} characters "
+        "when DJANGO_DEBUG is off (for a local debug server set DJANGO_DEBUG=1)"
+    )
 if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "embedded-default-secret-key-for-local-use-only"
+    SECRET_KEY = DEV_SECRET_KEY
 ALLOWED_HOSTS = [
     h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h
 ]
@@ -38,13 +52,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "annotation_web.accounts",
     "annotation_web.jobs",
     "annotation_web.registry",
     "annotation_web.labeling",
     "annotation_web.training",
+    "annotation_web.loop",
 ]
 
 MIDDLEWARE = [
@@ -56,11 +72,18 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "annotation_web.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "annotation_web.urls"
 WSGI_APPLICATION = "annotation_web.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
@@ -113,12 +136,18 @@ STATIC_ROOT = VAR_DIR / "static"
 # Static files straight from the apps (no collectstatic step on a fresh machine), also with DEBUG off.
 WHITENOISE_USE_FINDERS = True
 
-# Uploads: refuse oversized bodies before they reach a view.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Uploads: refuse oversized bodies before they reach a view. A request body (not a file) over this is refused
+# (413 from the API); files over FILE_UPLOAD_MAX_MEMORY_SIZE go to a temporary file, not to memory.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+DATA_UPLOAD_MAX_NUMBER_FILES = 5
 IMPORT_MAX_UPLOAD_BYTES = int(os.environ.get("PREF_IMPORT_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024)))
 IMPORT_MAX_IMAGE_BYTES = int(os.environ.get("PREF_IMPORT_MAX_IMAGE_BYTES", str(20 * 1024 * 1024)))
-IMPORT_MAX_IMAGE_PIXELS = int(os.environ.get("PREF_IMPORT_MAX_IMAGE_PIXELS", str(40_000_000)))
+# The original's pixel cap, checked from the header before any decoding (a face needs far fewer pixels).
+IMPORT_MAX_IMAGE_PIXELS = int(os.environ.get("PREF_IMPORT_MAX_IMAGE_PIXELS", str(16_000_000)))
+# The largest S3 object an import reads (checked from the listing before the object is fetched).
+IMPORT_MAX_S3_OBJECT_BYTES = int(os.environ.get("PREF_IMPORT_MAX_S3_OBJECT_BYTES", str(20 * 1024 * 1024)))
 IMPORT_MIN_IMAGE_SIDE = int(os.environ.get("PREF_IMPORT_MIN_IMAGE_SIDE", "16"))
 
 # Storage of every file (HQ, LQ, candidates, artifacts, exports): a local folder or S3.
@@ -141,19 +170,30 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
+    # The loop: every enabled project's policy is evaluated (annotation_web.loop.services.loop_tick). A tick
+    # that waited behind a long job in a one-process worker is dropped, not run in a burst.
+    "loop-tick": {
+        "task": "annotation_web.loop.tasks.loop_tick_all",
+        "schedule": float(os.environ.get("PREF_LOOP_TICK_SECONDS", "20")),
+        "options": {"expires": float(os.environ.get("PREF_LOOP_TICK_SECONDS", "20"))},
+    },
     "release-expired-reservations": {
         "task": "annotation_web.labeling.tasks.release_expired_reservations",
         "schedule": float(os.environ.get("PREF_RELEASE_INTERVAL_SECONDS", "30")),
-    }
+    },
 }
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous call is answered 401 with `WWW-Authenticate: Token` (the first class's header).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "annotation_web.accounts.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "annotation_web.accounts.authentication.CachedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The API speaks JSON (the import endpoint adds multipart for its upload): a form body, whose fields all
+    # fall back to their defaults, is refused with 415.
+    "DEFAULT_PARSER_CLASSES": ["annotation_web.parsers.SafeJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "annotation_web.api_errors.ErrorDocumentingAutoSchema",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -161,7 +201,15 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("PREF_THROTTLE_ANON", "120/min"),
         "user": os.environ.get("PREF_THROTTLE_USER", "3000/min"),
+        # Credentials: per client address and per user name, so neither many names from one address nor one
+        # name from many addresses gets more guesses.
+        "login_client": os.environ.get("PREF_THROTTLE_LOGIN_CLIENT", "20/min"),
+        "login_user": os.environ.get("PREF_THROTTLE_LOGIN_USER", "10/min"),
+        "jobs": os.environ.get("PREF_THROTTLE_JOBS", "20/min"),
     },
+    # The client address of the throttles: REMOTE_ADDR unless a count of trusted proxies is set, so a client
+    # cannot pick its own address through X-Forwarded-For (DRF's default, None, takes the header as sent).
+    "NUM_PROXIES": int(os.environ.get("DJANGO_NUM_PROXIES") or 0),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "annotation_web.api_errors.exception_handler",
@@ -172,6 +220,27 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Pairwise judgments of restored faces, imports and preference exports.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs and the schema are for logged-in users only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Request and response components apart: the request ones carry what the API refuses (minLength 1 for
+    # the strings that may not be blank, read-only fields left out).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"OutcomeEnum": "annotation_web.labeling.models.Outcome"},
+    # The schema documents the API (/api/...); the image URLs under /files/ are not part of it.
+    "PREPROCESSING_HOOKS": ["annotation_web.api_errors.only_api_paths"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "annotation_web.api_errors.strings_without_nul",
+    ],
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Tokens are stored as hashes (knox) and expire; a password change or deactivation deletes them (accounts).
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=float(os.environ.get("PREF_TOKEN_TTL_HOURS", "12"))),
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_LIMIT_PER_USER": None,
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -190,6 +259,35 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("PREF_LOG_LEVEL", "WARNING")},
 }
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
-    CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+# HTTPS (README, "Production"): DJANGO_HTTPS=1 turns on the redirect, HSTS and secure cookies; behind a proxy
+# that terminates TLS, DJANGO_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto (only set it behind such a proxy:
+# a client could send the header itself).
+HTTPS = env_bool("DJANGO_HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600))) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("DJANGO_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = HTTPS or env_bool("DJANGO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("DJANGO_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The pages load everything from this origin (no CDN); images come from here or from the storage's presigned
+# URLs (PREF_CSP_IMG_SRC adds the S3 origin in production).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        # The templates keep their CSS in <style> blocks; scripts stay 'self' only (no inline script).
+        "style-src 'self' 'unsafe-inline'",
+        f"img-src 'self' data: blob: {os.environ.get('PREF_CSP_IMG_SRC', '')}".strip(),
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+# Only the demo configuration may create the demo users with their published password (demo_setup).
+DEMO = env_bool("PREF_DEMO", False)

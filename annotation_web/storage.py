@@ -1,22 +1,30 @@
 """One storage for every file the platform keeps: a local folder by default, S3 in production.
 
-Keys are POSIX-style relative paths (`inputs/<project>/<hash>/lq.png`). Browsers get URLs: presigned on S3,
-signed and short-lived for the local folder (served by `labeling.views.storage_file`).
+Keys are POSIX-style relative paths (`inputs/<project>/<hash>/lq.png`). Keys are internal: annotators never
+see one (their image URLs are per-reservation handles, `labeling.views.reservation_image`). `url` gives
+engineers' tools a presigned (S3) or signed (local, `labeling.views.storage_file`) link.
+
+What must never change once written (candidate images, model artifacts) is written with `put_new`, which
+refuses to replace an existing object (`StorageExists`) instead of silently overwriting it.
 """
 
 from __future__ import annotations
 
 import functools
 import mimetypes
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 
 URL_SIGNING_SALT = "storage-url"
+STREAM_CHUNK_BYTES = 1 << 20
 
 
 class StorageKeyError(ValueError):
@@ -25,6 +33,10 @@ class StorageKeyError(ValueError):
 
 class StorageMissing(KeyError):
     pass
+
+
+class StorageExists(FileExistsError):
+    """`put_new` on a key that already holds an object: what was written once is never replaced."""
 
 
 def validate_key(key: str) -> str:
@@ -36,6 +48,8 @@ def validate_key(key: str) -> str:
 
 class BlobStorage(Protocol):
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+    def put_new(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+    def put_stream(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> None: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -57,6 +71,33 @@ class LocalStorage:
         tmp = path.with_name(path.name + ".partial")
         try:
             tmp.write_bytes(data)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_new(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A private temporary file, then a hard link to the key: link(2) fails when the key exists (atomic
+        # put-if-absent, like O_EXCL) and a reader never sees half a file.
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.link(tmp_name, path)
+        except FileExistsError as exc:
+            raise StorageExists(key) from exc
+        finally:
+            os.unlink(tmp_name)
+
+    def put_stream(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> None:
+        """Like `put`, from a file object read in chunks: a large upload never sits whole in memory."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        try:
+            with tmp.open("wb") as handle:
+                shutil.copyfileobj(source, handle, STREAM_CHUNK_BYTES)
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -134,6 +175,36 @@ class S3Storage:
     def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
         content_type = content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
         self.client.put_object(Bucket=self.bucket, Key=validate_key(key), Body=data, ContentType=content_type)
+
+    def put_new(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        from botocore.exceptions import ClientError
+
+        content_type = content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
+        try:
+            # A conditional write: the server refuses it when the key exists (SeaweedFS and AWS S3 both
+            # honour If-None-Match: *; tests/annotation_web/labeling/test_immutability.py checks it).
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=validate_key(key),
+                Body=data,
+                ContentType=content_type,
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {
+                "PreconditionFailed",
+                "412",
+                "ConditionalRequestConflict",
+            }:
+                raise StorageExists(key) from exc
+            raise
+
+    def put_stream(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> None:
+        """Like `put`, from a file object: boto3 sends it in multipart chunks, never whole in memory."""
+        content_type = content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
+        self.client.upload_fileobj(
+            source, self.bucket, validate_key(key), ExtraArgs={"ContentType": content_type}
+        )
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import ClientError

@@ -246,15 +246,15 @@ def setup_django() -> None:
 
 
 def create_annotators(count: int) -> list[tuple[int, str]]:
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     from annotation_web.accounts.models import Role, User
 
     users = User.objects.bulk_create(
         [User(username=f"bench-{index}", role=Role.ANNOTATOR) for index in range(count)], batch_size=500
     )
-    tokens = Token.objects.bulk_create([Token(user=user, key=Token.generate_key()) for user in users])
-    return [(token.user_id, token.key) for token in tokens]
+    # knox keeps only a hash of each token: the token itself is known here, once.
+    return [(user.pk, AuthToken.objects.create(user=user)[1]) for user in users]
 
 
 def create_project(
@@ -319,6 +319,13 @@ def create_project(
                 )
             )
     Pair.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+    # Annotators judge only the projects they belong to: every benchmark user joins.
+    from annotation_web.accounts.models import ProjectMembership, User
+
+    ProjectMembership.objects.bulk_create(
+        [ProjectMembership(user_id=pk, project=project) for pk in User.objects.values_list("pk", flat=True)],
+        ignore_conflicts=True,
+    )
     return project.pk
 
 
@@ -720,13 +727,15 @@ def query_counts(annotator_user_id: int) -> None:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
+
+    from annotation_web.accounts.models import User
 
     project_id = create_project(slug="load-querycount", overlap=1, pairs=200, gold_rate=0.0)
     from annotation_web.labeling.models import Project
 
     slug = Project.objects.get(pk=project_id).slug
-    token = Token.objects.get(user_id=annotator_user_id).key
+    token = AuthToken.objects.create(user=User.objects.get(pk=annotator_user_id))[1]
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
     with CaptureQueriesContext(connection) as next_queries:
         pair = client.post(

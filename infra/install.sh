@@ -13,9 +13,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch and torchvision first: the pinned pair lies on this machine's disk (lpips needs torchvision).
 "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null || "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
-EXTRAS=""
-[ "${1:-}" = "--test" ] && EXTRAS="[test]"
-"$VENV/bin/pip" install -q -e ".$EXTRAS"
+# Exactly what CI tested: every package at its locked version, each file checked against its hash
+# (infra/lock.sh writes the lock files from pyproject.toml). The project itself then without dependencies.
+LOCK="requirements.lock"
+[ "${1:-}" = "--test" ] && LOCK="requirements-test.lock"
+"$VENV/bin/pip" install -q --require-hashes -r "$LOCK"
+"$VENV/bin/pip" install -q --no-deps -e .
 # The synthetic faces' DCGAN; its declared dependencies (wandb, ...) are not needed to generate faces.
 "$VENV/bin/python" -c "import gan_face_generate" 2>/dev/null || "$VENV/bin/pip" install -q --no-deps "gan-face-generate==1.1.1"
 echo "$VENV/bin"

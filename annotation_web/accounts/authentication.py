@@ -1,34 +1,30 @@
-"""Token authentication with a short in-process memory of valid tokens.
+"""Token authentication: knox tokens, stored as hashes, with an expiry.
 
-The judging loop sends a request per judgment; looking the token up in the database each time is a large
-share of a request's cost. A token is remembered for `TOKEN_CACHE_SECONDS`: a deleted token or a deactivated
-user stops working within that time, not at once.
+Every request reads its token and user from the database (one indexed query, the user joined), so a deleted
+token, a deactivated or deleted user and a changed role take effect at once, in every process. (An earlier
+in-process memory of tokens kept a deleted user working for 30 s.) A password change or a deactivation
+deletes the user's tokens (`accounts.signals`).
 """
 
 from __future__ import annotations
 
-import time
-
-from rest_framework.authentication import TokenAuthentication
-
-TOKEN_CACHE_SECONDS = 30.0
-_MAX_REMEMBERED = 10_000
-
-_remembered: dict[str, tuple[float, object, object]] = {}
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from knox.auth import TokenAuthentication
+from rest_framework import exceptions
 
 
-class CachedTokenAuthentication(TokenAuthentication):
-    def authenticate_credentials(self, key):
-        now = time.monotonic()
-        hit = _remembered.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1], hit[2]
-        user, token = super().authenticate_credentials(key)
-        if len(_remembered) >= _MAX_REMEMBERED:
-            _remembered.clear()
-        _remembered[key] = (now + TOKEN_CACHE_SECONDS, user, token)
-        return user, token
+class ExpiringTokenAuthentication(TokenAuthentication):
+    def authenticate_credentials(self, token: bytes):
+        try:
+            token.decode("ascii")
+        except UnicodeDecodeError as exc:  # knox would raise it as a 500
+            raise exceptions.AuthenticationFailed(_("Invalid token.")) from exc
+        return super().authenticate_credentials(token)
 
-
-def forget_tokens() -> None:
-    _remembered.clear()
+    def _cleanup_token(self, auth_token) -> bool:
+        # Only this token's own expiry: knox also walks every other token of the user on each request.
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False

@@ -1,15 +1,30 @@
-"""Engineers follow and cancel jobs of every kind."""
+"""Engineers follow and cancel the jobs of their projects, of every kind.
+
+A job is visible to the members of its project (`accounts.ProjectMembership`, reached through the project's
+`memberships` relation so that jobs imports no other app); a job of another project answers 404, so detail and
+cancel cannot be aimed at ids outside one's projects. Jobs without a project are for superusers.
+"""
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation_web.errors import NotFound
 from annotation_web.jobs import selectors, services
+from annotation_web.jobs.models import Job
 from annotation_web.jobs.serializers import JobSerializer
 from annotation_web.permissions import IsEngineer
+
+
+def _jobs_visible(user) -> QuerySet[Job]:
+    jobs = selectors.job_list()
+    if user.is_superuser:
+        return jobs
+    return jobs.filter(project__memberships__user=user)
 
 
 class JobListApi(generics.ListAPIView):
@@ -17,7 +32,7 @@ class JobListApi(generics.ListAPIView):
     serializer_class = JobSerializer
 
     def get_queryset(self):
-        return selectors.job_list()
+        return _jobs_visible(self.request.user)
 
 
 class JobDetailApi(generics.RetrieveAPIView):
@@ -25,7 +40,7 @@ class JobDetailApi(generics.RetrieveAPIView):
     serializer_class = JobSerializer
 
     def get_queryset(self):
-        return selectors.job_list()
+        return _jobs_visible(self.request.user)
 
 
 class JobCancelApi(APIView):
@@ -33,4 +48,6 @@ class JobCancelApi(APIView):
 
     @extend_schema(request=None, responses=JobSerializer)
     def post(self, request, pk: int):
+        if not _jobs_visible(request.user).filter(pk=pk).exists():
+            raise NotFound(f"no job {pk}")
         return Response(JobSerializer(services.job_cancel(job_id=pk)).data)

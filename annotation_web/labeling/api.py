@@ -6,18 +6,22 @@ import json
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from annotation_web.accounts.permissions import IsEngineer, IsEngineerOrManager
+from annotation_web.api_errors import ErrorSerializer
 from annotation_web.jobs.serializers import JobSerializer
-from annotation_web.labeling import judgments, queue, selectors
+from annotation_web.labeling import access, judgments, queue, selectors
 from annotation_web.labeling.errors import LabelingError
 from annotation_web.labeling.import_jobs import import_job_create
+from annotation_web.labeling.models import Side
 from annotation_web.labeling.serializers import (
     ImportRequestSerializer,
     JudgmentSerializer,
@@ -26,10 +30,13 @@ from annotation_web.labeling.serializers import (
     NextPairResponseSerializer,
     PairSerializer,
     ProjectSerializer,
+    RenewRequestSerializer,
+    RenewResponseSerializer,
     SubmitRequestSerializer,
     SubmitResponseSerializer,
     served_pair_payload,
 )
+from annotation_web.parsers import PayloadTooLarge, SafeJSONParser
 
 QUEUE_EMPTY_MESSAGE = "No pairs left for you in this project. Thank you! Check back later for new ones."
 
@@ -41,11 +48,18 @@ def _next_pair_payload(*, user, project, exclude) -> dict:
     return {"pair": served_pair_payload(reserved), "message": ""}
 
 
+def _screen_choice(*, outcome: str, shown_left: str) -> str:
+    """The screen choice (left / right / tie / both_bad / skip) a stored outcome was given as."""
+    if outcome in (Side.A, Side.B):
+        return "left" if outcome == shown_left else "right"
+    return outcome
+
+
 class ProjectListApi(generics.ListAPIView):
     serializer_class = ProjectSerializer
 
     def get_queryset(self):
-        return selectors.project_list()
+        return access.projects_visible(user=self.request.user)
 
 
 class NextPairApi(APIView):
@@ -53,7 +67,7 @@ class NextPairApi(APIView):
     def post(self, request, slug: str):
         body = NextPairRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        project = selectors.project_get(slug=slug)
+        project = access.project_get_for_member(user=request.user, slug=slug)
         return Response(
             _next_pair_payload(user=request.user, project=project, exclude=body.validated_data["exclude"])
         )
@@ -62,12 +76,19 @@ class NextPairApi(APIView):
 class SubmitJudgmentApi(APIView):
     @extend_schema(
         request=SubmitRequestSerializer,
-        responses={201: SubmitResponseSerializer, 200: SubmitResponseSerializer},
+        responses={
+            201: SubmitResponseSerializer,
+            200: SubmitResponseSerializer,
+            409: ErrorSerializer,
+            410: ErrorSerializer,
+        },
     )
     def post(self, request):
         body = SubmitRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        if access.reservation_outside_membership(user=request.user, reservation_id=data["reservation"]):
+            raise NotFound("no such reservation")
         result = judgments.judgment_submit(
             annotator=request.user,
             reservation_id=data["reservation"],
@@ -78,7 +99,8 @@ class SubmitJudgmentApi(APIView):
         payload = {
             "judgment_id": result.judgment_id,
             "reservation": str(result.reservation_id),
-            "choice": data["choice"],
+            # What was stored: a repeat of the key with another choice gets the first answer back, not its own.
+            "choice": _screen_choice(outcome=result.outcome, shown_left=result.shown_left),
             "created": result.created,
         }
         if "next" in data:
@@ -93,10 +115,30 @@ class SubmitJudgmentApi(APIView):
         return Response(payload, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
+class RenewReservationApi(APIView):
+    """Keep the pair on screen reserved while its annotator is there; `shown` starts a prefetched pair's clock."""
+
+    @extend_schema(
+        request=RenewRequestSerializer,
+        responses={200: RenewResponseSerializer, 409: ErrorSerializer, 410: ErrorSerializer},
+    )
+    def post(self, request, reservation):
+        body = RenewRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if access.reservation_outside_membership(user=request.user, reservation_id=reservation):
+            raise NotFound("no such reservation")
+        renewed = judgments.reservation_renew(
+            annotator=request.user, reservation_id=reservation, shown=body.validated_data["shown"]
+        )
+        return Response(
+            {"reservation": str(renewed.reservation_id), "expires_at": renewed.expires_at.isoformat()}
+        )
+
+
 class MyStatsApi(APIView):
     @extend_schema(responses=MyStatsSerializer)
     def get(self, request, slug: str):
-        project = selectors.project_get(slug=slug)
+        project = access.project_get_for_member(user=request.user, slug=slug)
         return Response(selectors.annotator_stats(annotator=request.user, project=project))
 
 
@@ -105,7 +147,9 @@ class PairListApi(generics.ListAPIView):
     serializer_class = PairSerializer
 
     def get_queryset(self):
-        return selectors.pairs_for_engineer(project=selectors.project_get(slug=self.kwargs["slug"]))
+        return selectors.pairs_for_engineer(
+            project=access.project_get_for_member(user=self.request.user, slug=self.kwargs["slug"])
+        )
 
 
 class JudgmentListApi(generics.ListAPIView):
@@ -113,14 +157,17 @@ class JudgmentListApi(generics.ListAPIView):
     serializer_class = JudgmentSerializer
 
     def get_queryset(self):
-        return selectors.judgments_for_engineer(project=selectors.project_get(slug=self.kwargs["slug"]))
+        return selectors.judgments_for_engineer(
+            project=access.project_get_for_member(user=self.request.user, slug=self.kwargs["slug"])
+        )
 
 
 class AgreementApi(APIView):
     permission_classes = [IsEngineerOrManager]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):
-        project = selectors.project_get(slug=slug)
+        project = access.project_get_for_member(user=request.user, slug=slug)
         return Response(
             {
                 "agreement": selectors.project_agreement(project=project),
@@ -134,8 +181,11 @@ class DashboardApi(APIView):
 
     permission_classes = [IsEngineerOrManager]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):
-        return Response(selectors.dashboard_overview(project=selectors.project_get(slug=slug)))
+        return Response(
+            selectors.dashboard_overview(project=access.project_get_for_member(user=request.user, slug=slug))
+        )
 
 
 class ExportPreferencesApi(APIView):
@@ -145,7 +195,7 @@ class ExportPreferencesApi(APIView):
 
     @extend_schema(responses={(200, "application/x-ndjson"): str})
     def get(self, request, slug: str):
-        project = selectors.project_get(slug=slug)
+        project = access.project_get_for_member(user=request.user, slug=slug)
         include_gold = request.query_params.get("include_gold", "true").lower() != "false"
         lines = (
             json.dumps(row) + "\n"
@@ -158,11 +208,17 @@ class ExportPreferencesApi(APIView):
 
 class ImportApi(APIView):
     permission_classes = [IsEngineer]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, SafeJSONParser]
+    throttle_scope = "jobs"
+    # The defaults (anon, user) plus the job scope.
+    throttle_classes = [AnonRateThrottle, UserRateThrottle, ScopedRateThrottle]
 
     @extend_schema(request=ImportRequestSerializer, responses={202: JobSerializer})
     def post(self, request, slug: str):
-        project = selectors.project_get(slug=slug)
+        project = access.project_get_for_member(user=request.user, slug=slug)
+        # Refused by its declared length before a byte of the body is read (and a body without one refused):
+        # the multipart parser would otherwise write the whole upload to a temporary file first.
+        _refuse_large_body(request, limit=settings.IMPORT_MAX_UPLOAD_BYTES + 64 * 1024)
         body = ImportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -173,9 +229,19 @@ class ImportApi(APIView):
             project=project,
             user=request.user,
             upload_name=upload.name if upload else "",
-            upload_bytes=upload.read() if upload else None,
+            upload=upload,
             s3_prefix=data.get("s3_prefix", ""),
             batch=data["batch"],
             instruction=data["instruction"],
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _refuse_large_body(request, *, limit: int) -> None:
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(raw)
+    except ValueError as exc:
+        raise ValidationError({"detail": "invalid Content-Length"}) from exc
+    if length > limit:
+        raise PayloadTooLarge(f"the request body is over {limit} bytes")

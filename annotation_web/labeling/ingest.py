@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -14,7 +15,10 @@ from PIL import Image, UnidentifiedImageError
 
 from annotation_web.labeling.errors import LabelingError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+# The only decoders Pillow may use on an upload: whatever the bytes claim to be, EPS/PS (Ghostscript), TIFF,
+# BMP and the rest are never opened.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_ZIP_TOTAL_BYTES = 2 * 1024**3
 
 
@@ -49,7 +53,12 @@ def _safe_member_name(name: str) -> str:
     return str(path)
 
 
-def validate_image(name: str, data: bytes) -> Image.Image:
+def _open(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+
+
+def probe_image(name: str, data: bytes) -> tuple[int, int]:
+    """Size and format checks from the header alone (no pixel is decoded): what the web process may do."""
     if len(data) > settings.IMPORT_MAX_IMAGE_BYTES:
         raise ImportRejected(
             f"{name}: {len(data)} bytes is over the {settings.IMPORT_MAX_IMAGE_BYTES}-byte limit"
@@ -57,12 +66,35 @@ def validate_image(name: str, data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            probe = Image.open(io.BytesIO(data))
-            width, height = probe.size
-            if width * height > settings.IMPORT_MAX_IMAGE_PIXELS:
-                raise ImportRejected(f"{name}: {width}x{height} pixels is over the limit")
+            with _open(data) as probe:
+                width, height = probe.size
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Warning,
+    ) as exc:
+        raise ImportRejected(
+            f"{name}: not a readable image; PNG, JPEG or WebP only ({exc.__class__.__name__})"
+        ) from exc
+    if width * height > settings.IMPORT_MAX_IMAGE_PIXELS:
+        raise ImportRejected(
+            f"{name}: {width}x{height} pixels is over the {settings.IMPORT_MAX_IMAGE_PIXELS}-pixel limit"
+        )
+    return width, height
+
+
+def validate_image(name: str, data: bytes) -> Image.Image:
+    """The decoded image (in the worker): header checks first, so an oversized one is never decoded."""
+    probe_image(name, data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            probe = _open(data)
             probe.verify()
-            image = Image.open(io.BytesIO(data))
+            image = _open(data)
             image.load()
     except ImportRejected:
         raise
@@ -114,8 +146,28 @@ def iter_zip(file: Path | io.BytesIO) -> Iterator[SourceFile]:
             total += member.file_size
             if total > MAX_ZIP_TOTAL_BYTES:
                 raise SourceError("archive expands to more than 2 GiB")
-            with archive.open(member) as handle:
-                data = handle.read(settings.IMPORT_MAX_IMAGE_BYTES + 1)
+            # A corrupt member (bad CRC, a size header that lies, a broken deflate stream) fails that member
+            # only: it is reported and the members after it still import.
+            try:
+                with archive.open(member) as handle:
+                    data = handle.read(settings.IMPORT_MAX_IMAGE_BYTES + 1)
+                if len(data) > settings.IMPORT_MAX_IMAGE_BYTES:
+                    raise ImportRejected(
+                        f"{name}: expands past the {settings.IMPORT_MAX_IMAGE_BYTES}-byte limit"
+                    )
+            except ImportRejected as exc:
+                yield SourceFile(name, b"", error=str(exc))
+                continue
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                OSError,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+            ) as exc:
+                yield SourceFile(name, b"", error=f"{name}: corrupt archive member ({exc})")
+                continue
             yield SourceFile(name, data)
 
 
@@ -133,9 +185,28 @@ def iter_s3_prefix(url: str) -> Iterator[SourceFile]:
         secret_key=settings.S3_SECRET_KEY,
         region=settings.S3_REGION,
     )
+    limit = settings.IMPORT_MAX_S3_OBJECT_BYTES
     for key in source.list(prefix):
-        if _looks_like_image(key):
-            yield SourceFile(key, source.get(key))
+        if not _looks_like_image(key):
+            continue
+        # The size from a HEAD first, then at most `limit` bytes read (an object may grow in between).
+        try:
+            size = int(source.client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except Exception as exc:  # botocore's errors: a vanished or unreadable object fails that object only
+            yield SourceFile(key, b"", error=f"{key}: cannot be read ({exc.__class__.__name__})")
+            continue
+        if size > limit:
+            yield SourceFile(key, b"", error=f"{key}: {size} bytes is over the {limit}-byte limit")
+            continue
+        body = source.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{limit}")["Body"]
+        try:
+            data = body.read(limit + 1)
+        finally:
+            body.close()
+        if len(data) > limit:
+            yield SourceFile(key, b"", error=f"{key}: over the {limit}-byte limit")
+            continue
+        yield SourceFile(key, data)
 
 
 def iter_source(source: str) -> Iterator[SourceFile]:

@@ -1,24 +1,36 @@
 """Judgments: recording an annotator's answer for a reservation, idempotently.
 
-`judgment_submit` is deliberately not one transaction; its docstring says why.
+`judgment_submit` is deliberately not one transaction; its docstring says why. A judgment that arrives after
+its reservation expired is kept when the pair still has room for it (the slot is taken again in the same
+transaction), and refused with a clear 410 otherwise; `reservation_renew` keeps the pair on screen reserved.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Value
 from django.utils import timezone
 
 from annotation_web.accounts.models import User
 from annotation_web.labeling import queue_sql
 from annotation_web.labeling.errors import Conflict, Expired, Forbidden, LabelingError, NotFound
 from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation, ReservationState, Side
-from annotation_web.labeling.queue import reservations_release_expired
-from annotation_web.labeling.results import SubmitResult
+from annotation_web.labeling.queue import (
+    MAX_HELD_RESERVATIONS,
+    open_slots_recomputed,
+    reservations_release_expired,
+)
+from annotation_web.labeling.results import RenewedReservation, SubmitResult
 
 SCREEN_CHOICES = ("left", "right", "tie", "both_bad", "skip")
+
+EXPIRED_AND_FULL = (
+    "this pair's reservation expired and others have judged it since, so your answer was not recorded;"
+    " the next pair is yours"
+)
 
 
 def _outcome_from_screen(choice: str, shown_left: str) -> str:
@@ -93,8 +105,68 @@ def judgment_submit(
     if result is None:
         # Committed on its own: the refusal must not roll back the slot going back to the queue.
         reservations_release_expired()
-        raise Expired("this reservation expired; ask for the next pair")
+        raise Expired(EXPIRED_AND_FULL)
     return result
+
+
+def _take_slot_again(*, reservation: Reservation, now: datetime) -> bool:
+    """Make an expired reservation live again if its pair still has room; False when it has none.
+
+    The caller holds the reservation's lock. An active reservation past its time still holds its slot (nobody
+    released it yet): it only needs a new deadline. A released one must take a slot again, under the pair's
+    lock, exactly as a fresh reservation would."""
+    pair = Pair.objects.select_for_update(of=("self",)).select_related("project").get(pk=reservation.pair_id)
+    if reservation.state == ReservationState.EXPIRED:
+        if not pair.is_gold:
+            if pair.open_slots <= 0:
+                return False
+            Pair.objects.filter(pk=pair.pk).update(open_slots=F("open_slots") - 1)
+        reservation.state = ReservationState.ACTIVE
+    reservation.expires_at = now + timedelta(seconds=pair.project.reservation_ttl_seconds)
+    reservation.save(update_fields=["state", "expires_at"])
+    return True
+
+
+@transaction.atomic
+def reservation_renew(
+    *, annotator: User, reservation_id: UUID | str, shown: bool = False
+) -> RenewedReservation:
+    """Push the reservation's deadline one TTL from now while its annotator is looking at it.
+
+    `shown` says the page just put it on screen: a prefetched pair's clock (its server-side duration) starts
+    then, not when it was prefetched. An expired reservation is taken again when its pair has room; otherwise
+    `Expired` (410). One transaction."""
+    reservation = (
+        Reservation.objects.select_for_update(of=("self",))
+        .select_related("pair__project")
+        .filter(pk=reservation_id)
+        .first()
+    )
+    if reservation is None:
+        raise NotFound("unknown reservation")
+    if reservation.annotator_id != annotator.pk:
+        raise Forbidden("this reservation belongs to another annotator")
+    if reservation.state == ReservationState.SUBMITTED:
+        raise Conflict("this pair was already judged under this reservation")
+    now = timezone.now()
+    if reservation.state == ReservationState.EXPIRED:
+        # Taken again, it is held again: never more than the queue lets one annotator hold (their own
+        # requests serialised on their row, as in `pair_reserve_next`).
+        User.objects.select_for_update().filter(pk=annotator.pk).first()
+        held = Reservation.objects.filter(
+            annotator=annotator,
+            pair__project_id=reservation.pair.project_id,
+            state=ReservationState.ACTIVE,
+            expires_at__gt=now,
+        ).count()
+        if held >= MAX_HELD_RESERVATIONS:
+            raise Conflict(f"you already hold {held} pairs; submit one before taking this one back")
+    if not _take_slot_again(reservation=reservation, now=now):
+        raise Expired(EXPIRED_AND_FULL)
+    if shown and reservation.shown_at is None:
+        reservation.shown_at = now
+        reservation.save(update_fields=["shown_at"])
+    return RenewedReservation(reservation_id=reservation.pk, expires_at=reservation.expires_at)
 
 
 @transaction.atomic
@@ -128,11 +200,14 @@ def _judgment_submit(
         raise Conflict("this pair was already judged under this reservation")
     now = timezone.now()
     if reservation.state == ReservationState.EXPIRED or reservation.expires_at <= now:
-        return None
+        # Late, but not lost: the answer counts when the pair still has room for it.
+        if not _take_slot_again(reservation=reservation, now=now):
+            return None
 
-    pair = Pair.objects.select_for_update().get(pk=reservation.pair_id)
+    pair = Pair.objects.select_for_update(of=("self",)).select_related("project").get(pk=reservation.pair_id)
     outcome = _outcome_from_screen(choice, reservation.shown_left)
-    server_ms = max(0, int((now - reservation.created_at).total_seconds() * 1000))
+    started = reservation.shown_at or reservation.created_at
+    server_ms = max(0, int((now - started).total_seconds() * 1000))
     try:
         with transaction.atomic():
             judgment = Judgment.objects.create(
@@ -155,8 +230,10 @@ def _judgment_submit(
     reservation.save(update_fields=["state"])
     if outcome == Outcome.SKIP:
         if not pair.is_gold:
-            pair.open_slots = F("open_slots") + 1
-            pair.save(update_fields=["open_slots"])
+            # Recounted, not `+ 1`: a pair whose overlap was lowered below what it holds gets no slot back.
+            Pair.objects.filter(pk=pair.pk).update(
+                open_slots=open_slots_recomputed(overlap=Value(pair.project.overlap))
+            )
     else:
         pair.judgment_count = F("judgment_count") + 1
         pair.save(update_fields=["judgment_count"])

@@ -1,7 +1,8 @@
 """The annotation domain: projects, face inputs, candidates (of a `registry.ModelVersion`), pairs, reservations,
 judgments.
 
-Queue invariant: for every non-gold pair, `open_slots == overlap - judgments(non-skip) - live reservations`.
+Queue invariant: for every non-gold pair, `open_slots == max(0, overlap - judgments(non-skip) - live
+reservations)` (below zero only after the overlap was lowered under what was already judged or held).
 It is only changed inside the services, under a row lock of the pair, so two annotators racing can never
 take a pair beyond its overlap.
 """
@@ -43,6 +44,9 @@ class Project(models.Model):
     gold_rate = models.FloatField(default=0.1, help_text="Share of served pairs that are gold pairs.")
     degradation_preset = models.CharField(max_length=32, default="gfpgan")
     resolution = models.PositiveIntegerField(default=64)
+    # When `overlap` was last changed: pairs judged or held beyond a lowered overlap are legitimate only if
+    # nothing was reserved on them since (`labeling.queue.queue_invariant_violations`).
+    overlap_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -81,12 +85,19 @@ class Candidate(models.Model):
     face_input = models.ForeignKey(FaceInput, on_delete=models.CASCADE, related_name="candidates")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="candidates")
     seed = models.BigIntegerField(default=0)
+    # What made it besides (model, seed): `job-<id>` for a generation job (two jobs with other settings, say
+    # fewer steps, make other candidates, never new bytes under old ones); empty for classical and reference.
+    generation = models.CharField(max_length=100, blank=True, default="")
+    # A random key (`c/<uuid>.png`) written once: it says nothing of model, seed, input or gold status, and the
+    # engineer-facing structure lives in this row, not in the key.
     image_key = models.CharField(max_length=500)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["face_input", "model_version", "seed"], name="candidate_unique")
+            models.UniqueConstraint(
+                fields=["face_input", "model_version", "seed", "generation"], name="candidate_unique"
+            )
         ]
 
     def __str__(self) -> str:
@@ -148,6 +159,9 @@ class Reservation(models.Model):
     shown_left = models.CharField(max_length=1, choices=Side.choices)
     state = models.CharField(max_length=16, choices=ReservationState.choices, default=ReservationState.ACTIVE)
     created_at = models.DateTimeField()
+    # When the page put the pair on screen (a prefetched pair waits unseen): the server-side duration of its
+    # judgment counts from here when set, else from `created_at`.
+    shown_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
 
     class Meta:

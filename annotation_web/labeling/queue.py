@@ -9,7 +9,6 @@ every other case, and everything on the ORM path, runs here. Both return the sam
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from uuid import UUID, uuid4
 
 from django.db import transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from annotation_web.accounts.models import User
@@ -162,9 +161,25 @@ def _release_expired(*, project: Project | None, now: datetime) -> int:
     if not rows:
         return 0
     Reservation.objects.filter(pk__in=[pk for pk, _ in rows]).update(state=ReservationState.EXPIRED)
-    for pair_id, count in sorted(Counter(pair_id for _, pair_id in rows).items()):
-        Pair.objects.filter(pk=pair_id, is_gold=False).update(open_slots=F("open_slots") + count)
+    pair_ids = sorted({pair_id for _, pair_id in rows})
+    # Lock the pairs first, then recompute in a fresh statement: under READ COMMITTED an UPDATE that waited
+    # on a pair's lock would count its reservations as of before the wait (missing one just taken).
+    list(Pair.objects.select_for_update().filter(pk__in=pair_ids).order_by("pk").values_list("pk"))
+    # Recomputed, not `+ count`: after the overlap was lowered below what a pair had judged and held, the
+    # expired slot is not a slot to serve again.
+    overlap_of_pair = Project.objects.filter(pk=OuterRef("project_id")).values("overlap")[:1]
+    Pair.objects.filter(pk__in=pair_ids, is_gold=False).update(
+        open_slots=open_slots_recomputed(overlap=Subquery(overlap_of_pair, output_field=IntegerField()))
+    )
     return len(rows)
+
+
+def open_slots_recomputed(*, overlap: Any) -> Greatest:
+    """`max(0, overlap - judged - live)` for the pairs a queryset update touches: the right-hand side of the
+    queue invariant, for every move that gives slots back (overlap change, expiry, skip). The caller holds
+    the pairs' locks; `judgment_count` is a pair's non-skip judgments."""
+    live = _per_pair_count(Reservation.objects.filter(state=ReservationState.ACTIVE))
+    return Greatest(overlap - F("judgment_count") - live, Value(0))
 
 
 @transaction.atomic
@@ -183,12 +198,23 @@ def _per_pair_count(rows: QuerySet[Any]) -> Coalesce:
     return Coalesce(Subquery(counted[:1], output_field=IntegerField()), Value(0))
 
 
+def _served_since_overlap_change(*, project: Project, pair_id: int) -> bool:
+    """Whether a reservation that counts on the pair (live, or judged) was made after the overlap last changed:
+    a pair beyond a lowered overlap is legitimate only when everything it holds predates the change."""
+    counted = Reservation.objects.filter(pair_id=pair_id).filter(
+        Q(state=ReservationState.ACTIVE) | (Q(judgment__isnull=False) & ~Q(judgment__outcome=Outcome.SKIP))
+    )
+    if project.overlap_changed_at is not None:
+        counted = counted.filter(created_at__gt=project.overlap_changed_at)
+    return counted.exists()
+
+
 def queue_invariant_violations(*, project: Project) -> list[str]:
     """Every way the project's queue breaks what `labeling.models` promises; an empty list when it holds.
 
-    Checked: for every non-gold pair `open_slots == overlap - judgments(non-skip) - live reservations`
-    (live: state active, whatever the clock says, until released), and so never more judged or held than
-    the overlap; for every pair `judgment_count` == its non-skip judgments; gold pairs hold no slots; a
+    Checked: for every non-gold pair `open_slots == max(0, overlap - judgments(non-skip) - live reservations)`
+    (live: state active, whatever the clock says, until released), and so no pair is served beyond its
+    overlap (a pair may hold more than a lowered overlap only with nothing reserved since); for every pair `judgment_count` == its non-skip judgments; gold pairs hold no slots; a
     reservation is submitted exactly when it has a judgment, of the same pair and annotator, and the
     judgment's `is_gold` is its pair's; no annotator holds more than MAX_HELD_RESERVATIONS unexpired pairs.
     """
@@ -208,12 +234,12 @@ def queue_invariant_violations(*, project: Project) -> list[str]:
             if open_slots != 0:
                 violations.append(f"gold pair {pk}: open_slots={open_slots}, expected 0")
         else:
-            if open_slots != overlap - done - live:
+            if open_slots != max(0, overlap - done - live):
                 violations.append(
-                    f"pair {pk}: open_slots={open_slots} != overlap {overlap} - judgments {done}"
-                    f" - live reservations {live} = {overlap - done - live}"
+                    f"pair {pk}: open_slots={open_slots} != max(0, overlap {overlap} - judgments {done}"
+                    f" - live reservations {live}) = {max(0, overlap - done - live)}"
                 )
-            if done + live > overlap:
+            if done + live > overlap and _served_since_overlap_change(project=project, pair_id=pk):
                 violations.append(f"pair {pk}: {done} judged + {live} held exceed the overlap {overlap}")
         if judgment_count != done:
             violations.append(f"pair {pk}: judgment_count={judgment_count} != {done} non-skip judgments")

@@ -133,14 +133,19 @@ def reserve_next_open_pair(
 
 # Submit in one statement for the common case (an active, unexpired reservation of this annotator, a fresh
 # key): mark the reservation submitted, insert the judgment with the outcome mapped from the screen side,
-# and count it on the pair (or give the slot back on a skip).
+# and count it on the pair (or give the slot back on a skip). A skip of a pair with no open slot left goes to
+# the ORM path: its overlap may have been lowered below what it holds, and only a count of its live
+# reservations under its lock says whether the slot comes back (`+ 1` is exact only while slots are open).
 _SUBMIT_SQL = """
 WITH r AS (
     UPDATE {reservation} SET state = 'submitted'
     WHERE id = %(reservation)s AND annotator_id = %(annotator)s AND state = 'active' AND expires_at > %(now)s
-    RETURNING id, pair_id, shown_left, created_at
+      AND (%(choice)s <> 'skip' OR EXISTS (
+          SELECT 1 FROM {pair} p0 WHERE p0.id = {reservation}.pair_id AND (p0.is_gold OR p0.open_slots > 0)
+      ))
+    RETURNING id, pair_id, shown_left, COALESCE(shown_at, created_at) AS started
 ), scored AS (
-    SELECT r.id AS reservation_id, r.pair_id, r.shown_left, r.created_at, p.is_gold, p.gold_outcome,
+    SELECT r.id AS reservation_id, r.pair_id, r.shown_left, r.started, p.is_gold, p.gold_outcome,
            CASE %(choice)s
                WHEN 'left' THEN r.shown_left
                WHEN 'right' THEN CASE r.shown_left WHEN 'a' THEN 'b' ELSE 'a' END
@@ -153,7 +158,7 @@ WITH r AS (
         client_duration_ms, is_gold, gold_correct, created_at
     )
     SELECT pair_id, %(annotator)s, reservation_id, outcome, shown_left, %(key)s,
-           GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%(now)s - created_at)) * 1000))::int,
+           GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%(now)s - started)) * 1000))::int,
            %(client_ms)s, is_gold,
            CASE WHEN is_gold AND outcome <> 'skip' THEN outcome = gold_outcome END,
            %(now)s
@@ -178,7 +183,7 @@ def submit(
     now: datetime,
 ) -> SubmitResult | None:
     """Record the judgment in one statement; None when the reservation is not an active, unexpired one of
-    this annotator. Raises IntegrityError on a used key or a pair this annotator judged before (the
+    this annotator (or a skip of a pair with no open slot). Raises IntegrityError on a used key or a pair this annotator judged before (the
     enclosing transaction is then broken: run it in a transaction of its own)."""
     statement = _SUBMIT_SQL.format(
         reservation=_table(Reservation), pair=_table(Pair), judgment=_table(Judgment)

@@ -93,3 +93,11 @@ class SubmitResult:
             gold_correct=judgment.gold_correct,
             created=created,
         )
+
+
+@dataclass(frozen=True)
+class RenewedReservation:
+    """A reservation given a new deadline (`labeling.judgments.reservation_renew`)."""
+
+    reservation_id: UUID
+    expires_at: datetime

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
+from uuid import UUID
 
+from django.core import signing
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from annotation_web.accounts.models import User
 from annotation_web.labeling.agreement import agreement_with_majority, krippendorff_alpha_nominal
 from annotation_web.labeling.errors import NotFound
-from annotation_web.labeling.models import PREFERENCE_OUTCOMES, Judgment, Outcome, Pair, Project
+from annotation_web.labeling.models import (
+    PREFERENCE_OUTCOMES,
+    Judgment,
+    Outcome,
+    Pair,
+    Project,
+    Reservation,
+    ReservationState,
+    Side,
+)
 
 EXPORT_SCHEMA_VERSION = 1
 
@@ -34,15 +46,75 @@ def project_list() -> QuerySet[Project]:
     return Project.objects.order_by("name")
 
 
+# --- what annotators see of images: per-reservation handles ---------------------------------------------
+
+# The slots of a served pair. A handle names a reservation only; the slot is the URL's last part.
+IMAGE_SLOTS = ("left", "right", "lq")
+IMAGE_HANDLE_SALT = "reservation-image"
+# How long a reservation's images still load after it stopped being live (released or judged): the page may
+# still be drawing them while the answer is saved.
+IMAGE_GRACE = timedelta(minutes=2)
+
+
+def reservation_image_url(*, reservation_id: UUID, slot: str) -> str:
+    """The URL an annotator loads one image of their reservation from: `/files/r/<handle>/<slot>/`.
+
+    The handle is the signed reservation id and nothing else, so every URL of every pair (gold or not, any
+    model, any storage) has the same shape and length, and decoding it reveals no key, model, seed or input."""
+    handle = signing.dumps(UUID(str(reservation_id)).hex, salt=IMAGE_HANDLE_SALT)
+    return reverse("reservation-image", kwargs={"handle": handle, "slot": slot})
+
+
+def reservation_image_key(*, annotator: User, handle: str, slot: str) -> str:
+    """The storage key behind an image URL of `reservation_image_url`, for its own annotator only, while the
+    reservation is live or just ended. Anything else is `NotFound` (never a hint of what exists)."""
+    try:
+        reservation_id = UUID(hex=signing.loads(handle, salt=IMAGE_HANDLE_SALT))
+    except (signing.BadSignature, TypeError, ValueError) as exc:
+        raise NotFound("no such image, or the link expired") from exc
+    reservation = (
+        Reservation.objects.select_related("pair__face_input", "pair__candidate_a", "pair__candidate_b")
+        .filter(pk=reservation_id, annotator=annotator)
+        # A member removed from the project loses its images at once, even of a reservation still live.
+        .filter(Q(pair__project__memberships__user=annotator) | Q(annotator__is_superuser=True))
+        .first()
+    )
+    if slot not in IMAGE_SLOTS or reservation is None or not _images_still_shown(reservation):
+        raise NotFound("no such image, or the link expired")
+    pair = reservation.pair
+    if slot == "lq":
+        return pair.face_input.lq_key
+    a_on_left = reservation.shown_left == Side.A
+    return (pair.candidate_a if (slot == "left") == a_on_left else pair.candidate_b).image_key
+
+
+def _images_still_shown(reservation: Reservation) -> bool:
+    now = timezone.now()
+    if reservation.state == ReservationState.ACTIVE:
+        return True  # until released it holds its slot, and a late answer may still count
+    if reservation.state == ReservationState.SUBMITTED:
+        judged_at = (
+            Judgment.objects.filter(reservation=reservation).values_list("created_at", flat=True).first()
+        )
+        return judged_at is not None and judged_at > now - IMAGE_GRACE
+    return reservation.expires_at > now - IMAGE_GRACE
+
+
 def annotator_stats(*, annotator: User, project: Project) -> dict:
     start_of_day = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
     mine = Judgment.objects.filter(annotator=annotator, pair__project=project)
     judged_by_me = Judgment.objects.filter(pair=OuterRef("pk"), annotator=annotator)
-    left = (
-        Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0)
-        .filter(~Exists(judged_by_me))
-        .count()
+    held_by_me = Reservation.objects.filter(
+        pair=OuterRef("pk"), annotator=annotator, state=ReservationState.ACTIVE
     )
+    # Every pair leaves the count when (and only when) this annotator judges it, gold or not: counting an
+    # ordinary pair out when it is reserved (its last slot taken) but a gold one only when judged would let
+    # the number after a submit tell which kind the last pair was. Unseen gold counts only while something
+    # else is left, as gold is never served alone.
+    not_judged = Pair.objects.filter(project=project).filter(~Exists(judged_by_me))
+    live_for_me = not_judged.filter(Q(is_gold=False, open_slots__gt=0) | Exists(held_by_me)).count()
+    unseen_gold = not_judged.filter(is_gold=True).filter(~Exists(held_by_me)).count() if live_for_me else 0
+    left = live_for_me + unseen_gold
     return {
         "judged_today": mine.filter(created_at__gte=start_of_day).exclude(outcome=Outcome.SKIP).count(),
         "judged_total": mine.exclude(outcome=Outcome.SKIP).count(),

@@ -5,10 +5,22 @@ from rest_framework import serializers
 from annotation_web.labeling.judgments import SCREEN_CHOICES
 from annotation_web.labeling.models import Judgment, Pair, Project
 from annotation_web.labeling.results import ReservedPair
-from annotation_web.storage import get_storage
+from annotation_web.labeling.selectors import reservation_image_url
 
 
 class ProjectSerializer(serializers.ModelSerializer):
+    # Fields only engineers and managers read: an annotator who knows the gold rate is halfway to spotting gold.
+    STAFF_ONLY = ("gold_rate",)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if not (getattr(user, "is_engineer", False) or getattr(user, "is_manager", False)):
+            for field in self.STAFF_ONLY:
+                data.pop(field, None)
+        return data
+
     class Meta:
         model = Project
         fields = [
@@ -29,16 +41,30 @@ class NextPairRequestSerializer(serializers.Serializer):
 
 
 def served_pair_payload(reserved: ReservedPair) -> dict:
-    """What an annotator sees: the LQ reference and two images by side. No model, no a/b, no gold flag."""
-    storage = get_storage()
+    """What an annotator sees: the LQ reference and two images by side. No model, no a/b, no gold flag, no
+    storage key: the image URLs are handles of the reservation (`selectors.reservation_image_url`)."""
+    rid = reserved.reservation_id
     return {
-        "reservation": str(reserved.reservation_id),
+        "reservation": str(rid),
         "expires_at": reserved.expires_at.isoformat(),
-        "reference_url": storage.url(reserved.lq_key),
-        "left_url": storage.url(reserved.left_key),
-        "right_url": storage.url(reserved.right_key),
+        "reference_url": reservation_image_url(reservation_id=rid, slot="lq"),
+        "left_url": reservation_image_url(reservation_id=rid, slot="left"),
+        "right_url": reservation_image_url(reservation_id=rid, slot="right"),
         "instruction": reserved.instruction,
     }
+
+
+class RenewRequestSerializer(serializers.Serializer):
+    shown = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="The page just put this pair on screen: its clock starts now.",
+    )
+
+
+class RenewResponseSerializer(serializers.Serializer):
+    reservation = serializers.UUIDField()
+    expires_at = serializers.DateTimeField()
 
 
 class ServedPairSerializer(serializers.Serializer):

@@ -1,13 +1,16 @@
-"""Model artifacts live in the storage under `models/<kind>/<name>/v<version>/`; training code wants folders.
+"""Model artifacts live in the storage under `models/<kind>/<name>/<upload id>/`; training code wants folders.
 
-Uploads copy a finished artifact folder into the storage; downloads fill a local cache under
-`$PREF_VAR_DIR/artifact-cache/` once per version (versions never change after they are written).
+Uploads copy a finished artifact folder into the storage under a prefix of its own (a fresh random upload
+id), written once (`put_new`); the version row is made only after, pointing at that prefix, so no version
+ever points at half an upload or at another registration's files. Downloads fill a local cache under
+`$PREF_VAR_DIR/artifact-cache/` once per prefix (artifacts never change after they are written).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -15,8 +18,9 @@ from django.conf import settings
 from annotation_web.storage import LocalStorage, get_storage
 
 
-def artifact_prefix(*, kind: str, name: str, version: int) -> str:
-    return f"models/{kind}/{name}/v{version}/"
+def artifact_prefix(*, kind: str, name: str) -> str:
+    """A prefix no other upload uses: two registrations of one name never write into each other's files."""
+    return f"models/{kind}/{name}/{uuid.uuid4().hex}/"
 
 
 def artifact_upload(*, folder: Path, prefix: str) -> list[str]:
@@ -26,7 +30,7 @@ def artifact_upload(*, folder: Path, prefix: str) -> list[str]:
         relative = path.relative_to(folder).as_posix()
         if path.is_file() and not relative.startswith("checkpoints/"):
             key = prefix + relative
-            storage.put(key, path.read_bytes())
+            storage.put_new(key, path.read_bytes())
             keys.append(key)
     if not keys:
         raise ValueError(f"{folder} holds no artifact files")

@@ -1,8 +1,8 @@
 """The model registry: every model version whose outputs are judged or that training made, with its lineage.
 
 A version's artifact (config, weights, metrics) lives in the storage under `ModelVersion.artifact_key`
-(`models/<kind>/<name>/v<version>/`, see `registry.artifacts`). Versions are created only by
-`registry.services`, numbered per (kind, name) from 1.
+(`models/<kind>/<name>/<upload id>/`, written once before the row points at it; see `registry.artifacts`).
+Versions are created only by `registry.services`, numbered per (kind, name) from 1.
 """
 
 from __future__ import annotations

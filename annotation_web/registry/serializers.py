@@ -5,7 +5,7 @@ from annotation_web.registry.models import ModelVersion
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     # A declared field (DRF's metaclass takes it off the class), not Field.parent.
-    parent = serializers.PrimaryKeyRelatedField(read_only=True)  # type: ignore[assignment,var-annotated]
+    parent = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)  # type: ignore[assignment,var-annotated]
     lineage = serializers.SerializerMethodField()
 
     class Meta:

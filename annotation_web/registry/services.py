@@ -4,7 +4,10 @@
   the same (kind, name, version) always answers the same row.
 - `model_version_register`: an artifact folder copied into the storage as the next version of (kind, name).
 
-Numbers count per (kind, name) from 1, whichever door made the earlier versions.
+Numbers count per (kind, name) from 1, whichever door made the earlier versions. They are allocated
+race-free by the unique constraint on (kind, name, version): the next number is tried in a savepoint and,
+when a concurrent registration took it first, the next one after (`select_for_update` cannot do this: it
+locks no row that does not exist yet, and none at all for the first version).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 
 from annotation_web import ml_bridge
 from annotation_web.errors import ServiceError
@@ -19,15 +23,14 @@ from annotation_web.registry import selectors
 from annotation_web.registry.artifacts import artifact_prefix, artifact_upload
 from annotation_web.registry.models import ARTIFACT_KINDS, ModelKind, ModelVersion
 
+# Attempts at the next number before giving up (each lost race means another registration succeeded).
+VERSION_ATTEMPTS = 20
+
 
 def _next_version_number(*, kind: str, name: str) -> int:
-    """One more than the highest version of (kind, name), with those rows locked until the transaction ends."""
-    numbers = (
-        ModelVersion.objects.select_for_update()
-        .filter(kind=kind, name=name)
-        .values_list("version", flat=True)
-    )
-    return max(numbers, default=0) + 1
+    """One more than the highest committed (or own) version of (kind, name); a guess the insert confirms."""
+    highest = ModelVersion.objects.filter(kind=kind, name=name).aggregate(Max("version"))["version__max"]
+    return (highest or 0) + 1
 
 
 def _model_version_create(
@@ -39,27 +42,38 @@ def _model_version_create(
     config: dict | None = None,
     metrics: dict | None = None,
     parent: ModelVersion | None = None,
-    with_artifact: bool = False,
+    artifact_key: str = "",
 ) -> ModelVersion:
-    """The one place a `ModelVersion` row is made. `version=None` takes the next number of (kind, name);
-    `with_artifact` gives the version its storage prefix (`models/<kind>/<name>/v<version>/`)."""
+    """The one place a `ModelVersion` row is made. `version=None` takes the next free number of (kind, name),
+    retrying past numbers a concurrent transaction took; `artifact_key` is the prefix of an upload that is
+    already complete."""
     if kind not in ModelKind.values:
         raise ServiceError(f"unknown model kind {kind!r} (one of {', '.join(ModelKind.values)})")
     if not name:
         raise ServiceError("a model version needs a name")
-    number = _next_version_number(kind=kind, name=name) if version is None else version
-    if number < 1:
+    if version is not None and version < 1:
         raise ServiceError("model versions are numbered from 1")
-    return ModelVersion.objects.create(
-        kind=kind,
-        name=name,
-        version=number,
-        description=description,
-        artifact_key=artifact_prefix(kind=kind, name=name, version=number) if with_artifact else "",
-        parent=parent,
-        config=config or {},
-        metrics=metrics or {},
-    )
+    fields = {
+        "kind": kind,
+        "name": name,
+        "description": description,
+        "artifact_key": artifact_key,
+        "parent": parent,
+        "config": config or {},
+        "metrics": metrics or {},
+    }
+    if version is not None:
+        return ModelVersion.objects.create(version=version, **fields)
+    for _ in range(VERSION_ATTEMPTS):
+        number = _next_version_number(kind=kind, name=name)
+        try:
+            # A savepoint: the unique constraint refuses a number another transaction holds (waiting for it
+            # to commit or roll back), and only this attempt is rolled back.
+            with transaction.atomic():
+                return ModelVersion.objects.create(version=number, **fields)
+        except IntegrityError:
+            continue
+    raise ServiceError(f"could not allocate a version number for {kind}:{name}; try again")
 
 
 @transaction.atomic
@@ -92,20 +106,24 @@ def model_version_register(
     lineage: dict | None = None,
     description: str = "",
 ) -> ModelVersion:
-    """Copy an artifact folder into the storage as the next version of `kind/name`."""
+    """Copy an artifact folder into the storage as the next version of `kind/name`.
+
+    The files go first, under a prefix of their own; the version row, pointing at them, only after. A failed
+    upload leaves no version (and files under a prefix nothing points at)."""
     if kind not in ARTIFACT_KINDS:
         raise ServiceError(f"only restorer and reward artifacts are registered, not {kind!r}")
     if not (folder / "config.json").exists():
         raise ServiceError(f"{folder} is not an artifact folder (no config.json)")
-    version = _model_version_create(
+    config = {**ml_bridge.artifact_config(str(folder)), "lineage": lineage or {}}
+    metrics = ml_bridge.artifact_metrics(str(folder))
+    prefix = artifact_prefix(kind=kind, name=name)
+    artifact_upload(folder=folder, prefix=prefix)
+    return _model_version_create(
         kind=kind,
         name=name,
         description=description,
         parent=parent,
-        config={**ml_bridge.artifact_config(str(folder)), "lineage": lineage or {}},
-        metrics=ml_bridge.artifact_metrics(str(folder)),
-        with_artifact=True,
+        config=config,
+        metrics=metrics,
+        artifact_key=prefix,
     )
-    # Inside the transaction: a failed upload leaves no version behind.
-    artifact_upload(folder=folder, prefix=version.artifact_key)
-    return version

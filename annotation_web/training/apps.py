@@ -13,3 +13,8 @@ class TrainingConfig(AppConfig):
         register(services.GENERATE, runner=services.generation_run, label="Generate candidates and pairs")
         register(services.TRAIN_REWARD, runner=services.reward_training_run, label="Train a reward model")
         register(services.TRAIN_RL, runner=services.rl_training_run, label="RL fine-tune a restorer")
+        register(
+            services.TRAIN_RESTORER,
+            runner=services.restorer_training_run,
+            label="Train a restorer (supervised)",
+        )

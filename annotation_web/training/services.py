@@ -7,14 +7,17 @@ the job. Lineage goes into `ModelVersion.parent`, `ModelVersion.config["lineage"
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import uuid
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from PIL import Image
 
 from annotation_web import ml_bridge
 from annotation_web.accounts.models import User
@@ -24,7 +27,7 @@ from annotation_web.jobs.models import Job
 from annotation_web.jobs.services import job_create
 from annotation_web.labeling import selectors
 from annotation_web.labeling.errors import LabelingError
-from annotation_web.labeling.models import Candidate, FaceInput, Judgment, Project
+from annotation_web.labeling.models import Candidate, FaceInput, Judgment, Pair, Project
 from annotation_web.labeling.pairs import candidate_store, pair_create
 from annotation_web.registry import selectors as registry_selectors
 from annotation_web.registry.artifacts import artifact_local_dir
@@ -36,6 +39,12 @@ from annotation_web.storage import LocalStorage, get_storage
 GENERATE = "generate"
 TRAIN_REWARD = "train_reward"
 TRAIN_RL = "train_rl"
+TRAIN_RESTORER = "train_restorer"
+# Two candidates whose mean absolute difference is below this (in 0-255 levels) look the same to a person: such
+# a pair teaches nothing (deterministic sampling made 76 of 80 such pairs "tie"), so it is never queued.
+MIN_PAIR_DIFFERENCE = 0.5
+# Other versions of an input tried for a cross-version pair before giving up on the input.
+CROSS_VERSION_TRIES = 8
 
 
 def _model_version(pk: int, kind: str) -> ModelVersion:
@@ -51,6 +60,71 @@ def _project(job: Job) -> Project:
 # --- generation ----------------------------------------------------------------------------------------
 
 
+def _pixels(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def images_distinguishable(a_png: bytes, b_png: bytes) -> bool:
+    """Whether a person could tell the two images apart (mean absolute difference ≥ MIN_PAIR_DIFFERENCE)."""
+    a, b = _pixels(a_png), _pixels(b_png)
+    return a.shape != b.shape or float(np.abs(a - b).mean()) >= MIN_PAIR_DIFFERENCE
+
+
+def _distinct(candidates: dict[str, bytes]) -> dict[str, bytes]:
+    """The candidates minus those indistinguishable from an earlier one (pair selection never sees twins)."""
+    kept: dict[str, bytes] = {}
+    for key, png in candidates.items():
+        if all(images_distinguishable(png, other) for other in kept.values()):
+            kept[key] = png
+    return kept
+
+
+def _cross_version_pairs(
+    *,
+    inputs: list[FaceInput],
+    new: dict[str, Candidate],
+    restorer: ModelVersion,
+    other_id: int | None,
+    count: int,
+    batch: str,
+) -> tuple[list[int], int]:
+    """Up to `count` pairs of a new candidate against one of version `other_id` on the same input (the
+    new-vs-in-use comparisons), or, without `other_id`, against the newest other version's candidate that differs
+    from it visibly; returns (pair ids, inputs whose other candidates were all indistinguishable)."""
+    storage = get_storage()
+    pair_ids: list[int] = []
+    refused = 0
+    for face_input in inputs:
+        if len(pair_ids) >= count:
+            break
+        mine = next((c for c in new.values() if c.face_input_id == face_input.pk), None)
+        others = Candidate.objects.filter(face_input=face_input).exclude(model_version=restorer)
+        if other_id is not None:
+            others = others.filter(model_version_id=other_id)
+        if mine is None:
+            continue
+        # The newest candidate of the newest other version that a person can tell apart from the new one (an RL
+        # step may change a restorer by less than a grey level: its parent's candidates are twins, older ones not).
+        mine_png = storage.get(mine.image_key)
+        theirs, tried = None, set()
+        for other in others.order_by("-pk").iterator():
+            if other.model_version_id in tried:
+                continue
+            if images_distinguishable(mine_png, storage.get(other.image_key)):
+                theirs = other
+                break
+            tried.add(other.model_version_id)
+            if len(tried) >= CROSS_VERSION_TRIES:
+                break
+        if theirs is None:
+            refused += others.exists()
+            continue
+        pair = pair_create(a=mine, b=theirs, batch=batch, selection_reason="cross_version")
+        pair_ids.append(pair.pk)
+    return pair_ids, refused
+
+
 def generation_run(*, job: Job, progress: Progress) -> dict:
     """Sample K candidates per input with a restorer version, then queue the pairs that teach most."""
     params = job.params
@@ -60,10 +134,11 @@ def generation_run(*, job: Job, progress: Progress) -> dict:
     if not inputs:
         raise LabelingError("none of the given inputs belong to this project")
     storage = get_storage()
+    generation = f"job-{job.pk}"
     seeds = [int(params.get("seed", 0)) * 1000 + k for k in range(int(params.get("samples_per_input", 4)))]
     artifact_dir = str(artifact_local_dir(prefix=restorer.artifact_key))
     candidate_sets = []
-    created = 0
+    created = twins = 0
     for index, face_input in enumerate(inputs, start=1):
         lq_png = storage.get(face_input.lq_key)
         pngs = ml_bridge.restorer_samples_png(
@@ -76,21 +151,47 @@ def generation_run(*, job: Job, progress: Progress) -> dict:
         )[0]
         candidates = {}
         for seed, png in zip(seeds, pngs):
-            candidate = candidate_store(face_input=face_input, model_version=restorer, seed=seed, png=png)
+            # Per job: another job with the same restorer and seed but other settings (steps, eta) makes new
+            # candidates beside these, never new bytes under images that may have been judged.
+            candidate = candidate_store(
+                face_input=face_input, model_version=restorer, seed=seed, png=png, generation=generation
+            )
             candidates[candidate.image_key] = png
             created += 1
-        candidate_sets.append((str(face_input.pk), lq_png, candidates))
+        distinct = _distinct(candidates)
+        twins += len(candidates) - len(distinct)
+        candidate_sets.append((str(face_input.pk), lq_png, distinct))
         progress(index, len(inputs), f"sampled {len(seeds)} candidates for input {face_input.pk}")
-    choices = ml_bridge.choose_pairs(
-        candidate_sets=candidate_sets,
-        reward_dir=str(artifact_local_dir(prefix=reward.artifact_key)) if reward else None,
-        budget=int(params.get("pairs_budget", len(inputs) * 2)),
-        random_fraction=float(params.get("random_fraction", 0.2)),
-        seed=int(params.get("seed", 0)),
+    budget = int(params.get("pairs_budget", len(inputs) * 2))
+    cross_id = params.get("cross_version_restorer_id")
+    cross_count = round(budget * float(params.get("cross_version_fraction", 0.0))) if cross_id else 0
+    # `cross_version_fill`: when one restorer's samples are too alike to pair (a near-deterministic restorer),
+    # the rest of the budget pairs them with other versions' candidates of the same inputs instead.
+    cross_fill = bool(params.get("cross_version_fill", False))
+    pairable = [entry for entry in candidate_sets if len(entry[2]) >= 2]
+    choices = (
+        ml_bridge.choose_pairs(
+            candidate_sets=pairable,
+            reward_dir=str(artifact_local_dir(prefix=reward.artifact_key)) if reward else None,
+            budget=budget - cross_count,
+            random_fraction=float(params.get("random_fraction", 0.2)),
+            seed=int(params.get("seed", 0)),
+        )
+        if pairable
+        else []
     )
-    by_key = {c.image_key: c for c in Candidate.objects.filter(face_input__in=inputs, model_version=restorer)}
-    pair_ids = []
+    by_key = {
+        c.image_key: c
+        for c in Candidate.objects.filter(
+            face_input__in=inputs, model_version=restorer, generation=generation
+        )
+    }
+    pair_ids, refused = [], 0
     for choice in choices:
+        a_png, b_png = candidate_sets_png(candidate_sets, choice)
+        if not images_distinguishable(a_png, b_png):
+            refused += 1
+            continue
         pair = pair_create(
             a=by_key[choice.a_key],
             b=by_key[choice.b_key],
@@ -99,12 +200,51 @@ def generation_run(*, job: Job, progress: Progress) -> dict:
             selection_score=choice.score,
         )
         pair_ids.append(pair.pk)
+    if cross_count:
+        cross_ids, cross_refused = _cross_version_pairs(
+            inputs=inputs,
+            new=by_key,
+            restorer=restorer,
+            other_id=int(cross_id),
+            count=cross_count,
+            batch=f"gen-{job.pk}-cross",
+        )
+        pair_ids += cross_ids
+        refused += cross_refused
+    if cross_fill and len(pair_ids) < budget:
+        paired = set(Pair.objects.filter(pk__in=pair_ids).values_list("face_input_id", flat=True))
+        fill_ids, fill_refused = _cross_version_pairs(
+            inputs=[i for i in inputs if i.pk not in paired] or inputs,
+            new=by_key,
+            restorer=restorer,
+            other_id=None,
+            count=budget - len(pair_ids),
+            batch=f"gen-{job.pk}-cross",
+        )
+        pair_ids += fill_ids
+        refused += fill_refused
+    if refused or twins:
+        progress(
+            len(inputs),
+            len(inputs),
+            f"{twins} candidates indistinguishable from another of their input left out of pairs; "
+            f"{refused} pairs refused as indistinguishable",
+        )
     return {
         "candidates": created,
         "pair_ids": pair_ids,
+        "refused_indistinguishable": refused,
+        "indistinguishable_candidates": twins,
         "restorer_id": restorer.pk,
         "reward_id": reward.pk if reward else None,
     }
+
+
+def candidate_sets_png(
+    candidate_sets: list[tuple[str, bytes, dict[str, bytes]]], choice: ml_bridge.PairChoice
+) -> tuple[bytes, bytes]:
+    pngs = next(c for input_id, _, c in candidate_sets if input_id == choice.input_id)
+    return pngs[choice.a_key], pngs[choice.b_key]
 
 
 # --- reward model ---------------------------------------------------------------------------------------
@@ -171,8 +311,9 @@ def reward_training_run(*, job: Job, progress: Progress) -> dict:
 # --- RL ------------------------------------------------------------------------------------------------
 
 
-def _write_manifest(project: Project, folder: Path) -> Path:
-    """The project's inputs as an RL inputs manifest (written by the ML package, through the bridge)."""
+def _write_manifest(project: Project, folder: Path, exclude_ids: list[int] | None = None) -> Path:
+    """The project's inputs as an RL inputs manifest (written by the ML package, through the bridge), less
+    `exclude_ids` (the loop's held-out inputs, which RL never sees)."""
     storage = get_storage()
     inputs = [
         ml_bridge.RLInput(
@@ -182,7 +323,9 @@ def _write_manifest(project: Project, folder: Path) -> Path:
             hq_png=storage.get(face_input.hq_key) if face_input.hq_key else None,
             degradation=face_input.degradation or None,
         )
-        for face_input in FaceInput.objects.filter(project=project).order_by("pk")
+        for face_input in FaceInput.objects.filter(project=project)
+        .exclude(pk__in=exclude_ids or [])
+        .order_by("pk")
     ]
     if len(inputs) < 2:
         raise LabelingError("RL needs at least two inputs in the project (one is held out for evaluation)")
@@ -214,7 +357,7 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
     # The run folder outlives a crashed worker so that a redelivered job resumes from its checkpoint.
     run_dir = Path(settings.VAR_DIR) / "rl-runs" / params["run_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = _write_manifest(project, run_dir)
+    manifest = _write_manifest(project, run_dir, params.get("exclude_input_ids"))
     summary = ml_bridge.rl_fine_tune(
         policy_dir=str(artifact_local_dir(prefix=policy.artifact_key)),
         reward_dir=str(artifact_local_dir(prefix=reward.artifact_key)),
@@ -243,6 +386,60 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
     return {"restorer_id": version.pk, "summary": summary}
 
 
+# --- supervised restorer training ----------------------------------------------------------------------
+
+
+def restorer_training_run(*, job: Job, progress: Progress) -> dict:
+    """The first restorer of a project: supervised training on synthetic faces (`restorer.train`), resumed
+    from the run folder's latest checkpoint when a worker died mid-run, registered as the next version."""
+    params = job.params
+    project = _project(job)
+    # The run folder outlives a crashed worker so that a redelivered job resumes from its checkpoint.
+    run_dir = Path(settings.VAR_DIR) / "restorer-runs" / params["run_id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_progress(step: int, total: int, metrics: dict) -> None:
+        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, int | float)}
+        progress(step, total, f"step {step}/{total} {json.dumps(shown)}")
+
+    metrics = ml_bridge.restorer_train(
+        config=params["config"],
+        overrides=params.get("overrides", {}),
+        out_dir=str(run_dir),
+        on_progress=on_progress,
+    )
+    version = model_version_register(
+        kind=ModelKind.RESTORER,
+        name=params.get("name") or project.slug,
+        folder=run_dir,
+        lineage={"project": project.slug, "job": job.pk, "train_config": params["config"]},
+        description=f"Supervised restorer ({params['config']}, {metrics.get('steps')} steps) for {project.slug}",
+    )
+    return {"restorer_id": version.pk, "metrics": {k: v for k, v in metrics.items() if k != "train_config"}}
+
+
+@transaction.atomic
+def restorer_training_job_create(
+    *,
+    project: Project,
+    user: User | None,
+    config: str = "tiny",
+    overrides: dict | None = None,
+    name: str = "",
+) -> Job:
+    try:
+        resolved = ml_bridge.restorer_train_config(config=config, overrides=overrides or {})
+    except ValueError as exc:
+        raise LabelingError(str(exc)) from exc
+    if resolved["model"]["resolution"] != project.resolution:
+        raise LabelingError(
+            f"training config {config!r} makes a {resolved['model']['resolution']} px restorer but project "
+            f"{project.slug} keeps its faces at {project.resolution} px"
+        )
+    params = {"run_id": uuid.uuid4().hex, "config": config, "overrides": overrides or {}, "name": name}
+    return job_create(kind=TRAIN_RESTORER, project=project, user=user, params=params)
+
+
 # --- queueing jobs -------------------------------------------------------------------------------------
 
 
@@ -260,6 +457,9 @@ def generation_job_create(
     num_steps: int = 20,
     eta: float = 0.0,
     seed: int = 0,
+    cross_version_restorer_id: int | None = None,
+    cross_version_fraction: float = 0.0,
+    cross_version_fill: bool = False,
 ) -> Job:
     _model_version(restorer_id, ModelKind.RESTORER)
     if reward_id is not None:
@@ -282,6 +482,11 @@ def generation_job_create(
         "eta": eta,
         "seed": seed,
     }
+    if cross_version_restorer_id is not None and cross_version_fraction > 0:
+        params["cross_version_restorer_id"] = cross_version_restorer_id
+        params["cross_version_fraction"] = cross_version_fraction
+    if cross_version_fill:
+        params["cross_version_fill"] = True
     return job_create(kind=GENERATE, project=project, user=user, params=params)
 
 
@@ -319,6 +524,7 @@ def rl_job_create(
     reward_id: int,
     preset: str = "tiny",
     overrides: dict | None = None,
+    exclude_input_ids: list[int] | None = None,
 ) -> Job:
     restorer = _model_version(restorer_id, ModelKind.RESTORER)
     _model_version(reward_id, ModelKind.REWARD)
@@ -330,5 +536,6 @@ def rl_job_create(
         "reward_id": reward_id,
         "preset": preset,
         "overrides": overrides or {},
+        "exclude_input_ids": exclude_input_ids or [],
     }
     return job_create(kind=TRAIN_RL, project=project, user=user, params=params)

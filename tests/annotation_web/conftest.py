@@ -38,10 +38,33 @@ def local_storage(settings, tmp_path):
     _cached_storage.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    """The throttles count in the default cache (per process): each test starts with no attempts counted."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _join_all_projects(user) -> None:
+    from annotation_web.accounts.services import membership_add
+    from annotation_web.labeling.models import Project
+
+    for project in Project.objects.all():
+        membership_add(user=user, project=project)
+
+
 @pytest.fixture
 def make_user(db):
+    """A user who belongs to every project of the test (those made before and after it by `make_project`);
+    tests of membership itself make their outsiders with `user_create`."""
+
     def make(role: str = Role.ANNOTATOR, username: str | None = None):
-        return user_create(username=username or f"user{next(_counter)}", password="pw-123456", role=role)
+        user = user_create(username=username or f"user{next(_counter)}", password="pw-123456", role=role)
+        _join_all_projects(user)
+        return user
 
     return make
 
@@ -108,6 +131,12 @@ def make_project(db):
                 pair_create(a=a, b=b, batch="b1" if index % 2 == 0 else "b2")
             else:
                 gold_pair_create(better=a, worse=b)
+        # Every user made so far belongs to it (outsiders in the membership tests are made afterwards).
+        from annotation_web.accounts.models import ProjectMembership, User
+
+        ProjectMembership.objects.bulk_create(
+            [ProjectMembership(user=user, project=project) for user in User.objects.all()]
+        )
         return project
 
     return make

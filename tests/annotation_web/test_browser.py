@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from annotation_web.accounts.models import Role
-from annotation_web.accounts.services import user_create
+from annotation_web.accounts.services import membership_add, user_create
 from annotation_web.labeling import imports, pairs
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation, ReservationState
@@ -162,6 +162,7 @@ def test_annotator_judges_every_pair_by_keyboard_and_the_database_agrees(page, l
     pair_count = Pair.objects.filter(project=project).count()
     assert pair_count == 10  # 3 inputs x 3 classical candidates -> 9 pairs, plus the gold pair
     annotator = user_create(username="keyboard-annotator", password=PASSWORD, role=Role.ANNOTATOR)
+    membership_add(user=annotator, project=project)
     browser_errors: list[str] = []
     page.on("pageerror", lambda exc: browser_errors.append(str(exc)))
 

@@ -90,7 +90,7 @@ def test_worker_on_redis_runs_an_import_job(make_project, engineer, tmp_path, lo
         wait_for(lambda: b" ready." in log.read_bytes(), timeout=60, what="the worker to start", log=log)
         project = make_project(pairs=0)
         job = import_job_create(
-            project=project, user=engineer, upload_name="faces.zip", upload_bytes=zip_of_faces(3)
+            project=project, user=engineer, upload_name="faces.zip", upload=io.BytesIO(zip_of_faces(3))
         )
         wait_for(
             lambda: Job.objects.get(pk=job.pk).state in (JobState.SUCCEEDED, JobState.FAILED),
@@ -122,7 +122,7 @@ from annotation_web.labeling.import_jobs import import_job_create
 from annotation_web.labeling.pairs import project_create
 p = project_create(name='E', slug='embedded')
 u = user_create(username='eng', password='pw-123456', role='engineer')
-job = import_job_create(project=p, user=u, upload_name='faces.zip', upload_bytes=open({str(tmp_path / "faces.zip")!r}, 'rb').read())
+job = import_job_create(project=p, user=u, upload_name='faces.zip', upload=open({str(tmp_path / "faces.zip")!r}, 'rb'))
 print(job.pk)
 """
     subprocess.run([*manage, "shell", "-c", enqueue], cwd=REPO, env=env, check=True, capture_output=True)

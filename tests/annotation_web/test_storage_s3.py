@@ -70,3 +70,13 @@ def test_import_from_an_s3_prefix_into_s3_storage(s3_settings, make_project):
     served = httpx.get(storage.url(face_input.lq_key))
     assert served.status_code == 200 and served.content.startswith(b"\x89PNG")
     assert io.BytesIO(served.content).getbuffer().nbytes > 100
+
+
+def test_a_stream_larger_than_one_part_arrives_whole(s3_settings):
+    """`put_stream` (large uploads) goes through boto3's multipart upload: every part must land, in order."""
+    storage = get_storage()
+    key = f"t-{uuid.uuid4().hex[:8]}/uploads/big.zip"
+    payload = os.urandom(9 * 1024 * 1024)  # above boto3's 8 MiB multipart threshold
+    storage.put_stream(key, io.BytesIO(payload))
+    assert storage.get(key) == payload
+    storage.delete(key)

@@ -158,6 +158,7 @@ def test_full_disk_fails_clearly_and_leaves_no_half_imported_input(make_project,
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(LocalStorage, "put", disk_full)
+    monkeypatch.setattr(LocalStorage, "put_stream", disk_full)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token_for_user(user=engineer)}")
     upload = io.BytesIO(face_png(30))

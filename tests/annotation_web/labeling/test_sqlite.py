@@ -17,6 +17,7 @@ SUITES = [
     "tests/annotation_web/labeling/test_submit.py",
     "tests/annotation_web/labeling/test_queue_paths.py",
     "tests/annotation_web/labeling/test_concurrency.py",
+    "tests/annotation_web/labeling/test_expiry.py",
 ]
 
 

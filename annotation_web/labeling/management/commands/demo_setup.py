@@ -2,12 +2,13 @@
 
 import io
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation_web import ml_bridge
 from annotation_web.accounts.models import Role
-from annotation_web.accounts.services import user_get_or_create
+from annotation_web.accounts.services import membership_add, user_get_or_create
 from annotation_web.labeling import imports, pairs
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Project
@@ -32,11 +33,21 @@ class Command(BaseCommand):
         parser.add_argument("--gold-every", type=int, default=5, help="one gold pair per this many inputs")
 
     def handle(self, *args, **options):
-        for username, role in DEMO_USERS:
+        # The demo users' password is published (README, infra/demo.sh): they may only exist on a demo.
+        if not settings.DEMO:
+            raise CommandError(
+                "demo_setup creates users with a published password: it runs only in the demo configuration "
+                "(PREF_DEMO=1, as infra/demo.sh sets)"
+            )
+        users = [
             user_get_or_create(username=username, password=DEMO_PASSWORD, role=role)
+            for username, role in DEMO_USERS
+        ]
         project = Project.objects.filter(slug="demo").first() or pairs.project_create(
             name="Demo: synthetic faces", slug="demo", overlap=1, gold_rate=0.1
         )
+        for user in users:
+            membership_add(user=user, project=project)
         project.description = (
             "Synthetic 64x64 faces from the gan-face-generate DCGAN (trained on DigiFace1M; research use only). "
             "Candidates are classical restorations (bicubic + unsharp mask), not a learned model."

@@ -13,6 +13,8 @@ oracle is asked about (left, right) with `shown_left="a"`, so a side bias acts o
 from __future__ import annotations
 
 import io
+import math
+import random
 import secrets
 import time
 import uuid
@@ -26,8 +28,8 @@ from PIL import Image, UnidentifiedImageError
 
 from annotation_web import ml_bridge
 from annotation_web.accounts.models import Role
-from annotation_web.accounts.services import token_for_user, user_get_or_create
-from annotation_web.labeling.models import FaceInput
+from annotation_web.accounts.services import membership_add, token_for_user, user_get_or_create
+from annotation_web.labeling.models import FaceInput, Project
 
 KINDS = ("reliable", "noisy", "left_biased", "spammer", "adversarial")
 # The oracle answers about (a, b) = (left image, right image) with a shown on the left.
@@ -48,6 +50,10 @@ class SimulatedAnnotator:
     oracle: Any  # reward_model.oracle.OracleAnnotator, made by ml_bridge.oracle_annotators
     pair: dict | None = None
     done: bool = False
+    stop_reason: str = ""
+    due: float = 0.0  # monotonic time of this person's next submit (--pace)
+    shown_at: float | None = None  # when the pair they hold was served
+    dry: bool = False  # the queue had nothing for them at the last ask
     submitted: int = 0
     choices: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -64,7 +70,25 @@ class Command(BaseCommand):
         parser.add_argument("--kind", choices=KINDS, default="reliable")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the platform answers")
         parser.add_argument(
-            "--judgments", type=int, default=50, help="at most this many submits per annotator"
+            "--judgments",
+            type=int,
+            default=50,
+            help="at most this many submits PER ANNOTATOR (not in total; ignored with --forever)",
+        )
+        parser.add_argument(
+            "--pace",
+            type=float,
+            default=0.0,
+            help="seconds a judgment takes a person, on average: each annotator's time per judgment is drawn "
+            "from a lognormal around it (0: as fast as the server answers)",
+        )
+        parser.add_argument(
+            "--forever",
+            action="store_true",
+            help="run until stopped: when the queue is empty, wait and ask again instead of stopping",
+        )
+        parser.add_argument(
+            "--poll", type=float, default=10.0, help="with --forever: seconds between asks of an empty queue"
         )
         parser.add_argument(
             "--temperature",
@@ -84,6 +108,10 @@ class Command(BaseCommand):
             raise CommandError("--count must be at least 1")
         if options["judgments"] < 1:
             raise CommandError("--judgments must be at least 1")
+        if options["pace"] < 0 or options["poll"] <= 0:
+            raise CommandError("--pace must be >= 0 and --poll > 0")
+        self.pace, self.forever, self.poll = options["pace"], options["forever"], options["poll"]
+        self.rng = random.Random(options["seed"])
         # Settings not given are left to the oracle, whose defaults depend on its distance.
         oracle_settings = {
             name: options[name]
@@ -102,12 +130,15 @@ class Command(BaseCommand):
             options["kind"], seeds=[options["seed"] * 1000 + index for index in indices], **oracle_settings
         )
         annotators = []
+        project = Project.objects.filter(slug=self.slug).first()
         for index, oracle in zip(indices, oracles):
             username = f"sim-{options['kind']}-{index}"
             # A random password: simulated users authenticate by token only.
             user = user_get_or_create(
                 username=username, password=secrets.token_urlsafe(24), role=Role.ANNOTATOR
             )
+            if project is not None:  # annotators judge only the projects they belong to
+                membership_add(user=user, project=project)
             annotators.append(
                 SimulatedAnnotator(username=username, token=token_for_user(user=user), oracle=oracle)
             )
@@ -119,22 +150,31 @@ class Command(BaseCommand):
         ):
             self._check_project(annotators[0])
             started = time.monotonic()
-            # Round robin: every simulated annotator holds a reservation at the same time, like people do.
-            while not all(a.done for a in annotators):
-                for annotator in annotators:
-                    if not annotator.done:
-                        self._step(annotator, max_judgments=options["judgments"])
+            max_judgments = math.inf if self.forever else options["judgments"]
+            try:
+                # Each simulated annotator holds a reservation at the same time, like people do; the one whose
+                # next submit is due first goes next (round robin when there is no pace).
+                while not all(a.done for a in annotators):
+                    annotator = min((a for a in annotators if not a.done), key=lambda a: a.due)
+                    time.sleep(max(0.0, annotator.due - time.monotonic()))
+                    self._step(annotator, max_judgments=max_judgments)
+            except KeyboardInterrupt:
+                self.stdout.write("stopped")
             elapsed = time.monotonic() - started
 
         total = sum(a.submitted for a in annotators)
         for annotator in annotators:
             counts = ", ".join(f"{choice} {n}" for choice, n in sorted(annotator.choices.items()))
-            self.stdout.write(f"{annotator.username}: {annotator.submitted} submitted ({counts or 'none'})")
+            stop = f"; {annotator.stop_reason}" if annotator.stop_reason else ""
+            self.stdout.write(
+                f"{annotator.username}: {annotator.submitted} submitted ({counts or 'none'}){stop}"
+            )
             for error in annotator.errors[:5]:
                 self.stderr.write(f"  {annotator.username}: {error}")
         self.stdout.write(
             f"{len(annotators)} simulated {options['kind']} annotator(s) submitted {total} judgments on "
             f"'{self.slug}' in {elapsed:.1f} s"
+            + ("" if self.forever else f" (--judgments {options['judgments']} is per annotator)")
         )
 
     # --- one annotator, one step ---------------------------------------------------------------------
@@ -164,10 +204,11 @@ class Command(BaseCommand):
                 payload = self._post(annotator, f"api/projects/{self.slug}/next/", {"exclude": []})
                 annotator.pair = payload["pair"]
                 if annotator.pair is None:
-                    annotator.done = True
+                    self._queue_dry(annotator)
                     return
+                self._served(annotator)
             pair = annotator.pair
-            shown_at = time.monotonic()
+            shown_at = annotator.shown_at or time.monotonic()
             choice = self._judge(annotator, pair)
             result = self._post(
                 annotator,
@@ -189,14 +230,52 @@ class Command(BaseCommand):
         annotator.submitted += 1
         annotator.choices[choice] += 1
         annotator.pair = result.get("next", {}).get("pair")
-        if annotator.pair is None or annotator.submitted >= max_judgments:
+        if annotator.submitted >= max_judgments:
             annotator.done = True
+            annotator.stop_reason = f"reached --judgments {max_judgments} (per annotator)"
+        elif annotator.pair is None:
+            self._queue_dry(annotator)
+        else:
+            self._served(annotator)
+
+    def _served(self, annotator: SimulatedAnnotator) -> None:
+        """A pair is on their screen: they submit after a person's time (lognormal, mean --pace)."""
+        if annotator.dry:
+            self.stdout.write(f"{annotator.username}: new pairs in the queue, judging again")
+            annotator.dry = False
+        annotator.shown_at = time.monotonic()
+        if self.pace > 0:
+            sigma = 0.5  # a person's times per judgment: right-skewed, mostly within 0.5x-2x of the mean
+            annotator.due = annotator.shown_at + self.rng.lognormvariate(
+                math.log(self.pace) - sigma**2 / 2, sigma
+            )
+        else:
+            annotator.due = annotator.shown_at
+
+    def _queue_dry(self, annotator: SimulatedAnnotator) -> None:
+        """Say it: an empty queue is why a run ends early (or, with --forever, why it waits)."""
+        annotator.shown_at = None
+        if self.forever:
+            if not annotator.dry:
+                self.stdout.write(
+                    f"{annotator.username}: the queue of '{self.slug}' ran dry after {annotator.submitted} "
+                    f"judgments; asking again every {self.poll:g} s"
+                )
+            annotator.dry = True
+            annotator.due = time.monotonic() + self.poll
+            return
+        annotator.done = True
+        annotator.stop_reason = "the queue ran dry"
+        self.stdout.write(
+            f"{annotator.username}: the queue of '{self.slug}' ran dry after {annotator.submitted} judgments"
+        )
 
     def _judge(self, annotator: SimulatedAnnotator, pair: dict) -> str:
         if annotator.oracle.kind == "spammer":  # looks at nothing
             return SCREEN_CHOICE_OF_ORACLE_OUTCOME[annotator.oracle.judge(None, None, None, shown_left="a")]
         hq = self._hq_image(pair["reservation"])
-        left, right = self._image(pair["left_url"]), self._image(pair["right_url"])
+        left = self._image(annotator, pair["left_url"])
+        right = self._image(annotator, pair["right_url"])
         return SCREEN_CHOICE_OF_ORACLE_OUTCOME[annotator.oracle.judge(hq, left, right, shown_left="a")]
 
     def _hq_image(self, reservation_id: str) -> Image.Image:
@@ -214,8 +293,10 @@ class Command(BaseCommand):
             )
         return Image.open(io.BytesIO(get_storage().get(hq_key))).convert("RGB")
 
-    def _image(self, url: str) -> Image.Image:
-        response = self.images.get(urljoin(self.base_url, url))
+    def _image(self, annotator: SimulatedAnnotator, url: str) -> Image.Image:
+        # Image URLs are handles of the annotator's own reservation: fetched with their credentials.
+        headers = {"Authorization": f"Token {annotator.token}"}
+        response = self.images.get(urljoin(self.base_url, url), headers=headers)
         if response.status_code != 200:
             raise ApiError(response.status_code, f"image {url[:80]} could not be fetched")
         if len(response.content) > MAX_IMAGE_BYTES:

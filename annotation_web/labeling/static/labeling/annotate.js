@@ -1,9 +1,12 @@
 // The judging page: keyboard first, the next pair always prefetched, submits queued and retried in order.
+// Each pair knows its reservation's expiry (`expires_at`): the one on screen is renewed while the annotator is
+// present, and a prefetched one is renewed (its clock started) when it is shown, not when it was fetched.
 (() => {
   "use strict";
   const app = document.getElementById("app");
   const project = app.dataset.project;
   const csrf = app.dataset.csrf;
+  const ttlMs = Number(app.dataset.ttl || 300) * 1000;  // the project's reservation time
   const el = (id) => document.getElementById(id);
   const KEYS = {
     ArrowLeft: "left", "1": "left", ArrowRight: "right", "2": "right",
@@ -18,6 +21,8 @@
   let submitChain = Promise.resolve();
   let pendingSubmits = 0;
   let judgedToday = 0;
+  let lastActivity = Date.now();
+  const PRESENT_MS = 5 * 60 * 1000;  // no key, pointer or focus for this long: the annotator is away
 
   function uuid() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -45,6 +50,42 @@
     });
   }
 
+  // The reservation's deadline: `expires_at` by the server's clock; renewals are timed by this page's clock
+  // from when the last one was answered (a skewed client clock cannot make it renew too late).
+  function stamp(pair, expiresAt) {
+    pair.expires_at = expiresAt;
+    pair.renewedAt = Date.now();
+  }
+
+  async function renew(pair, shown) {
+    if (pair.renewing) return;
+    pair.renewing = true;
+    try {
+      const { status, data } = await api("POST", `/api/reservations/${pair.reservation}/renew/`, { shown });
+      if (status === 200) {
+        stamp(pair, data.expires_at);
+        if (current === pair) el("stage").dataset.expiresAt = pair.expires_at;
+      } else if (status === 410 || status === 404 || status === 409) {
+        drop(pair, (data && data.detail) || "This pair is no longer reserved for you.");
+      }
+    } catch (e) { /* network: the next tick tries again */ }
+    pair.renewing = false;
+  }
+
+  // A pair the server no longer holds for this annotator leaves the screen (or the prefetch slot).
+  function drop(pair, message) {
+    if (current === pair) {
+      current = prefetched;
+      prefetched = null;
+      flash(message, true);
+      render();
+      if (!prefetched && !queueEmpty) fetchNext();
+    } else if (prefetched === pair) {
+      prefetched = null;
+      if (!queueEmpty) fetchNext();
+    }
+  }
+
   function heldIds() {
     return [current, prefetched].filter(Boolean).map((p) => p.reservation);
   }
@@ -59,6 +100,7 @@
     }
     if (heldIds().includes(pair.reservation)) return;
     queueEmpty = false;
+    stamp(pair, pair.expires_at);
     preload(pair);
     if (!current) { current = pair; render(); }
     else if (!prefetched) { prefetched = pair; }
@@ -73,8 +115,15 @@
       el("reference-img").src = current.reference_url;
       el("left-img").src = current.left_url;
       el("right-img").src = current.right_url;
-      el("stage").dataset.reservation = current.reservation;
-      shownAt = performance.now();
+      if (el("stage").dataset.reservation !== current.reservation) {
+        el("stage").dataset.reservation = current.reservation;
+        el("stage").dataset.expiresAt = current.expires_at;
+        shownAt = performance.now();
+        // Shown now: its clock starts and its deadline is one TTL from now, however long it waited prefetched.
+        renew(current, true);
+      }
+    } else {
+      delete el("stage").dataset.reservation;
     }
     el("saving").textContent = pendingSubmits ? `saving ${pendingSubmits}…` : "";
   }
@@ -141,6 +190,15 @@
       refreshStats();
     });
   }
+
+  // While the annotator is here, keep the pair on screen reserved: renew it when half its time is gone.
+  ["keydown", "pointermove", "pointerdown", "focus", "visibilitychange"].forEach((name) =>
+    window.addEventListener(name, () => { lastActivity = Date.now(); }, { passive: true }));
+  setInterval(() => {
+    if (!current || document.visibilityState !== "visible") return;
+    if (Date.now() - lastActivity > PRESENT_MS) return;
+    if (Date.now() - current.renewedAt > ttlMs / 2) renew(current, false);
+  }, Math.min(5000, ttlMs / 4));
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
