@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,8 +286,10 @@ def train(
     out_dir: str | os.PathLike[str],
     faces: torch.Tensor | None = None,
     progress: bool = True,
+    on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume) a restorer into ``out_dir``; the final artifact holds the EMA weights."""
+    """Train (or resume) a restorer into ``out_dir``; the final artifact holds the EMA weights.
+    ``on_progress(step, max_steps, metrics)`` is called every ``log_every`` steps (a job's progress bar)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision=_autodetect_precision(config.mixed_precision))
@@ -376,6 +379,8 @@ def train(
             writer.add_scalar("train/loss", loss_value, step)
             writer.add_scalar("train/lr", lr, step)
             writer.add_scalar("train/images_per_second", rate, step)
+        if on_progress is not None and step % config.log_every == 0:
+            on_progress(step, config.max_steps, {"loss": loss_value, "images_per_second": rate, **metrics})
         if accelerator.is_main_process and step % config.validate_every == 0:
             metrics = _validate(ema, val_hq, val_lq, val_instructions, config, out, step, writer)
             validated_at = step

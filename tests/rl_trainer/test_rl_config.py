@@ -46,3 +46,17 @@ def test_invalid_values_are_refused(field, value, message):
 def test_unknown_preset():
     with pytest.raises(RLConfigError, match="unknown RL preset"):
         RLConfig.preset("huge")
+
+
+def test_the_preference_preset_learns_from_the_reward_model_alone():
+    """tiny_preference (benchmarks/rl_gain.py's learned-reward row): no fixed term that reads the HQ, the reward
+    model's gradient followed, the determinism goal and the KL leash kept, the best guard evaluation handed back."""
+    config = RLConfig.preset("tiny_preference")
+    assert config.policy_update == "reward_backprop"
+    assert config.perceptual_weight == 0
+    assert config.learned_reward_weight > 0 and config.learned_reward_pessimism > 0
+    assert config.kl_weight > 0 and config.consistency_weight > 0 and config.agreement_weight > 0
+    assert config.agreement_target == "best"
+    assert config.keep_best and config.keep_best_entropy_ratio is not None and config.eval_entropy_seeds >= 2
+    assert config.max_minutes is not None and config.max_minutes <= 20
+    assert RLConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,64 @@
+"""`manage.py loop_enable --project demo --demo`: turn a project's loop on (with demo-sized settings: a first
+restorer in a few minutes on 2 cores, a reward model every few dozen judgments, short RL runs)."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation_web import ml_bridge
+from annotation_web.labeling.models import Project
+from annotation_web.loop import services
+
+# Sized for the demo on a 2-core CPU with simulated annotators at a person's pace: each job takes minutes.
+DEMO_POLICY = {
+    "restorer_config": "tiny",
+    "restorer_overrides": {"max_minutes": 4.0, "train_faces": 2048},
+    "min_new_judgments": 60,
+    "reward_size": "tiny",
+    "reward_max_steps": 300,
+    # The rl_gain benchmark's recipe for learning from preferences, cut to 5 minutes of this CPU.
+    "rl_preset": "tiny_preference",
+    "rl_overrides": {"max_minutes": 5.0, "eval_inputs": 8},
+    "samples_per_input": 4,
+    "pairs_budget": 60,
+    "num_steps": 20,
+    "eta": 1.0,
+    "eval_seeds": 2,
+    "psnr_drop_limit_db": 0.5,
+    "auto_promote": True,
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Enable a project's loop policy (optionally with the demo's settings, or a JSON object of settings)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True)
+        parser.add_argument(
+            "--demo", action="store_true", help="demo-sized settings (minutes per job on a CPU)"
+        )
+        parser.add_argument("--policy", default="{}", help="a JSON object of policy fields, applied last")
+        parser.add_argument("--off", action="store_true", help="turn the loop off instead")
+
+    def handle(self, *args, **options):
+        project = Project.objects.filter(slug=options["project"]).first()
+        if project is None:
+            raise CommandError(f"no project {options['project']!r}")
+        changes = {**(DEMO_POLICY if options["demo"] else {}), **json.loads(options["policy"])}
+        changes["enabled"] = not options["off"]
+        try:  # the same checks as the API's, before anything is stored
+            ml_bridge.rl_config_validate(
+                preset=changes.get("rl_preset", "tiny"), overrides=changes.get("rl_overrides", {})
+            )
+            ml_bridge.restorer_train_config(
+                config=changes.get("restorer_config", "tiny"), overrides=changes.get("restorer_overrides", {})
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        policy = services.loop_policy_update(project=project, user=None, changes=changes)
+        state = "on" if policy.enabled else "off"
+        self.stdout.write(f"loop of {project.slug} is {state} (min_new_judgments {policy.min_new_judgments})")

@@ -1,0 +1,550 @@
+"""The loop: `loop_tick` reads a project's policy and state and starts the next job of the round, recording
+every decision as a `LoopEvent` with its reason; promote and roll back are engineer actions, recorded with who,
+when and why.
+
+A round: train the first restorer (once) → generate candidates from the restorer in use → annotators judge →
+train a reward model once enough new judgments exist → RL-tune the restorer in use against it → evaluate the
+candidate on the held-out inputs → promote it when it passes (else say why) → generate from what is in use.
+The loop runs one job at a time per project and never two jobs of a kind; a failed job changes nothing in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotation_web.accounts.models import User
+from annotation_web.errors import NotFound, ServiceError
+from annotation_web.jobs.models import Job, JobState
+from annotation_web.jobs.services import job_create
+from annotation_web.labeling.models import FaceInput, Pair, Project
+from annotation_web.loop import evaluation, selectors
+from annotation_web.loop.models import LoopEvent, LoopPolicy, LoopState, VersionChange
+from annotation_web.registry.models import ModelKind, ModelVersion
+from annotation_web.training import services as training
+
+logger = logging.getLogger(__name__)
+Decision = LoopEvent.Decision
+ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+# A kind whose job failed is not started again before this pause (a broken setting must not fill the queue).
+RETRY_AFTER = timedelta(minutes=10)
+POLICY_FIELDS = tuple(
+    f.name
+    for f in LoopPolicy._meta.get_fields()
+    if f.concrete and f.name not in ("id", "project", "updated_by", "updated_at")
+)
+
+
+# --- policy ------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def loop_policy_update(*, project: Project, user: User | None, changes: dict[str, Any]) -> LoopPolicy:
+    unknown = sorted(set(changes) - set(POLICY_FIELDS))
+    if unknown:
+        raise ServiceError(f"not a setting of the loop policy: {', '.join(unknown)}")
+    policy, _ = LoopPolicy.objects.select_for_update().get_or_create(project=project)
+    for name, value in changes.items():
+        setattr(policy, name, value)
+    policy.updated_by = user
+    policy.save()
+    return policy
+
+
+# --- state and events --------------------------------------------------------------------------------------
+
+
+def _state_locked(project: Project) -> LoopState:
+    LoopState.objects.get_or_create(project=project)
+    return LoopState.objects.select_for_update().get(project=project)
+
+
+def _event(
+    *,
+    state: LoopState,
+    decision: str,
+    reason: str,
+    inputs: dict[str, Any] | None = None,
+    job: Job | None = None,
+    repeat: bool = True,
+) -> LoopEvent:
+    """Record a decision. `repeat=False`: a decision identical to the project's latest one is not recorded
+    again (a tick every 20 s that keeps waiting for the same job says so once)."""
+    if not repeat:
+        last = LoopEvent.objects.filter(project_id=state.project_id).order_by("-pk").first()
+        if last is not None and last.decision == decision and last.reason == reason:
+            return last
+    event = LoopEvent.objects.create(
+        project_id=state.project_id,
+        round=state.round,
+        decision=decision,
+        reason=reason,
+        inputs=inputs or {},
+        job=job,
+    )
+    # The worker's log tells the loop's story too (the demo points there).
+    logger.info("loop %s round %s %s: %s", state.project_id, state.round, decision, reason)
+    return event
+
+
+def _in_use_text(state: LoopState) -> str:
+    return f"restorer {state.restorer or 'none'}, reward model {state.reward or 'none'}"
+
+
+def _version_set(
+    *, state: LoopState, version: ModelVersion, action: str, by: User | None, reason: str
+) -> VersionChange:
+    """Put `version` in use (restorer or reward model, by its kind) and record who, when and why."""
+    if version.kind == ModelKind.RESTORER:
+        previous = state.restorer
+        if previous is not None and previous != version:
+            state.previous_restorer = previous
+        state.restorer = version
+        # Every change of the restorer in use (promotion, roll back) is followed by a generation from it.
+        state.generated_from = None
+        if state.candidate_id == version.pk:
+            state.candidate = None
+    elif version.kind == ModelKind.REWARD:
+        previous = state.reward
+        state.reward = version
+    else:
+        raise ServiceError(f"{version} is neither a restorer nor a reward model")
+    state.save()
+    return VersionChange.objects.create(
+        project_id=state.project_id,
+        kind=version.kind,
+        action=action,
+        version=version,
+        previous=previous,
+        by=by,
+        reason=reason,
+    )
+
+
+def _held_out_ids(*, project: Project, policy: LoopPolicy, state: LoopState) -> list[int]:
+    """The project's held-out inputs: chosen once (seeded by the project), never given to RL."""
+    if state.held_out_input_ids:
+        return list(state.held_out_input_ids)
+    ids = sorted(FaceInput.objects.filter(project=project).values_list("pk", flat=True))
+    if len(ids) < 3:  # RL needs two inputs of its own
+        return []
+    count = min(len(ids) - 2, max(1, round(len(ids) * policy.held_out_fraction)))
+    state.held_out_input_ids = sorted(random.Random(project.pk).sample(ids, count))
+    state.save(update_fields=["held_out_input_ids"])
+    return list(state.held_out_input_ids)
+
+
+# --- the tick ----------------------------------------------------------------------------------------------
+
+
+def loop_tick_enabled() -> list[LoopEvent]:
+    """One tick of every enabled policy (the beat task); one project's error does not stop the others."""
+    events = []
+    for project in Project.objects.filter(pk__in=selectors.loop_enabled_project_ids()):
+        try:
+            events.append(loop_tick(project=project))
+        except Exception:  # noqa: BLE001 - logged; the next tick tries again
+            logger.exception("loop tick of project %s failed", project.slug)
+    return events
+
+
+@transaction.atomic
+def loop_tick(*, project: Project) -> LoopEvent:
+    """Apply the result of the loop's job when it finished, then decide the next step; returns the decision."""
+    policy = selectors.loop_policy_get(project=project)
+    state = _state_locked(project)
+    if state.job_id is not None:
+        job = Job.objects.get(pk=state.job_id)
+        if job.state in ACTIVE_STATES:
+            return _event(
+                state=state,
+                decision=Decision.WAITING,
+                reason=f"waiting: {job.kind} job {job.pk} {job.state}",
+                job=job,
+                repeat=False,
+            )
+        _apply_finished(state=state, policy=policy, job=job)
+    if not policy.enabled:
+        return _event(
+            state=state,
+            decision=Decision.SKIPPED,
+            reason="skipped: the loop is off for this project",
+            repeat=False,
+        )
+    return _next_step(project=project, policy=policy, state=state)
+
+
+def _apply_finished(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEvent:
+    state.job = None
+    state.save(update_fields=["job"])
+    if job.state != JobState.SUCCEEDED:
+        state.failures = {**state.failures, job.kind: timezone.now().isoformat()}
+        state.save(update_fields=["failures"])
+        first_line = (job.error or "no error recorded").strip().splitlines()[0][:300]
+        return _event(
+            state=state,
+            decision=Decision.FAILED,
+            reason=f"{job.kind} job {job.pk} {job.state}: {first_line}; versions in use unchanged ({_in_use_text(state)})",
+            job=job,
+        )
+    outputs = job.outputs
+    if job.kind == training.TRAIN_RESTORER:
+        version = ModelVersion.objects.get(pk=outputs["restorer_id"])
+        _version_set(
+            state=state,
+            version=version,
+            action=VersionChange.Action.PUT_IN_USE,
+            by=None,
+            reason=f"first restorer, trained by job {job.pk}",
+        )
+        return _event(
+            state=state,
+            decision=Decision.APPLIED,
+            reason=f"restorer {version} in use (trained by job {job.pk})",
+            inputs=outputs.get("metrics", {}),
+            job=job,
+        )
+    if job.kind == training.GENERATE:
+        state.generated_from_id = outputs["restorer_id"]
+        state.save(update_fields=["generated_from"])
+        refused = outputs.get("refused_indistinguishable", 0)
+        return _event(
+            state=state,
+            decision=Decision.APPLIED,
+            reason=(
+                f"{len(outputs['pair_ids'])} new pairs to judge from {outputs['candidates']} candidates "
+                f"({outputs.get('indistinguishable_candidates', 0)} candidates too like another of their input, "
+                f"{refused} indistinguishable pairs refused)"
+            ),
+            job=job,
+        )
+    if job.kind == training.TRAIN_REWARD:
+        version = ModelVersion.objects.get(pk=outputs["reward_id"])
+        reason = f"trained on {outputs['judgments']} judgments by job {job.pk}"
+        _version_set(
+            state=state, version=version, action=VersionChange.Action.PUT_IN_USE, by=None, reason=reason
+        )
+        metrics = {k: v for k, v in (outputs.get("metrics") or {}).items() if isinstance(v, int | float)}
+        return _event(
+            state=state,
+            decision=Decision.APPLIED,
+            reason=f"reward model {version} in use: {reason}",
+            inputs=metrics,
+            job=job,
+        )
+    if job.kind == training.TRAIN_RL:
+        state.tuned_with_id = job.params["reward_id"]
+        if "restorer_id" not in outputs:
+            state.save(update_fields=["tuned_with"])
+            return _event(
+                state=state,
+                decision=Decision.FAILED,
+                reason=f"train_rl job {job.pk} made no restorer; versions in use unchanged",
+                job=job,
+            )
+        state.candidate_id = outputs["restorer_id"]
+        state.save(update_fields=["tuned_with", "candidate"])
+        candidate = ModelVersion.objects.get(pk=outputs["restorer_id"])
+        return _event(
+            state=state,
+            decision=Decision.APPLIED,
+            reason=f"candidate restorer {candidate} (not in use until it passes evaluation)",
+            job=job,
+        )
+    if job.kind == evaluation.EVALUATE:
+        return _decide_promotion(state=state, policy=policy, job=job)
+    return _event(state=state, decision=Decision.APPLIED, reason=f"{job.kind} job {job.pk} finished", job=job)
+
+
+def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEvent:
+    """A candidate passes when the held-out evaluator is not worse than for the restorer in use and its PSNR
+    drops by at most the policy's limit; the round ends here, promoted or not."""
+    outputs = job.outputs
+    candidate = ModelVersion.objects.get(pk=outputs["candidate_id"])
+    mine, theirs = outputs["candidate"], outputs["in_use"]
+    held_out_delta = mine["held_out"] - theirs["held_out"]
+    psnr_delta = mine["psnr"] - theirs["psnr"]
+    summary = (
+        f"held-out {mine['evaluator']} {held_out_delta:+.4g} (win rate {mine['win_rate_vs_first']:.2f}), "
+        f"PSNR {psnr_delta:+.2f} dB against {theirs_name(outputs)}"
+    )
+    refusals = []
+    if held_out_delta == 0 and psnr_delta == 0:
+        # RL may hand back its parent (keep_best found nothing better): a copy is not a new restorer.
+        refusals.append("it restores the held-out inputs exactly as the restorer in use does")
+    if held_out_delta < 0:
+        refusals.append(f"held-out evaluator worse than in use ({held_out_delta:+.4g})")
+    if -psnr_delta > policy.psnr_drop_limit_db:
+        refusals.append(f"PSNR drops {-psnr_delta:.2f} dB > limit {policy.psnr_drop_limit_db:g} dB")
+    inputs = {"candidate": mine, "in_use": theirs, "psnr_drop_limit_db": policy.psnr_drop_limit_db}
+    state.candidate = None
+    state.save(update_fields=["candidate"])
+    if refusals:
+        event = _event(
+            state=state,
+            decision=Decision.NOT_PROMOTED,
+            reason=f"not promoted restorer {candidate}: {'; '.join(refusals)} ({summary})",
+            inputs=inputs,
+            job=job,
+        )
+    elif not policy.auto_promote:
+        event = _event(
+            state=state,
+            decision=Decision.NOT_PROMOTED,
+            reason=f"restorer {candidate} passed ({summary}); auto_promote is off: an engineer promotes it",
+            inputs=inputs,
+            job=job,
+        )
+    else:
+        reason = f"promoted restorer {candidate}: {summary}"
+        _version_set(
+            state=state, version=candidate, action=VersionChange.Action.PROMOTE, by=None, reason=reason
+        )
+        event = _event(state=state, decision=Decision.PROMOTED, reason=reason, inputs=inputs, job=job)
+    state.round += 1
+    state.save(update_fields=["round"])
+    return event
+
+
+def theirs_name(outputs: dict[str, Any]) -> str:
+    return str(ModelVersion.objects.get(pk=outputs["in_use_id"]))
+
+
+def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> LoopEvent:
+    held_out = _held_out_ids(project=project, policy=policy, state=state)
+    if state.restorer is None:
+        return _start(
+            state=state,
+            kind=training.TRAIN_RESTORER,
+            reason=f"no restorer in use: training the first one ({policy.restorer_config})",
+            create=lambda: training.restorer_training_job_create(
+                project=project, user=None, config=policy.restorer_config, overrides=policy.restorer_overrides
+            ),
+        )
+    restorer = state.restorer
+    if state.candidate is not None:
+        candidate = state.candidate
+        if not held_out:
+            return _event(
+                state=state,
+                decision=Decision.WAITING,
+                reason="waiting: evaluation needs at least 3 inputs (1 held out)",
+                repeat=False,
+            )
+        params = {
+            "candidate_id": candidate.pk,
+            "in_use_id": restorer.pk,
+            "input_ids": held_out,
+            "seeds": policy.eval_seeds,
+            "num_steps": policy.num_steps,
+        }
+        return _start(
+            state=state,
+            kind=evaluation.EVALUATE,
+            reason=f"evaluating candidate {candidate} against {restorer} on {len(held_out)} held-out inputs",
+            create=lambda: job_create(kind=evaluation.EVALUATE, project=project, params=params),
+        )
+    if state.generated_from_id != restorer.pk:
+        cross = state.previous_restorer_id if policy.cross_version_fraction > 0 else None
+        return _start(
+            state=state,
+            kind=training.GENERATE,
+            reason=f"restorer {restorer} in use has no candidates yet: generating (eta {policy.eta:g})"
+            + (f", with new-vs-previous pairs against {state.previous_restorer}" if cross else ""),
+            create=lambda: _generation_create(project=project, policy=policy, state=state, cross=cross),
+        )
+    if state.reward is not None and state.tuned_with_id != state.reward_id:
+        reward = state.reward
+        return _start(
+            state=state,
+            kind=training.TRAIN_RL,
+            reason=f"reward model {reward} is newer than {restorer}'s tuning: RL ({policy.rl_preset}) against it",
+            create=lambda: training.rl_job_create(
+                project=project,
+                user=None,
+                restorer_id=restorer.pk,
+                reward_id=reward.pk,
+                preset=policy.rl_preset,
+                overrides=policy.rl_overrides,
+                exclude_input_ids=held_out,
+            ),
+        )
+    new = selectors.judgments_since(project=project, reward=state.reward)
+    if new >= policy.min_new_judgments:
+        return _start(
+            state=state,
+            kind=training.TRAIN_REWARD,
+            reason=f"{new} new judgments >= {policy.min_new_judgments}: training a reward model",
+            inputs={"new_judgments": new},
+            create=lambda: training.reward_job_create(
+                project=project,
+                user=None,
+                size=policy.reward_size,
+                max_steps=policy.reward_max_steps,
+                seed=state.round,
+            ),
+        )
+    if not Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0).exists():
+        # Annotators have nothing left to judge: more pairs from the restorer in use (new seeds), unless its last
+        # generation made none (a restorer whose samples are all alike would only repeat that).
+        last = (
+            Job.objects.filter(project=project, kind=training.GENERATE, created_by=None)
+            .order_by("-pk")
+            .first()
+        )
+        if last is None or last.state != JobState.SUCCEEDED or last.outputs.get("pair_ids"):
+            return _start(
+                state=state,
+                kind=training.GENERATE,
+                reason=f"the queue is empty with {new} new judgments < {policy.min_new_judgments}: more pairs from {restorer}",
+                create=lambda: _generation_create(project=project, policy=policy, state=state, cross=None),
+            )
+    return _event(
+        state=state,
+        decision=Decision.SKIPPED,
+        reason=f"skipped: {new} new judgments < {policy.min_new_judgments}",
+        inputs={"new_judgments": new},
+        repeat=False,
+    )
+
+
+def _generation_create(*, project: Project, policy: LoopPolicy, state: LoopState, cross: int | None) -> Job:
+    restorer = state.restorer
+    if restorer is None:
+        raise ServiceError("no restorer in use to generate from")
+    # A seed per loop generation: new samples each time, never the bytes of candidates already judged.
+    seed = Job.objects.filter(project=project, kind=training.GENERATE).count() + 1
+    return training.generation_job_create(
+        project=project,
+        user=None,
+        restorer_id=restorer.pk,
+        reward_id=state.reward_id,
+        samples_per_input=policy.samples_per_input,
+        pairs_budget=policy.pairs_budget,
+        random_fraction=policy.random_fraction,
+        num_steps=policy.num_steps,
+        eta=policy.eta,
+        seed=seed,
+        cross_version_restorer_id=cross,
+        cross_version_fraction=policy.cross_version_fraction,
+        cross_version_fill=True,
+    )
+
+
+def _start(
+    *,
+    state: LoopState,
+    kind: str,
+    reason: str,
+    create: Callable[[], Job],
+    inputs: dict[str, Any] | None = None,
+) -> LoopEvent:
+    """Start a job of `kind` unless one of that kind runs for the project (the loop's or an engineer's) or the
+    last one failed a moment ago."""
+    busy = (
+        Job.objects.filter(project_id=state.project_id, kind=kind, state__in=ACTIVE_STATES)
+        .order_by("pk")
+        .first()
+    )
+    if busy is not None:
+        return _event(
+            state=state,
+            decision=Decision.WAITING,
+            reason=f"waiting: {kind} job {busy.pk} {busy.state}",
+            job=busy,
+            repeat=False,
+        )
+    failed_at = state.failures.get(kind)
+    if failed_at and datetime.fromisoformat(failed_at) + RETRY_AFTER > timezone.now():
+        retry = datetime.fromisoformat(failed_at) + RETRY_AFTER
+        return _event(
+            state=state,
+            decision=Decision.WAITING,
+            reason=f"waiting: the last {kind} job failed; retrying after {retry:%H:%M:%S} UTC",
+            repeat=False,
+        )
+    try:
+        job = create()
+    except ServiceError as exc:
+        return _event(
+            state=state, decision=Decision.SKIPPED, reason=f"skipped {kind}: {exc.message}", repeat=False
+        )
+    state.job = job
+    state.save(update_fields=["job"])
+    return _event(
+        state=state,
+        decision=Decision.STARTED,
+        reason=f"started {kind} job {job.pk}: {reason}",
+        inputs=inputs,
+        job=job,
+    )
+
+
+# --- engineer actions --------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def loop_promote(
+    *, project: Project, user: User, restorer_id: int | None = None, reward_id: int | None = None, reason: str
+) -> VersionChange:
+    """Put a restorer or a reward model in use by hand (a candidate the loop did not promote, or any version)."""
+    if (restorer_id is None) == (reward_id is None):
+        raise ServiceError("give exactly one of restorer_id and reward_id")
+    kind = ModelKind.RESTORER if restorer_id is not None else ModelKind.REWARD
+    wanted = restorer_id if restorer_id is not None else reward_id
+    version = ModelVersion.objects.filter(pk=wanted, kind=kind).first() if wanted is not None else None
+    if version is None:
+        raise NotFound(f"no {kind} version {wanted}")
+    if kind == ModelKind.RESTORER and version.config.get("resolution") not in (None, project.resolution):
+        raise ServiceError(
+            f"{version} works at {version.config['resolution']} px, not the project's {project.resolution} px"
+        )
+    state = _state_locked(project)
+    change = _version_set(
+        state=state, version=version, action=VersionChange.Action.PROMOTE, by=user, reason=reason
+    )
+    _event(
+        state=state,
+        decision=Decision.PROMOTED,
+        reason=f"promoted {kind} {version} by {user.username}: {reason}",
+        inputs={"version_change": change.pk},
+    )
+    return change
+
+
+@transaction.atomic
+def loop_rollback(
+    *, project: Project, user: User, kind: str = ModelKind.RESTORER, reason: str
+) -> VersionChange:
+    """Put back the version that was in use before the current one (of `kind`), as its last promotion recorded."""
+    if kind not in (ModelKind.RESTORER, ModelKind.REWARD):
+        raise ServiceError("kind is restorer or reward")
+    state = _state_locked(project)
+    current = state.restorer if kind == ModelKind.RESTORER else state.reward
+    if current is None:
+        raise ServiceError(f"no {kind} in use to roll back")
+    # The change that brought the current version in (not a rollback: rolling back twice goes further back).
+    arrival = (
+        VersionChange.objects.filter(project=project, kind=kind, version=current)
+        .exclude(action=VersionChange.Action.ROLLBACK)
+        .order_by("-pk")
+        .first()
+    )
+    if arrival is None or arrival.previous is None:
+        raise ServiceError(f"{current} has no earlier {kind} to roll back to")
+    change = _version_set(
+        state=state, version=arrival.previous, action=VersionChange.Action.ROLLBACK, by=user, reason=reason
+    )
+    _event(
+        state=state,
+        decision=Decision.ROLLED_BACK,
+        reason=f"rolled back {kind} {current} -> {arrival.previous} by {user.username}: {reason}",
+        inputs={"version_change": change.pk},
+    )
+    return change
