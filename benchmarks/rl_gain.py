@@ -8,44 +8,50 @@ Pipeline (every phase is what the platform does, at CPU scale):
 2. **Inputs**: synthetic 64x64 faces (DCGAN of gan-face-generate, trained on DigiFace1M: research use only),
    degraded with the ``gfpgan`` preset; RL inputs from the synthetic *train* split (seeds the restorer's pool
    never used), the guard's held-out inputs from *val*, the report's held-out inputs from *test*.
-3. **Reward model from simulated judgments**: the supervised restorer samples K candidates per input with its
-   stochastic RL sampler (the distribution RL will move); ``--edited-share`` of them are replaced by edited
-   versions (unsharp mask or blur of random strength, added noise: stand-ins for the other model versions a
-   real candidate pool holds, since one restorer's samples of an input are nearly identical), a reliable
-   oracle annotator of ``reward_model.oracle``
-   (Bradley-Terry noise at its default temperature, ties, both-bad) judges every pair, and
-   ``reward_model.train`` fits a reward model. Its pairwise accuracy against the noise-free oracle on
-   candidates of held-out inputs is printed.
-4. **RL**: ``rl_trainer.train`` (the job runner's entry point) on a JSONL manifest, for a fixed budget in
-   rollouts and minutes. Reward = learned reward + observation consistency (the input's own degradation
-   re-applied to the restoration, compared with the LQ) + agreement (closeness to the other samples of the
-   same input: the determinism goal) + perceptual fidelity to HQ (the RL inputs are synthetic, so their HQ
-   is known). ``--update reward_backprop`` (default) follows the gradient of their weighted sum through the
-   last denoising step, with weights in each term's own units (``UPDATE_DEFAULTS``: chosen so that each term's
-   gradient on the UNet is of a similar size); ``--update ddpo`` standardises each term within its group and
-   uses DDPO's clipped ratio. Agreement pulls each seed towards its group's best sample by the other terms
-   (``--agreement-target best``), not towards the group's smoother mean. The KL leash (weight 20) holds the policy
-   where the reward's gradient is consistent: at weight 1 the KL kept growing and the win rate eroded (runs E2
-   and E4 in ``benchmarks/results/rl_gain.txt``). The perceptual term is ``rl_trainer``'s: LPIPS heads on random trunks of *other
-   seeds* than the oracle's (five by default for reward_backprop: an ensemble resists being over-optimised), so
-   RL never climbs the oracle's own distance; the report says how often the two distances agree on which of two
-   samples is closer. ``--learned-weight 0`` or ``--perceptual-weight 0`` show what each teaches on its own.
-   Every 10 steps the guard evaluates 48 *val* inputs: learned reward, the oracle's score and its win rate
-   against the supervised restorer, and solution entropy over 2 seeds. ``--keep-best`` (default) hands back the
-   policy of the evaluation with the best val win rate among those whose val entropy is at most
-   ``--keep-best-entropy-ratio`` (0.65) of the supervised restorer's (early stopping on val; test faces unseen).
-5. **Report** on held-out test inputs, supervised vs RL-tuned, same seeds: win rate under the noise-free
-   oracle (closer to HQ under the oracle's distance; ties count half), PSNR and ``lpips_randtrunk`` to HQ
-   (the LPIPS heads on a random AlexNet trunk: no ImageNet weights offline, so this is *not* LPIPS), the
-   learned reward, solution entropy (mean per-pixel std across seeds), samples/s. Two samplers: the
-   deterministic DDIM sampler (eta 0, 20 steps; what the restorer's evaluation uses) and the stochastic
-   sampler RL trained (eta 1, the rollout step count).
+3. **The oracle** (``--oracle``, default ``identity_sharpness``: ``reward_model.oracle_features``, the dlib
+   face-descriptor distance to the HQ + 0.35 x a band-pass sharpness mismatch + 2.5 x the worst-window
+   artifact error). It plays two parts and only two: the simulated annotators judge with it (reliable
+   annotators of ``reward_model.oracle`` at that distance's default temperature, tie margin and both-bad
+   threshold: noise, ties and "both bad" like people), and the report scores the test faces with it (win rate:
+   lower badness than the supervised restorer's image of the same face and seed, ties half). RL never calls
+   it: no fixed RL term, no input of the reward model and not the guard computes it; the report prints the
+   correlation of every fixed term with it on the policies' own test samples.
+4. **Reward model from simulated judgments**, on a pool per input of on-policy candidates and a broader pool:
+   ``--policy-samples`` samples of the supervised restorer with its stochastic RL sampler (eta 1, the rollout
+   step count: what RL's groups hold), one sample at each of ``--fast-steps`` (eta 1 with fewer steps: more
+   noise per step, so the samples differ), ``--edited`` edited versions of the samples (unsharp mask or blur of
+   random strength, added noise: stand-ins for the other model versions of a real pool) and ``--classical``
+   classical restorations (``restorer.classical``, random sharpening). The restorer's raw samples of one input
+   are nearly identical under the oracle (the report measures the share of those pairs within the annotators'
+   tie margin), so the informative on-policy pairs are those between samples, faster samples and edits. Every
+   within-input pair is judged ``--judgments-per-pair`` times; ``reward_model.train`` fits the model. Its
+   accuracy against the noise-free oracle is measured on held-out (*val*) inputs' pools, by kind of pair, and
+   in the ablation on each policy's own test samples.
+5. **RL**: ``rl_trainer.train`` (the job runner's entry point) on a JSONL manifest, recipe = the
+   ``tiny_preference`` preset of ``rl_trainer.config`` (reward_backprop: the reward's gradient through the
+   last denoising step; learned reward with pessimism 1, observation consistency, agreement towards each
+   group's best sample, KL leash 20; ``--keep-best``: the policy handed back is that of the guard evaluation
+   with the best held-out win on 48 *val* faces among those within 0.65 x the supervised entropy). The guard's
+   held-out evaluator is ``rl_trainer.guard.default_held_out``: minus the seed-0 random-trunk LPIPS distance to
+   the HQ (the *old* oracle; not the oracle of this benchmark, which RL never sees).
+6. **Report** on held-out test inputs, supervised vs RL-tuned, same seeds: oracle win rate, PSNR, the seed-0
+   random-trunk LPIPS (*not* LPIPS: no ImageNet weights offline), the learned reward, solution entropy (mean
+   per-pixel std across seeds); the correlation of every fixed RL term with the oracle on the models' test samples;
+   and the reward model along the sharpening axis (unsharp masks of the supervised samples: where the learned
+   reward keeps rising past the oracle's best strength, its gradient over-sharpens).
+
+``--ablation`` runs the rows of the issue's table, reusing one reward model: the supervised restorer; RL with
+the fixed terms only (consistency, KL, agreement and the GT perceptual term: LPIPS heads on random trunks of
+seeds 1-5 against the HQ, weight 5000); RL with the learned reward only (the preset: + consistency, KL,
+agreement); RL with both. ``--rows`` picks rows, ``--reuse-rows`` reuses rows measured by an earlier call with
+the same settings (so a long ablation can run as several calls).
 
 Heavy: run it under the shared lock (2-core CPU)::
 
-    flock /tmp/pref-heavy.lock ~/.venvs/pref-restore/bin/python benchmarks/rl_gain.py [--quick]
+    flock /tmp/pref-heavy.lock ~/.venvs/pref-restore/bin/python -u benchmarks/rl_gain.py --ablation [--quick]
 
-Writes its report to ``benchmarks/results/rl_gain.txt`` (``--quick``: ``rl_gain_quick.txt``).
+Writes its report to ``benchmarks/results/rl_gain.txt`` (``--ablation``: ``rl_gain_ablation.txt``; ``--quick``:
+``..._quick.txt``; ``--results-name`` to choose).
 """
 
 from __future__ import annotations
@@ -62,13 +68,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from restorer import sampling
 from restorer.artifacts import ArtifactError
-from restorer.classical import unsharp_mask
+from restorer.classical import classical_restore, unsharp_mask
 from restorer.data import split_seeds, synthetic_faces
 from restorer.degradations import apply_degradation, instruction_text, sample_degradation
 from restorer.images import quantize, tensor_to_pil
@@ -76,21 +84,27 @@ from restorer.metrics import PerceptualDistance, psnr, solution_entropy
 from restorer.model import Restorer
 from reward_model.data import ImageBank
 from reward_model.model import RewardConfig, RewardModel
-from reward_model.oracle import OracleAnnotator
+from reward_model.oracle import DISTANCE_NAMES, OracleAnnotator, distance_by_name
 from reward_model.selection import CandidatePair
 from reward_model.simulated import simulated_judgments
 from reward_model.train import TrainConfig as RewardTrainConfig
 from reward_model.train import train as train_reward_model
 from rl_trainer.config import RLConfig
-from rl_trainer.guard import oracle_evaluator, win_rate
+from rl_trainer.guard import win_rate
 from rl_trainer.manifest import write_manifest
-from rl_trainer.rewards import perceptual_reward_distance
+from rl_trainer.rewards import group_agreement, observation_consistency, perceptual_reward_distance
+from rl_trainer.train import RLResult
 from rl_trainer.train import train as train_rl
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESOLUTION = 64
 DEFAULT_RESTORER = Path("/tmp/pref-artifacts/restorer_tiny")
 RL_SEED_OFFSET = 900_000  # synthetic train seeds far beyond the restorer's training pool
+PRESET = "tiny_preference"  # rl_trainer.config: the recipe of the learned-reward row
+ABLATION_PERCEPTUAL_WEIGHT = (
+    5000.0  # the GT perceptual term where a row keeps it (the earlier benchmark's weight)
+)
+DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +112,8 @@ class Sizes:
     rl_inputs: int
     guard_inputs: int
     test_inputs: int
-    reward_check_inputs: int  # val inputs whose candidate pairs check the reward model
+    reward_check_inputs: int  # val inputs whose candidate pools check the reward model
     reward_inputs: int
-    candidates: int
     reward_steps: int
     eval_seeds: int
     rl_max_steps: int
@@ -110,9 +123,8 @@ FULL = Sizes(
     rl_inputs=48,
     guard_inputs=48,
     test_inputs=96,
-    reward_check_inputs=12,
+    reward_check_inputs=24,
     reward_inputs=192,
-    candidates=6,
     reward_steps=800,
     eval_seeds=4,
     rl_max_steps=200,
@@ -123,81 +135,75 @@ QUICK = Sizes(
     test_inputs=4,
     reward_check_inputs=2,
     reward_inputs=8,
-    candidates=4,
     reward_steps=40,
     eval_seeds=2,
     rl_max_steps=2,
 )
 
 
-UPDATE_DEFAULTS: dict[str, dict[str, float]] = {
-    "reward_backprop": {
-        "learning_rate": 1e-5,
-        "kl_weight": 20.0,
-        "learned_weight": 0.3,
-        "consistency_weight": 1000.0,
-        "perceptual_weight": 5000.0,
-        "perceptual_trunks": 5,
-        "agreement_weight": 3e6,
-        "pessimism": 1.0,
-    },
-    "ddpo": {
-        "learning_rate": 1e-4,
-        "kl_weight": 0.01,
-        "learned_weight": 1.0,
-        "consistency_weight": 0.5,
-        "perceptual_weight": 1.0,
-        "perceptual_trunks": 1,
-        "agreement_weight": 1.0,
-        "pessimism": 0.0,
-    },
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One RL row of the ablation: which reward terms it has (the weights come from the preset and the flags)."""
+
+    name: str
+    title: str
+    learned: bool
+    perceptual: bool
+
+
+ROWS: dict[str, Row] = {
+    "fixed": Row(
+        "fixed", "RL fixed terms only (consist+KL+agree+GT percept)", learned=False, perceptual=True
+    ),
+    "learned": Row("learned", "RL learned reward only (+consist+KL+agree)", learned=True, perceptual=False),
+    "both": Row("both", "RL learned reward + fixed terms (+GT percept)", learned=True, perceptual=True),
 }
 
 
-def rl_config(args: argparse.Namespace, sizes: Sizes) -> RLConfig:
-    return RLConfig.preset(
-        "tiny",
-        seed=0,
-        max_steps=sizes.rl_max_steps,
-        max_minutes=args.rl_minutes,
-        inputs_per_step=4,
-        group_size=4,
-        rollout_steps=args.rollout_steps,
-        eta=1.0,
-        inner_epochs=1,
-        minibatch_size=8,
-        train_timestep_fraction=0.5,
-        policy_update=args.update,
-        learning_rate=args.learning_rate,
-        clip_range=args.clip_range,
-        kl_weight=args.kl_weight,
-        learned_reward_weight=args.learned_weight,
-        learned_reward_pessimism=args.pessimism,
-        consistency_weight=args.consistency_weight,
-        perceptual_weight=args.perceptual_weight,
-        perceptual_trunks=args.perceptual_trunks,
-        agreement_weight=args.agreement_weight,
-        agreement_target=args.agreement_target,
-        normalize_reward_terms=args.normalize_terms,
-        use_lora=args.lora,
-        eval_every=args.eval_every if not args.quick else 1,
-        eval_inputs=sizes.guard_inputs,
-        eval_steps=args.rollout_steps,
-        eval_eta=0.0,
-        eval_fraction=0.0,
-        hacking_patience=3,
-        keep_best=args.keep_best,
-        keep_best_entropy_ratio=(
-            args.keep_best_entropy_ratio if args.keep_best and args.eval_entropy_seeds else None
-        ),
-        entropy_seeds=0,
-        eval_entropy_seeds=args.eval_entropy_seeds,
-        checkpoint_every=5,
-    )
+def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConfig:
+    """The preset, the sizes of this run, and the row's terms (``row`` None: the flags alone decide)."""
+    preset = RLConfig.preset(PRESET)
+    learned_weight = args.learned_weight if args.learned_weight is not None else preset.learned_reward_weight
+    perceptual_weight = args.perceptual_weight
+    if row is not None:
+        learned_weight = learned_weight if row.learned else 0.0
+        perceptual_weight = (perceptual_weight or ABLATION_PERCEPTUAL_WEIGHT) if row.perceptual else 0.0
+    overrides: dict[str, Any] = {
+        "seed": args.seed,
+        "max_steps": sizes.rl_max_steps,
+        "max_minutes": args.rl_minutes,
+        "rollout_steps": args.rollout_steps,
+        "eval_steps": args.rollout_steps,
+        "eval_inputs": sizes.guard_inputs,
+        "learned_reward_weight": learned_weight,
+        "perceptual_weight": perceptual_weight or 0.0,
+        "keep_best": args.keep_best,
+        "use_lora": args.lora,
+    }
+    for flag, field in (
+        ("learning_rate", "learning_rate"),
+        ("kl_weight", "kl_weight"),
+        ("consistency_weight", "consistency_weight"),
+        ("agreement_weight", "agreement_weight"),
+        ("perceptual_trunks", "perceptual_trunks"),
+        ("pessimism", "learned_reward_pessimism"),
+        ("eval_every", "eval_every"),
+    ):
+        if getattr(args, flag) is not None:
+            overrides[field] = getattr(args, flag)
+    if args.quick:
+        overrides["eval_every"] = 1
+    if not args.keep_best:
+        overrides["keep_best_entropy_ratio"] = None
+    return dataclasses.replace(preset, **overrides)
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT MET"
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -257,96 +263,204 @@ def supervised_restorer(args: argparse.Namespace, work: Path) -> tuple[Path, str
     return out, note
 
 
+# -------------------------------------------------------------------------------------------------- oracle
+
+
+def oracle_definition(oracle: OracleAnnotator) -> str:
+    name = getattr(oracle.distance, "name", type(oracle.distance).__name__)
+    if name == "identity_sharpness":
+        config = oracle.distance.config  # type: ignore[attr-defined]
+        formula = (
+            f"identity_sharpness(x, hq) = {config.identity_weight:g} identity + {config.sharpness_weight:g}"
+            f" sharpness + {config.artifact_weight:g} artifact (reward_model.oracle_features; badness, 0 for the"
+            " HQ, ~1 for a gfpgan LQ): identity = dlib face-descriptor distance to the HQ under the HQ's own"
+            " landmark alignment; sharpness = mean |log band-energy ratio| over two band-pass bands of luma (nats);"
+            " artifact = RMS band-pass error of the worst 5% of 8x8 windows"
+        )
+    elif name == "lpips_randtrunk":
+        formula = (
+            "lpips_randtrunk(x, hq): LPIPS heads on a seed-0 random AlexNet trunk (the guard's own distance!)"
+        )
+    else:
+        formula = f"{name}(x, hq)"
+    return (
+        f"{formula}; annotators: reliable, Bradley-Terry temperature {oracle.temperature:g}, tie within"
+        f" {oracle.tie_margin:g}, both bad above {oracle.both_bad_threshold:g}"
+    )
+
+
+def badness(distance: DistanceFn, images: torch.Tensor, hq: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    """``distance(images, hq)`` in chunks, on the quantised images (what the platform stores and annotators see)."""
+    with torch.no_grad():
+        return torch.cat(
+            [
+                distance(quantize(images[i : i + chunk]), hq[i : i + chunk]).detach().float().cpu()
+                for i in range(0, len(images), chunk)
+            ]
+        )
+
+
 # ------------------------------------------------------------------------------------------ reward model
 
 
-def edited_versions(samples: torch.Tensor, share: float, *, seed: int) -> torch.Tensor:
-    """Replace ``share`` of a group's samples by sharpened or softened, and noisier, versions of themselves.
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    """Candidates per input of the reward model's pool (module docstring, step 4)."""
 
-    The restorer's own samples of one input are nearly identical (its solution entropy is ~1e-3), so judgments
-    between them alone are noise. Real candidate pools hold model versions that differ in sharpness and
-    noise (checkpoints of different ages, other samplers); these edits stand in for them: an unsharp mask of
-    strength in [-0.8, 1.5] (negative: towards a blur) and Gaussian noise of std in [0, 0.03], drawn per
-    candidate. The first sample of each group is always kept as the restorer made it.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    count = samples.shape[0]
-    edited = samples.clone()
-    chosen = [i for i in range(1, count) if torch.rand((), generator=generator) < share]
-    if not chosen:
-        return edited
-    picked = samples[chosen]
-    strength = (torch.rand(len(chosen), generator=generator) * 2.3 - 0.8).view(-1, 1, 1, 1)
-    noise_std = (torch.rand(len(chosen), generator=generator) * 0.03).view(-1, 1, 1, 1)
-    noise = torch.randn(picked.shape, generator=generator) * noise_std
-    edited[chosen] = (unsharp_mask(picked, strength, sigma=1.0) + noise).clamp(-1.0, 1.0)
-    return edited
+    policy_samples: int
+    fast_steps: tuple[int, ...]
+    edited: int
+    classical: int
+
+    @property
+    def size(self) -> int:
+        return self.policy_samples + len(self.fast_steps) + self.edited + self.classical
 
 
-def build_reward_model(
-    restorer: Restorer, faces: Faces, held_out: Faces, args: argparse.Namespace, sizes: Sizes, work: Path
-) -> tuple[Path, dict]:
-    distance = PerceptualDistance()
-    oracle = OracleAnnotator(
-        "reliable",
-        temperature=args.annotator_temperature,
-        tie_margin=args.tie_margin,
-        seed=0,
-        distance=distance,
-    )
-    images: dict[str, torch.Tensor] = {}
-    started = time.perf_counter()
+def edit(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Stand-ins for other model versions: unsharp mask of strength in [-0.8, 1.5] (negative: towards a blur) and
+    Gaussian noise of std in [0, 0.03], drawn per image (``benchmarks/oracle_independence.py`` uses the same)."""
+    strength = (torch.rand(len(images), generator=generator) * 2.3 - 0.8).view(-1, 1, 1, 1)
+    noise_std = (torch.rand(len(images), generator=generator) * 0.03).view(-1, 1, 1, 1)
+    noise = torch.randn(images.shape, generator=generator) * noise_std
+    return (unsharp_mask(images, strength, sigma=1.0) + noise).clamp(-1.0, 1.0)
 
-    def candidates_for(batch: Faces, seed_base: int) -> tuple[dict[str, list[str]], dict[str, float]]:
-        keys_of_input: dict[str, list[str]] = {}
-        distances: dict[str, float] = {}
-        k = sizes.candidates
-        per_call = 4  # inputs per sampler call: batches of 4 * K images keep the CPU busy
-        for first in range(0, len(batch.ids), per_call):
-            chunk = range(first, min(first + per_call, len(batch.ids)))
+
+@dataclasses.dataclass
+class Pool:
+    keys: list[str]
+    kind: dict[str, str]  # policy | fast<n> | edited | classical
+    input_of: dict[str, str]
+    images: dict[str, torch.Tensor]  # candidate keys and each input's LQ key
+    badness: dict[str, float]  # the oracle's, noise free
+    candidates_of: dict[str, list[str]]
+
+
+def candidate_pool(
+    restorer: Restorer, batch: Faces, spec: PoolSpec, oracle: DistanceFn, rollout_steps: int, seed_base: int
+) -> Pool:
+    pool = Pool([], {}, {}, {}, {}, {})
+    generator = torch.Generator().manual_seed(seed_base)
+    per_call = 4  # inputs per sampler call: batches of 4 * K images keep the CPU busy
+    for first in range(0, len(batch.ids), per_call):
+        chunk = list(range(first, min(first + per_call, len(batch.ids))))
+        drawn: dict[int, list[tuple[str, torch.Tensor]]] = {index: [] for index in chunk}
+        runs = [("policy", rollout_steps, spec.policy_samples)] + [
+            (f"fast{steps}", steps, 1) for steps in spec.fast_steps
+        ]
+        for kind, steps, count in runs:
+            if count == 0:
+                continue
             with torch.no_grad():
                 out = sampling.sample(
                     restorer,
-                    batch.lq[list(chunk)].repeat_interleave(k, dim=0),
-                    [batch.instructions[index] for index in chunk for _ in range(k)],
-                    num_steps=args.rollout_steps,
+                    batch.lq[chunk].repeat_interleave(count, dim=0),
+                    [batch.instructions[index] for index in chunk for _ in range(count)],
+                    num_steps=steps,
                     eta=1.0,
-                    seeds=[seed_base + 100 * index + c for index in chunk for c in range(k)],
+                    seeds=[
+                        seed_base + 1000 * index + 10 * steps + c for index in chunk for c in range(count)
+                    ],
                 )
             for position, index in enumerate(chunk):
-                input_id = batch.ids[index]
-                samples = out.images[position * k : (position + 1) * k]
-                if args.edited_share > 0:
-                    samples = edited_versions(samples, args.edited_share, seed=seed_base + index)
-                samples = quantize(samples)
-                keys = [f"samples/sup/{input_id}/{c}.png" for c in range(k)]
-                images[f"inputs/{input_id}/lq.png"] = batch.lq[index]
-                images.update(zip(keys, samples))
-                d = distance(samples, batch.hq[index : index + 1].expand_as(samples))
-                distances.update(zip(keys, d.tolist()))
-                keys_of_input[input_id] = keys
-        return keys_of_input, distances
+                drawn[index] += [
+                    (kind, image) for image in out.images[position * count : (position + 1) * count]
+                ]
+        for index in chunk:
+            samples = [image for kind, image in drawn[index] if kind == "policy"] or [drawn[index][0][1]]
+            sources = (
+                torch.stack([samples[c % len(samples)] for c in range(spec.edited)]) if spec.edited else None
+            )
+            if sources is not None:
+                drawn[index] += [("edited", image) for image in edit(sources, generator)]
+            levels = torch.randperm(3, generator=generator)[: spec.classical].tolist()
+            for level in levels:
+                sharpen = (0.0, 0.6, 1.5)[level]
+                drawn[index].append(
+                    ("classical", classical_restore(batch.lq[index : index + 1], sharpen=sharpen)[0])
+                )
+            input_id = batch.ids[index]
+            keys = [f"samples/{kind}/{input_id}/{c}.png" for c, (kind, _) in enumerate(drawn[index])]
+            images = quantize(torch.stack([image.clamp(-1, 1) for _, image in drawn[index]]))
+            scores = badness(oracle, images, batch.hq[index : index + 1].expand_as(images))
+            pool.images[f"inputs/{input_id}/lq.png"] = batch.lq[index]
+            for key, (kind, _), image, score in zip(keys, drawn[index], images, scores.tolist()):
+                pool.keys.append(key)
+                pool.kind[key] = kind
+                pool.input_of[key] = input_id
+                pool.images[key] = image
+                pool.badness[key] = score
+            pool.candidates_of[input_id] = keys
+    return pool
 
-    train_candidates, train_distances = candidates_for(faces, 10_000_000)
-    test_candidates, test_distances = candidates_for(held_out, 20_000_000)
+
+def pair_family(kind_a: str, kind_b: str) -> str:
+    """raw (two RL-sampler samples), on-policy (samples, faster samples and their edits), classical (one is)."""
+    if kind_a == kind_b == "policy":
+        return "raw"
+    if "classical" in (kind_a, kind_b):
+        return "classical"
+    return "on-policy"
+
+
+def pool_pairs(pool: Pool) -> list[tuple[str, str, str]]:
+    return [
+        (a, b, pair_family(pool.kind[a], pool.kind[b]))
+        for keys in pool.candidates_of.values()
+        for a, b in itertools.combinations(keys, 2)
+    ]
+
+
+def accuracy(
+    reward_a: list[float], reward_b: list[float], bad_a: list[float], bad_b: list[float], margin: float
+):
+    """Share of pairs the reward orders as the noise-free oracle does, over pairs the oracle separates by more than
+    ``margin`` (an annotator would call the rest a tie); (accuracy, pairs, share of pairs within the margin)."""
+    decided = [
+        (ra, rb, da, db) for ra, rb, da, db in zip(reward_a, reward_b, bad_a, bad_b) if abs(da - db) > margin
+    ]
+    correct = sum((ra > rb) == (da < db) for ra, rb, da, db in decided)
+    ties = 1 - len(decided) / max(len(reward_a), 1)
+    return (correct / len(decided) if decided else float("nan")), len(decided), ties
+
+
+def build_reward_model(
+    restorer: Restorer,
+    faces: Faces,
+    held_out: Faces,
+    annotator: OracleAnnotator,
+    spec: PoolSpec,
+    args: argparse.Namespace,
+    sizes: Sizes,
+    work: Path,
+) -> tuple[Path, dict]:
+    started = time.perf_counter()
+    train_pool = candidate_pool(restorer, faces, spec, annotator.distance, args.rollout_steps, 10_000_000)
+    check_pool = candidate_pool(restorer, held_out, spec, annotator.distance, args.rollout_steps, 20_000_000)
     generated = time.perf_counter() - started
-    # every pair of an input's candidates, judged judgments_per_pair times (annotators reliable0, reliable1, ...)
+    margin = annotator.tie_margin
+    train_pairs = pool_pairs(train_pool)
     pairs = [
-        CandidatePair(input_id, a_key, b_key)
-        for input_id, keys in train_candidates.items()
-        for a_key, b_key in itertools.combinations(keys, 2)
+        CandidatePair(train_pool.input_of[a], a, b)
+        for a, b, _ in train_pairs
         for _ in range(args.judgments_per_pair)
     ]
     rows = simulated_judgments(
         pairs,
-        oracle,
-        distances=train_distances,
-        lq_keys={input_id: f"inputs/{input_id}/lq.png" for input_id in train_candidates},
+        annotator,
+        distances=train_pool.badness,
+        lq_keys={input_id: f"inputs/{input_id}/lq.png" for input_id in train_pool.candidates_of},
         annotators=[f"reliable{annotator}" for annotator in range(args.judgments_per_pair)],
         rng=np.random.default_rng(0),
         model="supervised",
     )
-    # the reward_learning benchmark's model (32 px, 4 members): at 64 px fitting is ~4x slower on this CPU
+    # what the judgments of each family of pairs say (ties dominate between raw samples)
+    judged: dict[str, dict[str, int]] = {}
+    family_of_pair = {(a, b): family for a, b, family in train_pairs}
+    for row in rows:
+        counts = judged.setdefault(family_of_pair[(row.a_key, row.b_key)], {})
+        counts[row.outcome] = counts.get(row.outcome, 0) + 1
+    # the reward_learning benchmark's model (4 members); at 64 px
     channels = (16, 32, 64) if args.reward_resolution <= 32 else (16, 32, 64, 64)
     reward_config = RewardConfig(
         resolution=args.reward_resolution,
@@ -362,38 +476,101 @@ def build_reward_model(
     result = train_reward_model(
         config,
         judgments=rows,
-        images=ImageBank(images, reward_config.resolution),
+        images=ImageBank({**train_pool.images}, reward_config.resolution),
         out_dir=out,
         progress=False,
     )
     fit_seconds = time.perf_counter() - fit_started
 
-    # accuracy on candidate pairs of held-out inputs against the noise-free oracle
+    # accuracy on the held-out inputs' pools against the noise-free oracle, by family of pair
     model = result.model.eval()
-    correct, total = 0, 0
+    reward_of: dict[str, float] = {}
+    lq_of = {input_id: held_out.lq[index] for index, input_id in enumerate(held_out.ids)}
     with torch.no_grad():
-        for index, input_id in enumerate(held_out.ids):
-            keys = test_candidates[input_id]
-            stack = torch.stack([images[key] for key in keys])
-            rewards = model(held_out.lq[index : index + 1].expand_as(stack), stack).tolist()
-            for (i, a_key), (j, b_key) in itertools.combinations(enumerate(keys), 2):
-                if test_distances[a_key] == test_distances[b_key]:
-                    continue
-                total += 1
-                correct += (rewards[i] > rewards[j]) == (test_distances[a_key] < test_distances[b_key])
+        for input_id, keys in check_pool.candidates_of.items():
+            stack = torch.stack([check_pool.images[key] for key in keys])
+            values = model(lq_of[input_id].expand_as(stack), stack).tolist()
+            reward_of.update(zip(keys, values))
+    check_pairs = pool_pairs(check_pool)
+    by_family: dict[str, dict[str, float]] = {}
+    for family in ("raw", "on-policy", "classical", "all"):
+        chosen = [(a, b) for a, b, f in check_pairs if family in (f, "all")]
+        acc, decided, ties = accuracy(
+            [reward_of[a] for a, _ in chosen],
+            [reward_of[b] for _, b in chosen],
+            [check_pool.badness[a] for a, _ in chosen],
+            [check_pool.badness[b] for _, b in chosen],
+            margin,
+        )
+        in_train = [(a, b) for a, b, f in train_pairs if family in (f, "all")]
+        tie_share = sum(
+            abs(train_pool.badness[a] - train_pool.badness[b]) <= margin for a, b in in_train
+        ) / max(len(in_train), 1)
+        median_gap = statistics.median(
+            abs(train_pool.badness[a] - train_pool.badness[b]) for a, b in in_train
+        )
+        by_family[family] = {
+            "accuracy": acc,
+            "decided_pairs": decided,
+            "check_pairs": len(chosen),
+            "check_tie_share": ties,
+            "train_pairs": len(in_train),
+            "train_tie_share": tie_share,
+            "train_median_gap": median_gap,
+        }
+    mean_badness = {
+        kind: statistics.fmean(v for k, v in train_pool.badness.items() if train_pool.kind[k] == kind)
+        for kind in sorted(set(train_pool.kind.values()))
+    }
     info = {
         "judgments": len(rows),
         "train_inputs": len(faces.ids),
-        "candidates_per_input": sizes.candidates,
-        "annotator": f"reliable, temperature {args.annotator_temperature}, tie margin {args.tie_margin}",
+        "check_inputs": len(held_out.ids),
+        "pool": dataclasses.asdict(spec),
+        "annotator": annotator.describe(),
         "reward_resolution": args.reward_resolution,
-        "held_out_pair_accuracy": correct / max(total, 1),
-        "held_out_pairs": total,
+        "by_family": by_family,
+        "judged": judged,
+        "mean_badness_by_kind": mean_badness,
         "candidate_seconds": generated,
         "fit_seconds": fit_seconds,
         "validation": {k: v for k, v in result.metrics.items() if isinstance(v, float | int)},
     }
     return out, info
+
+
+def reward_lines(info: dict) -> list[str]:
+    pool = info["pool"]
+    lines = [
+        f"reward model: {info['judgments']} simulated judgments ({info['annotator']['kind']} oracle annotators) on"
+        f" {pool['policy_samples']} RL-sampler samples + 1 sample at each of {pool['fast_steps']} steps + {pool['edited']}"
+        f" edited samples + {pool['classical']} classical restoration(s) of each of {info['train_inputs']} train inputs,"
+        f" every within-input pair judged; candidates {info['candidate_seconds']:.0f} s, fit {info['fit_seconds']:.0f} s",
+        "  mean oracle badness by kind (train pool): "
+        + ", ".join(f"{kind} {value:.3f}" for kind, value in info["mean_badness_by_kind"].items()),
+        "  pairs by family (raw: two RL-sampler samples of one input; on-policy: samples, faster samples, their edits;"
+        " classical: one side classical): share within the annotators' tie margin, median |badness gap|, what the"
+        " annotators answered, and the reward model's accuracy vs the noise-free oracle on held-out (val) inputs'"
+        f" pools ({info['check_inputs']} inputs; pairs within the tie margin left out)",
+    ]
+    for family, figures in info["by_family"].items():
+        answers = info["judged"].get(family) if family != "all" else None
+        if family == "all":
+            merged: dict[str, int] = {}
+            for counts in info["judged"].values():
+                for outcome, count in counts.items():
+                    merged[outcome] = merged.get(outcome, 0) + count
+            answers = merged
+        total = sum((answers or {}).values()) or 1
+        said = ", ".join(
+            f"{outcome} {count / total:.0%}" for outcome, count in sorted((answers or {}).items())
+        )
+        lines.append(
+            f"    {family:<10} train {figures['train_pairs']:>5} pairs, {figures['train_tie_share']:.0%} within the"
+            f" margin, median gap {figures['train_median_gap']:.4f}; answers: {said}; held-out accuracy"
+            f" {figures['accuracy']:.3f} on {figures['decided_pairs']} of {figures['check_pairs']} pairs"
+        )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------- RL run
@@ -420,9 +597,6 @@ def write_inputs(faces: Faces, guard: Faces, folder: Path) -> Path:
     return folder / "inputs.jsonl"
 
 
-# ------------------------------------------------------------------------------------------------ report
-
-
 def evaluate(
     model: Restorer, faces: Faces, *, num_steps: int, eta: float, seeds: int, batch: int = 24
 ) -> tuple[torch.Tensor, float]:
@@ -447,347 +621,161 @@ def evaluate(
     return samples, samples.shape[0] * samples.shape[1] / (time.perf_counter() - started)
 
 
-def compare(
-    supervised: torch.Tensor,
-    tuned: torch.Tensor,
-    faces: Faces,
-    reward: RewardModel,
-    distance: PerceptualDistance,
-    term_distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-) -> dict[str, float]:
-    seeds, count = supervised.shape[:2]
-    hq = faces.hq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
-    lq = faces.lq.unsqueeze(0).expand(seeds, -1, -1, -1, -1).reshape(-1, 3, RESOLUTION, RESOLUTION)
-    figures: dict[str, float] = {}
-    # the RL guard's own held-out evaluator and win rate, here on the test faces: minus the oracle's distance
-    oracle_score = oracle_evaluator(distance, distance.name)
-    scores, distances, term_distances = {}, {}, {}
-    for name, samples in (("sup", supervised), ("rl", tuned)):
-        flat = quantize(samples.reshape(-1, 3, RESOLUTION, RESOLUTION))
-        scores[name] = oracle_score(lq, flat, hq, [None] * len(flat))
-        distances[name] = -scores[name]
-        term_distances[name] = term_distance(flat, hq)
-        figures[f"{name}_psnr"] = float(psnr(flat, hq).mean())
-        figures[f"{name}_lpips_randtrunk"] = float(distances[name].mean())
-        with torch.no_grad():
-            figures[f"{name}_reward"] = float(reward(lq, flat).mean())
-        figures[f"{name}_entropy"] = solution_entropy(samples)
-    # how close the RL's perceptual reward term is to the oracle: do they pick the same image of each pair?
-    term_rl, term_sup = term_distances["rl"], term_distances["sup"]
-    decided = (distances["rl"] != distances["sup"]) & (term_rl != term_sup)
-    same_pick = ((distances["rl"] < distances["sup"]) == (term_rl < term_sup)) & decided
-    figures["term_oracle_agreement"] = float(same_pick.sum()) / max(int(decided.sum()), 1)
-    figures["win_rate"] = win_rate(scores["rl"], scores["sup"])  # closer to HQ under the oracle, ties half
-    figures["comparisons"] = float(len(scores["rl"]))
-    return figures
+# ------------------------------------------------------------------------------------------------ scoring
 
 
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT MET"
+@dataclasses.dataclass
+class Scorers:
+    oracle: DistanceFn  # the benchmark's oracle: badness, lower is better
+    guard: DistanceFn  # the guard's held-out distance (rl_trainer.guard.default_held_out's)
+    perceptual: DistanceFn  # the RL's GT perceptual term's distance (seeds 1..trunks)
+    reward: RewardModel
+    margin: float  # the annotators' tie margin, in the oracle's units
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs (minutes)")
-    parser.add_argument("--restorer", default=str(DEFAULT_RESTORER))
-    parser.add_argument("--restorer-minutes", type=float, default=10.0)
-    parser.add_argument("--work", default="/tmp/pref-artifacts/rl_bench")
-    parser.add_argument("--rl-minutes", type=float, default=18.0)
-    parser.add_argument("--rollout-steps", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, help="default: 1e-5 (reward_backprop), 1e-4 (ddpo)")
-    parser.add_argument("--clip-range", type=float, default=0.01)
-    parser.add_argument("--kl-weight", type=float, help="default: 20 (reward_backprop), 0.01 (ddpo)")
-    parser.add_argument(
-        "--learned-weight",
-        type=float,
-        help="weight of the learned reward; default 0.3 (reward_backprop), 1 (ddpo)",
-    )
-    parser.add_argument(
-        "--consistency-weight", type=float, help="default: 1000 (reward_backprop, raw MSE units), 0.5 (ddpo)"
-    )
-    parser.add_argument(
-        "--agreement-weight",
-        type=float,
-        help="weight of agreement with the other samples of the group (the determinism term);"
-        " default 3e6 (reward_backprop, raw MSE units), 1 (ddpo)",
-    )
-    parser.add_argument(
-        "--agreement-target",
-        choices=["mean", "best"],
-        default="best",
-        help="agree with the mean of the other samples of the group, or with its best sample by the other terms",
-    )
-    parser.add_argument(
-        "--keep-best",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="hand back the policy of the guard evaluation with the best held-out win rate against the reference"
-        " (val inputs, never the test faces)",
-    )
-    parser.add_argument(
-        "--keep-best-entropy-ratio",
-        type=float,
-        default=0.65,
-        help="with --keep-best: only guard evaluations whose solution entropy is at most this share of the"
-        " supervised restorer's compete (needs --eval-entropy-seeds)",
-    )
-    parser.add_argument(
-        "--eval-entropy-seeds",
-        type=int,
-        default=2,
-        help="seeds per val input for the solution entropy at every guard evaluation (0: off, else >= 2)",
-    )
-    parser.add_argument("--eval-every", type=int, default=10, help="RL steps between guard evaluations")
-    parser.add_argument("--guard-inputs", type=int, help="val inputs of the guard's evaluations (default 48)")
-    parser.add_argument(
-        "--perceptual-weight",
-        type=float,
-        help="weight of the perceptual distance to HQ (rl_trainer's seeded trunks, not the oracle's); 0: off;"
-        " default 5000 (reward_backprop, raw LPIPS units), 1 (ddpo)",
-    )
-    parser.add_argument(
-        "--perceptual-trunks",
-        type=int,
-        help="random LPIPS trunks the perceptual term averages; default 5 (reward_backprop), 1 (ddpo)",
-    )
-    parser.add_argument(
-        "--lora", action="store_true", help="train LoRA adapters (rank 4) instead of the whole UNet"
-    )
-    parser.add_argument(
-        "--update",
-        choices=["ddpo", "reward_backprop"],
-        default="reward_backprop",
-        help="policy update: the reward's gradient through the last denoising step, or DDPO's clipped ratio",
-    )
-    parser.add_argument("--rl-inputs", type=int, help="RL training inputs (default 48)")
-    parser.add_argument(
-        "--rl-steps", type=int, help="RL steps at most (default 200; --rl-minutes may end it first)"
-    )
-    parser.add_argument("--test-inputs", type=int, help="held-out test faces of the report (default 96)")
-    parser.add_argument("--eval-seeds", type=int, help="seeds per test face (default 4; >= 2)")
-    parser.add_argument(
-        "--pessimism",
-        type=float,
-        help="learned reward = ensemble mean - this x member std; default 1 (reward_backprop), 0 (ddpo)",
-    )
-    parser.add_argument(
-        "--normalize-terms",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="standardise each reward term within its group before weighting (unit-free weights)",
-    )
-    parser.add_argument("--judgments-per-pair", type=int, default=2)
-    parser.add_argument("--reward-inputs", type=int, help="inputs judged for the reward model (default 192)")
-    parser.add_argument("--reward-steps", type=int, help="reward model training steps (default 800)")
-    parser.add_argument(
-        "--edited-share",
-        type=float,
-        default=0.6,
-        help="share of each input's candidates replaced by sharpened/softened, noisier edits (0: samples only)",
-    )
-    parser.add_argument(
-        "--reuse-reward", action="store_true", help="reuse the reward model of an earlier run"
-    )
-    parser.add_argument("--finish-by", default=None, help="UTC HH:MM: shorten the RL budget to end by then")
-    parser.add_argument("--give-up-after", default=None, help="UTC HH:MM: do nothing when started later")
-    parser.add_argument("--results-name", default=None, help="report file name under benchmarks/results")
-    parser.add_argument(
-        "--annotator-temperature",
-        type=float,
-        default=0.0005,
-        help="oracle's Bradley-Terry noise (careful annotators: samples of one input differ subtly)",
-    )
-    parser.add_argument(
-        "--tie-margin", type=float, default=0.0001, help="oracle answers tie within this distance"
-    )
-    parser.add_argument("--reward-resolution", type=int, default=64)
-    parser.add_argument("--eval-minutes", type=float, default=5.0, help="time kept for the final evaluation")
-    args = parser.parse_args()
-    # reward_backprop follows the raw weighted sum's gradient, so its weights are in the terms' own units (chosen
-    # so that each term's gradient on the UNet is of a similar size); ddpo standardises each term in its group
-    defaults = UPDATE_DEFAULTS[args.update]
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.give_up_after:
-        hours, minutes = (int(part) for part in args.give_up_after.split(":"))
-        now = time.gmtime()
-        if now.tm_hour * 60 + now.tm_min > hours * 60 + minutes:
-            log(f"started after {args.give_up_after} UTC: too late for a meaningful RL budget; not running")
-            return
-    sizes = QUICK if args.quick else FULL
-    if args.reward_inputs:
-        sizes = dataclasses.replace(sizes, reward_inputs=max(args.reward_inputs, sizes.rl_inputs))
-    size_options = {
-        "rl_max_steps": args.rl_steps,
-        "test_inputs": args.test_inputs,
-        "eval_seeds": args.eval_seeds,
-        "rl_inputs": args.rl_inputs,
-        "guard_inputs": args.guard_inputs,
-        "reward_steps": args.reward_steps,
-    }
-    sizes = dataclasses.replace(sizes, **{name: value for name, value in size_options.items() if value})
-    if args.quick:
-        args.rl_minutes = min(args.rl_minutes, 2.0)
-    torch.manual_seed(0)
-    work = Path(args.work) / ("quick" if args.quick else "full")
-    work.mkdir(parents=True, exist_ok=True)
-    total_started = time.perf_counter()
-
-    restorer_dir, restorer_note = supervised_restorer(args, work)
-    supervised = Restorer.from_pretrained(restorer_dir)
-    log(f"restorer: {restorer_note}")
-
-    rl_faces = make_faces("train", sizes.rl_inputs, offset=RL_SEED_OFFSET)
-    reward_faces = make_faces("train", sizes.reward_inputs, offset=RL_SEED_OFFSET)  # RL inputs are among them
-    reward_check = make_faces("val", sizes.reward_check_inputs, offset=100)
-    guard_faces = make_faces("val", sizes.guard_inputs)
-    test_faces = make_faces("test", sizes.test_inputs)
-
-    log("reward model: sampling candidates, simulated judgments, fitting")
-    reward_key = {
-        "annotator": [args.annotator_temperature, args.tie_margin],
-        "reward_resolution": args.reward_resolution,
-        "restorer": str(restorer_dir),
-        # what the reward model is fitted and checked on (not the RL run's own sizes)
-        "sizes": {
-            key: value
-            for key, value in dataclasses.asdict(sizes).items()
-            if key in ("reward_inputs", "candidates", "reward_steps", "reward_check_inputs")
-        },
-        "rollout_steps": args.rollout_steps,
-        "judgments_per_pair": args.judgments_per_pair,
-        "edited_share": args.edited_share,
-        "reward_encoder": "residual input, group norm",
-    }
-    cached = work / "reward_info.json"
-    if args.reuse_reward and cached.is_file() and json.loads(cached.read_text()).get("key") == reward_key:
-        reward_dir, reward_info = work / "reward", json.loads(cached.read_text())["info"]
-        log("reward model: reusing the one fitted by an earlier run with the same settings")
-    else:
-        reward_dir, reward_info = build_reward_model(
-            supervised, reward_faces, reward_check, args, sizes, work
+def score_samples(samples: torch.Tensor, faces: Faces, scorers: Scorers) -> dict[str, torch.Tensor]:
+    """Per image (seed-major, ``[S * N]``): the oracle's badness and every term, each as its own function says."""
+    seeds, count = samples.shape[:2]
+    flat = quantize(samples.reshape(-1, 3, RESOLUTION, RESOLUTION))
+    hq = faces.hq.repeat(seeds, 1, 1, 1)
+    lq = faces.lq.repeat(seeds, 1, 1, 1)
+    params = list(faces.params) * seeds
+    with torch.no_grad():
+        by_input = (
+            flat.view(seeds, count, 3, RESOLUTION, RESOLUTION)
+            .transpose(0, 1)
+            .reshape(-1, 3, RESOLUTION, RESOLUTION)
         )
-        cached.write_text(json.dumps({"key": reward_key, "info": reward_info}))
-    log(f"reward model: {json.dumps(reward_info)}")
+        agreement = group_agreement(by_input, seeds).view(count, seeds).t().reshape(-1)
+        return {
+            "oracle": badness(scorers.oracle, flat, hq),
+            "psnr": psnr(flat, hq),
+            "guard_lpips0": badness(scorers.guard, flat, hq),
+            "perceptual": badness(scorers.perceptual, flat, hq),
+            "consistency": observation_consistency(lq, flat, params, fallback_factor=4),
+            "agreement": agreement,
+            "learned": torch.cat(
+                [scorers.reward(lq[i : i + 64], flat[i : i + 64]) for i in range(0, len(flat), 64)]
+            ),
+        }
 
-    manifest = write_inputs(rl_faces, guard_faces, work / "inputs")
-    if args.finish_by:
-        # a shared machine: shrink the RL budget so that the whole run ends by the given UTC time
-        hours, minutes = (int(part) for part in args.finish_by.split(":"))
-        now = time.gmtime()
-        left = (hours * 60 + minutes) - (now.tm_hour * 60 + now.tm_min + now.tm_sec / 60)
-        budget = max(4.0, min(args.rl_minutes, left - args.eval_minutes))
-        if budget < args.rl_minutes:
-            log(
-                f"RL budget cut from {args.rl_minutes} to {budget:.1f} minutes to finish by {args.finish_by} UTC"
-            )
-        args.rl_minutes = budget
-    config = rl_config(args, sizes)
-    rl_out = work / "rl_out"
-    shutil.rmtree(rl_out, ignore_errors=True)
-    log(f"RL: {config.max_steps} steps at most, {config.max_minutes} minutes")
-    result = train_rl(
-        config, policy_dir=restorer_dir, reward_dir=reward_dir, inputs_manifest=manifest, out_dir=rl_out
+
+@dataclasses.dataclass
+class Measured:
+    """One model's test samples under one sampler, scored."""
+
+    samples: torch.Tensor
+    scores: dict[str, torch.Tensor]
+    entropy: float
+    speed: float
+
+
+def measure(
+    model: Restorer, faces: Faces, sampler: tuple[str, int, float], seeds: int, scorers: Scorers
+) -> Measured:
+    _, steps, eta = sampler
+    samples, speed = evaluate(model, faces, num_steps=steps, eta=eta, seeds=seeds)
+    return Measured(samples, score_samples(samples, faces, scorers), solution_entropy(samples), speed)
+
+
+def policy_accuracy(
+    policy: Measured, reference: Measured | None, count: int, scorers: Scorers
+) -> tuple[float, int]:
+    """The reward model's accuracy on the policy's own samples: pairs (reference, policy) of one face and seed and
+    (policy seed s, policy seed t) of one face, where the oracle separates them by more than the tie margin."""
+    seeds = policy.samples.shape[0]
+    pairs: list[tuple[tuple[Measured, int], tuple[Measured, int]]] = []
+    for i in range(count):
+        if reference is not None:
+            pairs += [((reference, s * count + i), (policy, s * count + i)) for s in range(seeds)]
+        pairs += [
+            ((policy, s * count + i), (policy, t * count + i))
+            for s, t in itertools.combinations(range(seeds), 2)
+        ]
+    acc, decided, _ = accuracy(
+        [float(m.scores["learned"][j]) for (m, j), _ in pairs],
+        [float(m.scores["learned"][j]) for _, (m, j) in pairs],
+        [float(m.scores["oracle"][j]) for (m, j), _ in pairs],
+        [float(m.scores["oracle"][j]) for _, (m, j) in pairs],
+        scorers.margin,
     )
-    log(f"RL: {result.message}")
-    tuned = Restorer.from_pretrained(rl_out)
+    return acc, decided
 
-    log("evaluating on held-out test inputs")
-    distance = PerceptualDistance()
-    term_distance = perceptual_reward_distance(args.perceptual_trunks)
-    reward = RewardModel.from_pretrained(reward_dir).eval()
-    tables = {}
-    speeds = {}
-    for label, steps, eta in (
-        ("deterministic (eta 0, 20 steps)", 20, 0.0),
-        (f"RL sampler (eta 1, {args.rollout_steps} steps)", args.rollout_steps, 1.0),
-    ):
-        sup_samples, sup_speed = evaluate(
-            supervised, test_faces, num_steps=steps, eta=eta, seeds=sizes.eval_seeds
-        )
-        rl_samples, rl_speed = evaluate(tuned, test_faces, num_steps=steps, eta=eta, seeds=sizes.eval_seeds)
-        tables[label] = compare(sup_samples, rl_samples, test_faces, reward, distance, term_distance)
-        speeds[label] = (sup_speed + rl_speed) / 2
 
-    rollout_speed = (
-        statistics.median(h["sampling_samples_per_s"] for h in result.history) if result.history else 0.0
-    )
-    rl_speed = statistics.median(h["samples_per_s"] for h in result.history) if result.history else 0.0
-    step_seconds = statistics.median(h["step_seconds"] for h in result.history) if result.history else 0.0
-    first_eval, last_eval = result.evaluations[0], result.evaluations[-1]
+TERMS = (
+    ("lq consistency (RL term)", "consistency", 1.0),
+    ("GT perceptual, trunks 1-5 (RL)", "perceptual", -1.0),
+    ("agreement (RL term)", "agreement", 1.0),
+    ("guard: lpips seed-0 trunk", "guard_lpips0", -1.0),
+    ("PSNR to HQ (not an RL term)", "psnr", 1.0),
+    ("learned reward (not fixed)", "learned", 1.0),
+)
+
+
+def correlation_lines(measured: dict[str, Measured], count: int, margin: float) -> list[str]:
+    """Each fixed RL term (oriented: higher is better) against minus the oracle's badness, pooled over the models'
+    test samples; 'pairs agree': share of within-face pairs (any two models / seeds) the term orders as the
+    noise-free oracle does (pairs within the tie margin and term ties left out)."""
+    names = list(measured)
+    oracle = -torch.cat([measured[n].scores["oracle"] for n in names]).numpy()
+    seeds = measured[names[0]].samples.shape[0]
+    face_of = np.tile(np.arange(count), seeds * len(names))
     lines = [
-        f"rl_gain: on-policy RL of the tiny restorer, update {config.policy_update} ("
-        + (
-            "the reward's gradient through the last denoising step, KL to reference"
-            if config.policy_update == "reward_backprop"
-            else "DDPO clipped ratio, GRPO group advantages, KL to reference"
-        )
-        + ")",
-        f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__},"
-        f" {torch.get_num_threads()} threads; run {'--quick (sizes too small to mean anything)' if args.quick else 'full'}",
-        f"supervised restorer: {restorer_note}",
-        f"reward model: {reward_info['judgments']} simulated judgments (reliable oracle, {args.judgments_per_pair} per"
-        f" pair) on {reward_info['candidates_per_input']} candidates of {reward_info['train_inputs']} inputs (stochastic"
-        f" samples, {args.edited_share:.0%} of them replaced by sharpened/softened, noisier edits);"
-        f" held-out pair accuracy vs noise-free oracle {reward_info['held_out_pair_accuracy']:.3f}"
-        f" ({reward_info['held_out_pairs']} pairs); candidates {reward_info['candidate_seconds']:.0f} s,"
-        f" fit {reward_info['fit_seconds']:.0f} s",
-        "RL config: "
-        + json.dumps({k: v for k, v in config.to_dict().items() if k not in ("version",)}, sort_keys=True),
-        f"RL budget: {result.rollouts} rollouts ({result.steps} steps x {config.samples_per_step} trajectories x"
-        f" {config.rollout_steps} denoising steps) in {result.seconds / 60:.1f} min; stop: {result.stop_reason}"
-        f" ({result.message})",
-        f"RL speed: {rl_speed:.2f} trajectories/s end to end (sampling, reward, updates), {rollout_speed:.2f} samples/s"
-        f" while sampling, {step_seconds:.1f} s per RL step (medians)",
-        f"guard (val inputs, learned reward / held-out {last_eval.get('eval/held_out') is not None and 'oracle -lpips_randtrunk'}):"
-        f" step 0 {first_eval['eval/learned_reward']:.4f} / {first_eval.get('eval/held_out', float('nan')):.4f},"
-        f" step {int(last_eval['step'])} {last_eval['eval/learned_reward']:.4f} / {last_eval.get('eval/held_out', float('nan')):.4f}"
-        f" ({sizes.guard_inputs} val inputs)",
-        "policy handed back: "
-        + (
-            f"step {result.selected_step} of {result.steps} (--keep-best: best held-out win rate against the"
-            " supervised restorer on the guard's val inputs; the test faces play no part)"
-            if result.selected_step is not None
-            else f"step {result.rolled_back_to_step if result.rolled_back_to_step is not None else result.steps}"
-        ),
-        f"held-out test inputs: {sizes.test_inputs} faces x {sizes.eval_seeds} seeds (synthetic test split, gfpgan preset)",
-        "",
+        f"  {'term (higher = better)':<32} {'n':>5} {'pearson':>8} {'spearman':>9} {'pairs agree':>12} {'pairs':>6}"
     ]
-    header = f"{'sampler':<34} {'model':<11} {'PSNR dB':>8} {'lpips_randtrunk':>16} {'learned r':>10} {'entropy':>9} {'win vs sup':>11}"
-    lines.append(header)
-    for label, figures in tables.items():
-        for name, tag in (("supervised", "sup"), ("RL-tuned", "rl")):
-            win = f"{figures['win_rate']:.3f}" if tag == "rl" else ""
+    groups = [np.flatnonzero(face_of == i) for i in range(count)]
+    for title, key, sign in TERMS:
+        term = sign * torch.cat([measured[n].scores[key].float() for n in names]).numpy()
+        agree, decided = 0, 0
+        for members in groups:
+            for a, b in itertools.combinations(members, 2):
+                if abs(oracle[a] - oracle[b]) <= margin or term[a] == term[b]:
+                    continue
+                decided += 1
+                agree += (term[a] > term[b]) == (oracle[a] > oracle[b])
+        lines.append(
+            f"  {title:<32} {len(term):>5} {stats.pearsonr(term, oracle)[0]:>8.3f}"
+            f" {stats.spearmanr(term, oracle)[0]:>9.3f} {agree / max(decided, 1):>12.3f} {decided:>6}"
+        )
+    lines.append(
+        "  (KL is a property of the policy against its reference, not of an image: no per-image score)"
+    )
+    return lines
+
+
+SHARPENING = (-0.5, 0.0, 0.3, 0.6, 1.0, 1.5, 2.5)
+
+
+def sharpening_lines(reference: Measured, faces: Faces, scorers: Scorers) -> list[str]:
+    """The reward model along one axis RL can move on: unsharp masks of the supervised restorer's test samples
+    (first seed). Where the learned reward keeps rising past the oracle's best strength, following its gradient
+    over-sharpens: the direction the reward model is hacked in."""
+    images = reference.samples[0]
+    lines = [
+        "the reward model along the sharpening axis (unsharp mask of strength s, sigma 1, on the supervised"
+        f" restorer's test samples, first seed, {len(images)} faces): mean oracle badness, learned reward, guard"
+        " lpips seed-0 distance",
+        f"  {'s':>5} {'oracle':>8} {'learned':>8} {'lpips0':>8}",
+    ]
+    with torch.no_grad():
+        for strength in SHARPENING:
+            edited = unsharp_mask(images, strength, sigma=1.0).clamp(-1, 1)
             lines.append(
-                f"{label:<34} {name:<11} {figures[f'{tag}_psnr']:>8.2f} {figures[f'{tag}_lpips_randtrunk']:>16.4f}"
-                f" {figures[f'{tag}_reward']:>10.4f} {figures[f'{tag}_entropy']:>9.4f} {win:>11}"
+                f"  {strength:>5.1f} {float(badness(scorers.oracle, edited, faces.hq).mean()):>8.4f}"
+                f" {float(scorers.reward(faces.lq, quantize(edited)).mean()):>8.4f}"
+                f" {float(badness(scorers.guard, edited, faces.hq).mean()):>8.5f}"
             )
-        lines.append(f"{'':<34} sampling {speeds[label]:.2f} images/s")
-    lines.append("")
-    for label, figures in tables.items():
-        psnr_change = figures["rl_psnr"] - figures["sup_psnr"]
-        entropy_change = figures["rl_entropy"] / max(figures["sup_entropy"], 1e-12) - 1
-        lines.append(
-            f"{label}: win rate {figures['win_rate']:.1%} (target >= 65%: {verdict(figures['win_rate'] >= 0.65)}),"
-            f" PSNR change {psnr_change:+.2f} dB (limit -0.5 dB: {verdict(psnr_change >= -0.5)}),"
-            f" learned reward gain {figures['rl_reward'] - figures['sup_reward']:+.4f},"
-            f" solution entropy {entropy_change:+.1%} (target <= -30%: {verdict(entropy_change <= -0.30)})"
-        )
-        lines.append(
-            f"  the perceptual reward term ({term_distance.name}) picks the oracle's choice in"
-            f" {figures['term_oracle_agreement']:.1%} of these supervised/RL pairs"
-        )
-    lines.append("")
-    lines.append(
-        "training curve (guard evaluations on val inputs: held-out = oracle -lpips_randtrunk, h-o win = its win"
-        " rate against the supervised restorer, H ratio = solution entropy / the supervised restorer's; step"
-        " metrics averaged since the previous evaluation):"
-    )
-    lines.append(
-        f"{'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'H ratio':>8} {'rollout r':>10} {'consist.':>9} {'r spread':>9} {'agree.':>9}"
-        f" {'percept.':>9} {'KL':>8} {'clip frac':>9} {'approx KL old':>13}"
-    )
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- RL rows
+
+
+def curve_lines(result: RLResult) -> list[str]:
+    lines = [
+        f"  {'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'H ratio':>8} {'rollout r':>10}"
+        f" {'consist.':>9} {'agree.':>9} {'percept.':>9} {'KL':>8}"
+    ]
     previous = 0
     for evaluation in result.evaluations:
         step = int(evaluation["step"])
@@ -799,17 +787,469 @@ def main() -> None:
             return statistics.fmean(values) if values else float("nan")
 
         lines.append(
-            f"{step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.5f}"
-            f" {evaluation.get('eval/held_out_win', float('nan')):>8.3f}"
-            f" {evaluation.get('eval/entropy_ratio', float('nan')):>8.3f}"
-            f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/learned_spread'):>9.4f}"
-            f" {mean_of('reward/agreement'):>9.2e} {mean_of('reward/perceptual'):>9.5f}"
-            f" {mean_of('kl'):>8.4f} {mean_of('clip_fraction'):>9.3f} {mean_of('approx_kl_to_old'):>13.2e}"
+            f"  {step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.5f}"
+            f" {evaluation.get('eval/held_out_win', float('nan')):>8.3f} {evaluation.get('eval/entropy_ratio', float('nan')):>8.3f}"
+            f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/agreement'):>9.2e}"
+            f" {mean_of('reward/perceptual'):>9.5f} {mean_of('kl'):>8.4f}"
         )
+    return lines
+
+
+def run_row(
+    name: str, config: RLConfig, restorer_dir: Path, reward_dir: Path, manifest: Path, work: Path
+) -> tuple[Restorer, dict[str, Any]]:
+    rl_out = work / "rows" / name / "rl_out"
+    shutil.rmtree(rl_out, ignore_errors=True)
+    log(f"RL row {name}: {config.max_steps} steps at most, {config.max_minutes} minutes")
+    result = train_rl(
+        config,
+        policy_dir=restorer_dir,
+        reward_dir=reward_dir,
+        inputs_manifest=manifest,
+        out_dir=rl_out,
+        progress_bar=False,
+    )
+    log(f"RL row {name}: {result.message}")
+    handed_back = (
+        result.selected_step
+        if result.selected_step is not None
+        else (result.rolled_back_to_step if result.rolled_back_to_step is not None else result.steps)
+    )
+    rl_speed = statistics.median(h["samples_per_s"] for h in result.history) if result.history else 0.0
+    summary = {
+        "steps": result.steps,
+        "rollouts": result.rollouts,
+        "minutes": result.seconds / 60,
+        "stop_reason": result.stop_reason,
+        "message": result.message,
+        "handed_back_step": handed_back,
+        "trajectories_per_s": rl_speed,
+        "curve": curve_lines(result),
+    }
+    return Restorer.from_pretrained(rl_out), summary
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def row_figures(
+    policy: Measured, reference: Measured, count: int, scorers: Scorers, is_reference: bool
+) -> dict:
+    acc, pairs = policy_accuracy(policy, None if is_reference else reference, count, scorers)
+    return {
+        "win": win_rate(-policy.scores["oracle"], -reference.scores["oracle"]),
+        "psnr": float(policy.scores["psnr"].mean()),
+        "psnr_change": float(policy.scores["psnr"].mean() - reference.scores["psnr"].mean()),
+        "entropy": policy.entropy,
+        "entropy_change": policy.entropy / max(reference.entropy, 1e-12) - 1,
+        "learned_change": float(policy.scores["learned"].mean() - reference.scores["learned"].mean()),
+        "oracle": float(policy.scores["oracle"].mean()),
+        "guard_change": float(policy.scores["guard_lpips0"].mean() - reference.scores["guard_lpips0"].mean()),
+        "rm_accuracy": acc,
+        "rm_pairs": pairs,
+    }
+
+
+def table_lines(label: str, figures: dict[str, dict], summaries: dict[str, dict | None]) -> list[str]:
+    lines = [
+        f"sampler: {label}",
+        f"  {'row':<50} {'oracle win':>10} {'badness':>8} {'PSNR dB':>8} {'dPSNR':>7} {'dH':>7} {'d learned':>9}"
+        f" {'RM acc (pairs)':>15} {'d lpips0':>9} {'rollouts':>8} {'min':>5}  handed back",
+    ]
+    for name, row in figures.items():
+        summary = summaries.get(name)
+        title = (
+            "supervised restorer" if name == "supervised" else (ROWS[name].title if name in ROWS else name)
+        )
+        rollouts = f"{summary['rollouts']}" if summary else "0"
+        minutes = f"{summary['minutes']:.1f}" if summary else "-"
+        handed = (
+            f"step {summary['handed_back_step']} of {summary['steps']} ({summary['stop_reason']})"
+            if summary
+            else "-"
+        )
+        win = f"{row['win']:.3f}" if summary else "(0.500)"
+        lines.append(
+            f"  {title:<50} {win:>10} {row['oracle']:>8.4f} {row['psnr']:>8.2f} {row['psnr_change']:>+7.2f}"
+            f" {row['entropy_change']:>+7.1%} {row['learned_change']:>+9.4f}"
+            f" {row['rm_accuracy']:>8.3f} ({row['rm_pairs']:>4}) {row['guard_change']:>+9.5f} {rollouts:>8} {minutes:>5}  {handed}"
+        )
+    return lines
+
+
+def verdict_lines(figures: dict[str, dict]) -> list[str]:
+    lines = []
+    for name in ("learned", "both", "fixed"):
+        if name not in figures:
+            continue
+        row = figures[name]
+        line = (
+            f"  {name}: win {row['win']:.1%} (target >= 65%: {verdict(row['win'] >= 0.65)}), PSNR change"
+            f" {row['psnr_change']:+.2f} dB (limit -0.5 dB: {verdict(row['psnr_change'] >= -0.5)}), solution entropy"
+            f" {row['entropy_change']:+.1%} (target <= -30%: {verdict(row['entropy_change'] <= -0.30)})"
+        )
+        if name == "learned" and "fixed" in figures:
+            margin = row["win"] - figures["fixed"]["win"]
+            line += f"; beats fixed-terms-only by {100 * margin:+.1f} points (target >= +10: {verdict(margin >= 0.10)})"
+        lines.append(line)
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs (minutes)")
+    parser.add_argument("--ablation", action="store_true", help="run the ablation's rows (module docstring)")
+    parser.add_argument(
+        "--rows", nargs="+", choices=list(ROWS), default=list(ROWS), help="--ablation rows to run"
+    )
+    parser.add_argument(
+        "--reuse-rows",
+        action="store_true",
+        help="reuse rows measured by an earlier call with the same settings",
+    )
+    parser.add_argument(
+        "--oracle",
+        default="identity_sharpness",
+        choices=[name for name in DISTANCE_NAMES if name != "default"],
+        help="the simulated annotators' and the report's oracle (reward_model.oracle.distance_by_name)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="RL seed (the inputs and the reward model stay)")
+    parser.add_argument("--restorer", default=str(DEFAULT_RESTORER))
+    parser.add_argument("--restorer-minutes", type=float, default=10.0)
+    parser.add_argument("--work", default="/tmp/pref-artifacts/rl_bench")
+    parser.add_argument("--rl-minutes", type=float, default=18.0, help="wall-clock budget of each RL run")
+    parser.add_argument(
+        "--rl-steps", type=int, help="RL steps at most (default 200; --rl-minutes may end it first)"
+    )
+    parser.add_argument("--rollout-steps", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, help=f"default: the {PRESET} preset's")
+    parser.add_argument("--kl-weight", type=float, help=f"default: the {PRESET} preset's (20)")
+    parser.add_argument(
+        "--learned-weight", type=float, help="learned reward weight; default the preset's (3)"
+    )
+    parser.add_argument(
+        "--consistency-weight", type=float, help="default: the preset's (1000, raw MSE units)"
+    )
+    parser.add_argument("--agreement-weight", type=float, help="default: the preset's (3e6, raw MSE units)")
+    parser.add_argument(
+        "--perceptual-weight",
+        type=float,
+        help="weight of the GT perceptual term (LPIPS heads on random trunks of seeds 1..N against the HQ); default"
+        f" 0 (the preset) in a single run, {ABLATION_PERCEPTUAL_WEIGHT:g} in the ablation rows that keep it",
+    )
+    parser.add_argument(
+        "--perceptual-trunks", type=int, help="random LPIPS trunks of the perceptual term (5)"
+    )
+    parser.add_argument(
+        "--pessimism", type=float, help="learned reward = ensemble mean - this x member std (1)"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, help="RL steps between guard evaluations (the preset's: 10)"
+    )
+    parser.add_argument(
+        "--keep-best",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hand back the policy of the guard evaluation with the best held-out win (val inputs, never the test"
+        " faces) among those within the preset's entropy ratio",
+    )
+    parser.add_argument(
+        "--lora", action="store_true", help="train LoRA adapters (rank 4) instead of the whole UNet"
+    )
+    parser.add_argument("--rl-inputs", type=int, help="RL training inputs (default 48)")
+    parser.add_argument("--guard-inputs", type=int, help="val inputs of the guard's evaluations (default 48)")
+    parser.add_argument("--test-inputs", type=int, help="held-out test faces of the report (default 96)")
+    parser.add_argument("--eval-seeds", type=int, help="seeds per test face (default 4; >= 2)")
+    parser.add_argument(
+        "--samplers",
+        choices=["deterministic", "both"],
+        help="test samplers: the deterministic DDIM sampler (eta 0, 20 steps) only, or also the RL sampler;"
+        " default deterministic with --ablation, both otherwise",
+    )
+    parser.add_argument("--judgments-per-pair", type=int, default=2)
+    parser.add_argument("--reward-inputs", type=int, help="inputs judged for the reward model (default 192)")
+    parser.add_argument("--reward-steps", type=int, help="reward model training steps (default 800)")
+    parser.add_argument(
+        "--policy-samples", type=int, default=3, help="RL-sampler samples per input in the pool"
+    )
+    parser.add_argument(
+        "--fast-steps",
+        type=int,
+        nargs="*",
+        default=[2],
+        help="one eta-1 sample per input at each step count",
+    )
+    parser.add_argument("--edited", type=int, default=3, help="edited samples per input in the pool")
+    parser.add_argument("--classical", type=int, default=1, help="classical restorations per input (0-3)")
+    parser.add_argument(
+        "--reuse-reward", action="store_true", help="reuse the reward model of an earlier run"
+    )
+    parser.add_argument(
+        "--reward-only", action="store_true", help="fit (or reuse) the reward model, print its figures, stop"
+    )
+    parser.add_argument(
+        "--annotator-temperature",
+        type=float,
+        help="the annotators' Bradley-Terry noise; default: the oracle's",
+    )
+    parser.add_argument(
+        "--tie-margin", type=float, help="annotators answer tie within this; default: the oracle's"
+    )
+    parser.add_argument("--reward-resolution", type=int, default=64)
+    parser.add_argument("--finish-by", default=None, help="UTC HH:MM: shorten the RL budgets to end by then")
+    parser.add_argument("--give-up-after", default=None, help="UTC HH:MM: do nothing when started later")
+    parser.add_argument("--results-name", default=None, help="report file name under benchmarks/results")
+    parser.add_argument(
+        "--eval-minutes", type=float, default=2.5, help="time kept per row for its evaluation"
+    )
+    return parser.parse_args(argv)
+
+
+def utc_minutes() -> float:
+    now = time.gmtime()
+    return now.tm_hour * 60 + now.tm_min + now.tm_sec / 60
+
+
+def hh_mm(value: str) -> int:
+    hours, minutes = (int(part) for part in value.split(":"))
+    return hours * 60 + minutes
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.give_up_after and utc_minutes() > hh_mm(args.give_up_after):
+        log(f"started after {args.give_up_after} UTC: too late for a meaningful RL budget; not running")
+        return
+    sizes = QUICK if args.quick else FULL
+    size_options = {
+        "rl_max_steps": args.rl_steps,
+        "test_inputs": args.test_inputs,
+        "eval_seeds": args.eval_seeds,
+        "rl_inputs": args.rl_inputs,
+        "guard_inputs": args.guard_inputs,
+        "reward_steps": args.reward_steps,
+        "reward_inputs": args.reward_inputs,
+    }
+    sizes = dataclasses.replace(sizes, **{name: value for name, value in size_options.items() if value})
+    sizes = dataclasses.replace(sizes, reward_inputs=max(sizes.reward_inputs, sizes.rl_inputs))
+    if args.quick:
+        args.rl_minutes = min(args.rl_minutes, 2.0)
+    spec = PoolSpec(args.policy_samples, tuple(args.fast_steps), args.edited, args.classical)
+    torch.manual_seed(0)
+    work = Path(args.work) / ("quick" if args.quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    total_started = time.perf_counter()
+    started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+    restorer_dir, restorer_note = supervised_restorer(args, work)
+    supervised = Restorer.from_pretrained(restorer_dir)
+    log(f"restorer: {restorer_note}")
+
+    rl_faces = make_faces("train", sizes.rl_inputs, offset=RL_SEED_OFFSET)
+    reward_faces = make_faces("train", sizes.reward_inputs, offset=RL_SEED_OFFSET)  # RL inputs are among them
+    reward_check = make_faces("val", sizes.reward_check_inputs, offset=100)
+    guard_faces = make_faces("val", sizes.guard_inputs)
+    test_faces = make_faces("test", sizes.test_inputs)
+
+    annotator = OracleAnnotator(
+        "reliable",
+        temperature=args.annotator_temperature,
+        tie_margin=args.tie_margin,
+        seed=0,
+        distance=distance_by_name(args.oracle),
+    )
+    guard_distance = PerceptualDistance()  # what rl_trainer.train hands default_held_out
+    guard_name = f"oracle_neg_{guard_distance.name}"
+    if guard_distance.name == args.oracle:
+        log(
+            f"WARNING: the guard's held-out evaluator ({guard_name}) is the oracle: the benchmark is not honest"
+        )
+
+    reward_key = {
+        "oracle": args.oracle,
+        "annotator": annotator.describe(),
+        "reward_resolution": args.reward_resolution,
+        "restorer": str(restorer_dir),
+        "pool": dataclasses.asdict(spec),
+        "sizes": {
+            key: value
+            for key, value in dataclasses.asdict(sizes).items()
+            if key in ("reward_inputs", "reward_steps", "reward_check_inputs")
+        },
+        "rollout_steps": args.rollout_steps,
+        "judgments_per_pair": args.judgments_per_pair,
+        "reward_encoder": "residual input, group norm",
+    }
+    cached = work / "reward_info.json"
+    if (
+        args.reuse_reward
+        and cached.is_file()
+        and json.loads(cached.read_text()).get("key") == json.loads(json.dumps(reward_key))
+    ):
+        reward_dir, reward_info = work / "reward", json.loads(cached.read_text())["info"]
+        log("reward model: reusing the one fitted by an earlier run with the same settings")
+    else:
+        log("reward model: sampling candidates, simulated judgments, fitting")
+        reward_dir, reward_info = build_reward_model(
+            supervised, reward_faces, reward_check, annotator, spec, args, sizes, work
+        )
+        cached.write_text(json.dumps({"key": reward_key, "info": reward_info}))
+    log(f"reward model: {json.dumps(reward_info['by_family'])}")
+    if args.reward_only:
+        print("\n".join(reward_lines(reward_info)))
+        return
+
+    manifest = write_inputs(rl_faces, guard_faces, work / "inputs")
+    scorers = Scorers(
+        oracle=annotator.distance,
+        guard=guard_distance,
+        perceptual=perceptual_reward_distance(
+            args.perceptual_trunks or RLConfig.preset(PRESET).perceptual_trunks
+        ),
+        reward=RewardModel.from_pretrained(reward_dir).eval(),
+        margin=annotator.tie_margin,
+    )
+    seeds = max(2, sizes.eval_seeds if args.eval_seeds or not args.ablation else 2)
+    samplers = [("deterministic (eta 0, 20 steps)", 20, 0.0)]
+    if (args.samplers or ("deterministic" if args.ablation else "both")) == "both":
+        samplers.append((f"RL sampler (eta 1, {args.rollout_steps} steps)", args.rollout_steps, 1.0))
+    test_key = {"reward": reward_key, "test_inputs": sizes.test_inputs, "seeds": seeds, "samplers": samplers}
+
+    rows_dir = work / "rows"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    reference_cache = rows_dir / "supervised.pt"
+    test_key = json.loads(json.dumps(test_key))
+    saved_reference = torch.load(reference_cache, weights_only=False) if reference_cache.is_file() else None
+    if args.reuse_rows and saved_reference is not None and saved_reference["key"] == test_key:
+        log("supervised restorer: reusing its test measurement of an earlier call")
+        reference = saved_reference["measured"]
+    else:
+        log("measuring the supervised restorer on the test faces")
+        reference = {
+            sampler[0]: measure(supervised, test_faces, sampler, seeds, scorers) for sampler in samplers
+        }
+        torch.save({"key": test_key, "measured": reference}, reference_cache)
+
+    names = args.rows if args.ablation else ["custom"]
+    measured: dict[str, dict[str, Measured]] = {"supervised": reference}
+    summaries: dict[str, dict | None] = {"supervised": None}
+    configs: dict[str, RLConfig] = {}
+    for position, name in enumerate(names):
+        config = rl_config(args, sizes, ROWS.get(name) if args.ablation else None)
+        # the measurement's key: the row's config before any --finish-by cut, the test set, the sizes
+        key = json.loads(
+            json.dumps(
+                {
+                    "config": config.to_dict(),
+                    "test": test_key,
+                    "rl_inputs": sizes.rl_inputs,
+                    "guard": sizes.guard_inputs,
+                }
+            )
+        )
+        tag = name if args.seed == 0 else f"{name}_seed{args.seed}"
+        cache = rows_dir / f"{tag}.pt"
+        if args.reuse_rows and cache.is_file():
+            saved = torch.load(cache, weights_only=False)
+            if saved["key"] == key:
+                log(f"RL row {name}: reusing the measurement of an earlier call")
+                measured[name], summaries[name] = saved["measured"], saved["summary"]
+                configs[name] = RLConfig.from_dict(saved.get("config", saved["key"]["config"]))
+                continue
+        if args.finish_by:
+            left = hh_mm(args.finish_by) - utc_minutes()
+            remaining = len(names) - position
+            budget = max(3.0, min(config.max_minutes or 1e9, left / remaining - args.eval_minutes))
+            if budget < (config.max_minutes or 1e9):
+                log(f"RL row {name}: budget cut from {config.max_minutes} to {budget:.1f} min (--finish-by)")
+                config = dataclasses.replace(config, max_minutes=round(budget, 2))
+        configs[name] = config
+        tuned, summary = run_row(tag, config, restorer_dir, reward_dir, manifest, work)
+        measured[name] = {
+            sampler[0]: measure(tuned, test_faces, sampler, seeds, scorers) for sampler in samplers
+        }
+        summaries[name] = summary
+        torch.save(
+            {"key": key, "config": config.to_dict(), "measured": measured[name], "summary": summary}, cache
+        )
+
+    lines = [
+        "rl_gain"
+        + (" --ablation" if args.ablation else "")
+        + ": on-policy RL of the tiny restorer (reward_backprop: the reward's gradient through the last denoising"
+        " step, KL to the reference) against a reward model learned from simulated judgments",
+        f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__},"
+        f" {torch.get_num_threads()} threads; started {started_at}; run"
+        f" {'--quick (sizes too small to mean anything)' if args.quick else 'full'}",
+        "command: "
+        + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]] if argv is None else ["rl_gain.py", *argv]),
+        f"supervised restorer: {restorer_note}",
+        f"oracle (annotators' utility and the report's score; RL never calls it): {oracle_definition(annotator)}",
+        f"guard's held-out evaluator (early stop, --keep-best): {guard_name} = minus the seed-0 random-trunk LPIPS"
+        " distance to the HQ (rl_trainer.guard.default_held_out); "
+        + (
+            "NOT the oracle" if guard_distance.name != args.oracle else "THE ORACLE ITSELF: not an honest run"
+        ),
+        *reward_lines(reward_info),
+        f"RL preset {PRESET}: "
+        + json.dumps(
+            {k: v for k, v in RLConfig.preset(PRESET).to_dict().items() if k != "version"}, sort_keys=True
+        ),
+    ]
+    preset_values = RLConfig.preset(PRESET).to_dict()
+    for name, config in configs.items():
+        changed = {k: v for k, v in config.to_dict().items() if preset_values.get(k) != v}
+        lines.append(f"  row {name}: preset with {json.dumps(changed, sort_keys=True)}")
+    lines.append(
+        f"RL inputs {sizes.rl_inputs} (synthetic train), guard {sizes.guard_inputs} val faces; test: {sizes.test_inputs}"
+        f" faces x {seeds} seeds (synthetic test split, gfpgan preset), same seeds for every model"
+    )
+    lines.append(
+        "columns: oracle win = share of test images with lower oracle badness than the supervised restorer's of the"
+        " same face and seed (ties half); badness = mean oracle badness; dH = solution entropy change; d learned ="
+        " learned reward change; RM acc = the reward model's accuracy vs the noise-free oracle on the policy's own"
+        " samples (pairs supervised/policy of one face and seed and policy/policy across seeds, those beyond the"
+        " tie margin); d lpips0 = change of the guard's distance"
+    )
+    lines.append("")
+    figures_by_sampler = {}
+    for label, _, _ in samplers:
+        figures = {
+            name: row_figures(
+                measured[name][label], reference[label], sizes.test_inputs, scorers, name == "supervised"
+            )
+            for name in measured
+        }
+        figures_by_sampler[label] = figures
+        lines += table_lines(label, figures, summaries)
+        lines += verdict_lines(figures)
+        lines.append("")
+    lines += sharpening_lines(reference[samplers[0][0]], test_faces, scorers)
+    lines.append("")
+    lines.append(
+        "fixed RL terms vs the oracle on the policies' own test samples (every model above, deterministic sampler;"
+        " 'pairs agree': within-face pairs the term orders as the noise-free oracle, pairs within the tie margin left"
+        " out):"
+    )
+    first = samplers[0][0]
+    lines += correlation_lines(
+        {name: measured[name][first] for name in measured}, sizes.test_inputs, scorers.margin
+    )
+    lines.append("")
+    for name, row_summary in summaries.items():
+        if row_summary is None:
+            continue
+        lines.append(
+            f"training curve of row {name} (guard evaluations on val: held-out = minus lpips seed-0, h-o win = its win"
+            f" rate vs the supervised restorer, H ratio = entropy / the supervised's); {row_summary['message']};"
+            f" {row_summary['trajectories_per_s']:.2f} trajectories/s"
+        )
+        lines += row_summary["curve"]
     lines.append(f"total wall time {(time.perf_counter() - total_started) / 60:.1f} min")
     report = "\n".join(lines) + "\n"
     print(report)
-    name = args.results_name or ("rl_gain_quick" if args.quick else "rl_gain")
+    default_name = "rl_gain_ablation" if args.ablation else "rl_gain"
+    name = args.results_name or (default_name + ("_quick" if args.quick else ""))
     results = REPO_ROOT / "benchmarks" / "results" / f"{name}.txt"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(report)

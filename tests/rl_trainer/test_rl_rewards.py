@@ -208,3 +208,20 @@ def test_the_differentiable_total_equals_the_scored_one_and_carries_a_gradient_i
     stepped = (images + 0.5 * leaf.grad / leaf.grad.abs().max()).clamp(-1, 1)
     after = observation_consistency(lq, stepped, params, fallback_factor=4)
     assert float(after.sum()) > float(consistency.detach().sum())
+
+
+def test_the_guard_with_hq_watches_the_seed_0_random_trunk_lpips_and_not_the_identity_oracle():
+    """rl_gain scores with the identity_sharpness oracle; the guard must be another function (here: the old
+    oracle, LPIPS heads on the seed-0 random trunk), so the oracle never chooses a step."""
+    from restorer.metrics import RANDOM_TRUNK_SEED, PerceptualDistance
+    from rl_trainer.config import RLConfig
+    from rl_trainer.guard import default_held_out
+    from tests.rl_trainer.rl_standin import make_inputs
+
+    inputs = make_inputs(3, size=32)
+    distance = PerceptualDistance(trunk_seed=RANDOM_TRUNK_SEED)
+    guard = default_held_out(inputs, RLConfig.preset("tiny_preference"), distance, "lpips_randtrunk")
+    assert guard.name == "oracle_neg_lpips_randtrunk" and "identity" not in guard.name
+    images = smooth(3, seed=5)
+    expected = -distance(images, inputs.hq)
+    assert torch.allclose(guard(inputs.lq, images, inputs.hq, inputs.degradations), expected)
