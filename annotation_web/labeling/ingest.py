@@ -57,6 +57,17 @@ def _open(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
 
 
+# What Pillow raises on a file that is not an image it may open (bad header, truncated data, a bomb).
+UNREADABLE_IMAGE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+    Warning,
+)
+
+
 def probe_image(name: str, data: bytes) -> tuple[int, int]:
     """Size and format checks from the header alone (no pixel is decoded): what the web process may do."""
     if len(data) > settings.IMPORT_MAX_IMAGE_BYTES:
@@ -68,14 +79,7 @@ def probe_image(name: str, data: bytes) -> tuple[int, int]:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(data) as probe:
                 width, height = probe.size
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Warning,
-    ) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         raise ImportRejected(
             f"{name}: not a readable image; PNG, JPEG or WebP only ({exc.__class__.__name__})"
         ) from exc
@@ -98,14 +102,7 @@ def validate_image(name: str, data: bytes) -> Image.Image:
             image.load()
     except ImportRejected:
         raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Warning,
-    ) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         raise ImportRejected(f"{name}: not a readable image ({exc.__class__.__name__})") from exc
     if min(image.size) < settings.IMPORT_MIN_IMAGE_SIDE:
         raise ImportRejected(
