@@ -670,6 +670,13 @@ class Measured:
     speed: float
 
 
+def load_cache(path: Path) -> dict[str, Any]:
+    """A measurement cache of an earlier call: tensors, plain values and `Measured` only (weights_only, so a
+    cache file cannot run code when it is read)."""
+    with torch.serialization.safe_globals([Measured]):
+        return torch.load(path, weights_only=True)
+
+
 def measure(
     model: Restorer, faces: Faces, sampler: tuple[str, int, float], seeds: int, scorers: Scorers
 ) -> Measured:
@@ -1119,7 +1126,7 @@ def main(argv: list[str] | None = None) -> None:
     rows_dir.mkdir(parents=True, exist_ok=True)
     reference_cache = rows_dir / "supervised.pt"
     test_key = json.loads(json.dumps(test_key))
-    saved_reference = torch.load(reference_cache, weights_only=False) if reference_cache.is_file() else None
+    saved_reference = load_cache(reference_cache) if reference_cache.is_file() else None
     if args.reuse_rows and saved_reference is not None and saved_reference["key"] == test_key:
         log("supervised restorer: reusing its test measurement of an earlier call")
         reference = saved_reference["measured"]
@@ -1150,7 +1157,7 @@ def main(argv: list[str] | None = None) -> None:
         tag = name if args.seed == 0 else f"{name}_seed{args.seed}"
         cache = rows_dir / f"{tag}.pt"
         if args.reuse_rows and cache.is_file():
-            saved = torch.load(cache, weights_only=False)
+            saved = load_cache(cache)
             if saved["key"] == key:
                 log(f"RL row {name}: reusing the measurement of an earlier call")
                 measured[name], summaries[name] = saved["measured"], saved["summary"]

@@ -7,11 +7,15 @@ After each such test, `queue_invariant_violations` must find nothing in any proj
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings as django_settings
 
 from annotation_web.labeling.models import Project
 from annotation_web.labeling.queue import queue_invariant_violations
+from annotation_web.storage import _cached_storage
+from tests.annotation_web.test_storage_s3 import ENDPOINT
 
 
 def queue_paths() -> list[str]:
@@ -35,3 +39,19 @@ def queue_path(request, settings, db):
     settings.PREF_QUEUE_PATH = request.param
     yield request.param
     assert_queue_invariant()
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_storage(request, settings):
+    """The test runs twice: on the local folder, and on the real S3 server when infra/test.sh started one."""
+    if request.param == "s3":
+        if not ENDPOINT:
+            pytest.skip("needs the S3 server that infra/test.sh starts (PREF_TEST_S3_ENDPOINT)")
+        settings.STORAGE_BACKEND = "s3"
+        settings.S3_ENDPOINT_URL = ENDPOINT
+        settings.S3_ACCESS_KEY = os.environ.get("PREF_S3_ACCESS_KEY", "pref-key")
+        settings.S3_SECRET_KEY = os.environ.get("PREF_S3_SECRET_KEY", "pref-secret")
+        settings.S3_BUCKET = "pref-test"
+        _cached_storage.cache_clear()
+    yield request.param
+    _cached_storage.cache_clear()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 import uuid
 
@@ -18,25 +17,9 @@ from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Candidate
 from annotation_web.registry import services
 from annotation_web.registry.models import ModelKind, ModelVersion
-from annotation_web.storage import S3Storage, StorageExists, _cached_storage, get_storage
+from annotation_web.storage import S3Storage, StorageExists, get_storage
 from annotation_web.training.services import generation_run
 from tests.annotation_web.conftest import face_png
-from tests.annotation_web.test_storage_s3 import ENDPOINT
-
-
-@pytest.fixture(params=["local", "s3"])
-def any_storage(request, settings):
-    if request.param == "s3":
-        if not ENDPOINT:
-            pytest.skip("needs the S3 server that infra/test.sh starts (PREF_TEST_S3_ENDPOINT)")
-        settings.STORAGE_BACKEND = "s3"
-        settings.S3_ENDPOINT_URL = ENDPOINT
-        settings.S3_ACCESS_KEY = os.environ.get("PREF_S3_ACCESS_KEY", "pref-key")
-        settings.S3_SECRET_KEY = os.environ.get("PREF_S3_SECRET_KEY", "pref-secret")
-        settings.S3_BUCKET = "pref-test"
-        _cached_storage.cache_clear()
-    yield request.param
-    _cached_storage.cache_clear()
 
 
 def test_put_new_never_replaces_what_was_written(any_storage):

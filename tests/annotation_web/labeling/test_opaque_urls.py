@@ -20,32 +20,14 @@ from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Candidate, Judgment, Pair, Reservation
 from annotation_web.labeling.selectors import IMAGE_HANDLE_SALT
 from annotation_web.registry.models import ModelVersion
-from annotation_web.storage import _cached_storage, get_storage
+from annotation_web.storage import get_storage
 from tests.annotation_web.conftest import face_png
-from tests.annotation_web.test_storage_s3 import ENDPOINT
 
 # What no part of an annotator's URL may name (compared against decoded, non-random parts).
 FORBIDDEN = ("model", "seed", "gold", "reference", "hq", "input", "sample", "classical", "bicubic", "degrad")
 IMAGE_URL = re.compile(
     r"^/files/r/(?P<handle>[A-Za-z0-9_\-]+:[A-Za-z0-9_\-]+:[A-Za-z0-9_\-]+)/(?P<slot>left|right|lq)/$"
 )
-
-
-@pytest.fixture(params=["local", "s3"])
-def any_storage(request, settings):
-    if request.param == "s3":
-        if not ENDPOINT:
-            pytest.skip("needs the S3 server that infra/test.sh starts (PREF_TEST_S3_ENDPOINT)")
-        import os
-
-        settings.STORAGE_BACKEND = "s3"
-        settings.S3_ENDPOINT_URL = ENDPOINT
-        settings.S3_ACCESS_KEY = os.environ.get("PREF_S3_ACCESS_KEY", "pref-key")
-        settings.S3_SECRET_KEY = os.environ.get("PREF_S3_SECRET_KEY", "pref-secret")
-        settings.S3_BUCKET = "pref-test"
-        _cached_storage.cache_clear()
-    yield request.param
-    _cached_storage.cache_clear()
 
 
 def build_project(make_user, *, faces: int = 3):
