@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from restorer.artifacts import ArtifactError, reject_unknown_fields
 from restorer.data import load_face_folder, split_seeds, synthetic_faces
 from restorer.degradations import degrade_batch, instruction_text
+from restorer.devices import resolve_device
 from restorer.images import png_bytes
 from restorer.metrics import psnr
 from restorer.model import Restorer, RestorerConfig, tiny_test_config
@@ -167,12 +168,16 @@ def load_train_config(name_or_path: str) -> TrainConfig:
 
 @dataclass
 class TrainResult:
+    """``stopped``: ``should_stop()`` ended the run early; the checkpoint of ``steps`` was written (the same call
+    resumes from it), no artifact was, and ``metrics`` holds only ``steps`` and ``max_steps``."""
+
     out_dir: Path
     steps: int
     final_loss: float
     images_per_second: float
     train_seconds: float
     metrics: dict[str, float]
+    stopped: bool = False
 
 
 def _batch_generator(config: TrainConfig, step: int, rank: int) -> torch.Generator:
@@ -272,12 +277,24 @@ def _save_checkpoint(
         stale.rmdir()
 
 
-def _autodetect_precision(requested: str) -> str:
+def _autodetect_precision(requested: str, device: str) -> str:
     if requested != "auto":
         return requested
-    if torch.cuda.is_available():
+    if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
+
+
+def _accelerator(config: TrainConfig, device: str | None) -> Accelerator:
+    """``device`` as :func:`restorer.devices.resolve_device` reads it. Accelerate keeps one device per process,
+    set by the first ``Accelerator``: a process that trained on the CPU cannot train on a GPU later."""
+    resolved = resolve_device(device)
+    if resolved.startswith("cuda:"):
+        # a single-process Accelerator takes the current CUDA device
+        torch.cuda.set_device(torch.device(resolved))
+    return Accelerator(
+        cpu=resolved == "cpu", mixed_precision=_autodetect_precision(config.mixed_precision, resolved)
+    )
 
 
 def train(
@@ -287,12 +304,23 @@ def train(
     faces: torch.Tensor | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_log: Callable[[str], None] | None = None,
+    device: str | None = None,
 ) -> TrainResult:
     """Train (or resume) a restorer into ``out_dir``; the final artifact holds the EMA weights.
-    ``on_progress(step, max_steps, metrics)`` is called every ``log_every`` steps (a job's progress bar)."""
+    ``on_progress(step, max_steps, metrics)`` is called every ``log_every`` steps (a job's progress bar);
+    ``should_stop()`` before every step: True checkpoints and returns a ``TrainResult`` with ``stopped=True`` and
+    no artifact. ``on_log(line)`` hears a resume, a stop on request and the end of the time budget. ``device``:
+    ``None`` / ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+
+    def log(line: str) -> None:
+        if on_log is not None and accelerator.is_main_process:
+            on_log(line)
+
+    accelerator = _accelerator(config, device)  # first: a device that is not there fails before any write
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(mixed_precision=_autodetect_precision(config.mixed_precision))
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     torch.manual_seed(config.seed)
@@ -320,6 +348,7 @@ def train(
             raise ArtifactError(
                 f"checkpoint {latest} is corrupt or incomplete ({error}); delete it to resume from an earlier one"
             ) from error
+        log(f"resumed from checkpoint at step {start_step} of {config.max_steps}")
     if accelerator.is_main_process:
         (out / TRAIN_CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
 
@@ -342,10 +371,43 @@ def train(
         disable=not (progress and accelerator.is_main_process),
         desc=f"restorer {config.name}",
     )
+
+    def stop_requested() -> bool:
+        if should_stop is None:
+            return False
+        flag = torch.tensor([float(should_stop())], device=accelerator.device)
+        # every process leaves at the same step, or the others would wait forever in the next gradient sync
+        return bool(accelerator.reduce(flag, reduction="max").item())
+
     while step < config.max_steps:
         elapsed = elapsed_before + time.perf_counter() - started
         if elapsed >= budget_seconds:
+            log(
+                f"stopped at step {step} of {config.max_steps}: the {config.max_minutes}-minute budget ran out"
+            )
             break
+        if stop_requested():
+            bar.close()
+            if accelerator.is_main_process:
+                # rewriting the checkpoint this step already has would only open a window to corrupt it
+                if _latest_checkpoint(out) != out / CHECKPOINTS_DIR / f"step_{step:08d}":
+                    _save_checkpoint(out, step, unwrapped, ema, optimizer, elapsed, config.keep_checkpoints)
+                if writer is not None:
+                    writer.close()
+            accelerator.wait_for_everyone()
+            log(
+                f"stopped on request at step {step} of {config.max_steps}; rerun to resume from the checkpoint"
+            )
+            train_seconds = time.perf_counter() - started
+            return TrainResult(
+                out_dir=out,
+                steps=step,
+                final_loss=loss_value,
+                images_per_second=images_seen / max(train_seconds, 1e-9),
+                train_seconds=train_seconds,
+                metrics={"steps": float(step), "max_steps": float(config.max_steps)},
+                stopped=True,
+            )
         hq, lq, instructions = training_batch(config, pairs, step, accelerator.process_index)
         hq, lq = hq.to(accelerator.device), lq.to(accelerator.device)
         lr = config.learning_rate * _lr_factor(
@@ -466,6 +528,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--data-folder", help="train on these face images instead of synthetic faces")
     parser.add_argument("--no-integrator", action="store_true", help="ablation: LQ conditioning only")
+    parser.add_argument(
+        "--device", default=None, help="auto (default: a GPU when there is one), cpu, cuda, cuda:N"
+    )
     args = parser.parse_args(argv)
     config = load_train_config(args.config)
     changes: dict[str, Any] = {}
@@ -483,7 +548,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seed is not None:
         model = model.replace(seed=args.seed)
     config = dataclasses.replace(config, model=model, **changes)
-    result = train(config, out_dir=args.out)
+    result = train(config, out_dir=args.out, device=args.device)
     print(json.dumps({"out_dir": str(result.out_dir), "steps": result.steps, **result.metrics}, indent=2))
 
 

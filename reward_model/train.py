@@ -6,7 +6,8 @@ Judgments are split by input (no input in both train and validation), rows on go
 measure accuracy on gold, the ensemble members and per-annotator reliabilities are fitted jointly with the
 judgment model of :mod:`reward_model.losses`, and training stops early when validation pairwise accuracy
 stops improving. The artifact holds ``config.json`` + ``model.safetensors`` (the best weights) +
-``metrics.json``; a ``checkpoint/`` folder beside them lets an interrupted run resume.
+``metrics.json``; a ``checkpoint/`` folder beside them, rewritten every ``checkpoint_every`` steps, lets an
+interrupted run resume, and a resumed run ends with the same model as one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,18 @@ from torch import Tensor
 from tqdm import tqdm
 
 from restorer.artifacts import reject_unknown_fields
+from restorer.devices import resolve_device
 from reward_model.data import ImageBank, JudgmentTensors, keys_of, split_by_input
 from reward_model.export import JudgmentRow, read_judgments
 from reward_model.losses import A, AnnotatorReliability, B
 from reward_model.model import CONFIG_PRESETS, RewardConfig, RewardModel
 
 TRAIN_CONFIG_VERSION = 1
+
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+# What a resumed run may change: a larger budget trains on (a cosine schedule stretches to it), and the
+# checkpoint cadence changes nothing a step computes.
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
     eval_every: int = 100
+    # also at every evaluation; a killed run loses at most this many steps
+    checkpoint_every: int = 50
     patience: int = 5  # evaluations without a better validation score before stopping
     min_steps: int = 0  # never stop before this step: early validation accuracy is noisy on small sets
     learn_annotator_reliability: bool = True
@@ -84,10 +94,15 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """``stopped``: ``should_stop()`` ended the run early; ``model`` then holds the weights of the last step,
+    ``metrics`` only ``steps`` / ``max_steps`` / ``stopped``, and no artifact was written (the checkpoint was:
+    the same call resumes)."""
+
     model: RewardModel
     metrics: dict[str, Any]
     out_dir: Path | None
     reliability: dict[str, dict[str, float]]
+    stopped: bool = False
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -269,7 +284,12 @@ def _save_checkpoint(
     generator: torch.Generator,
     progress: dict[str, Any],
 ) -> None:
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    # Written beside the last one and swapped in, so that a run killed mid-write still finds a whole checkpoint
+    # (a mix of new weights and an old step count would resume silently wrong).
+    final_dir = checkpoint_dir
+    checkpoint_dir = final_dir.with_name(final_dir.name + ".partial")
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    checkpoint_dir.mkdir(parents=True)
     (checkpoint_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
@@ -289,6 +309,24 @@ def _save_checkpoint(
         checkpoint_dir / "trainer_state.pt",
     )
     (checkpoint_dir / "progress.json").write_text(json.dumps(progress, indent=2))
+    previous = final_dir.with_name(final_dir.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if final_dir.exists():
+        final_dir.rename(previous)
+    checkpoint_dir.rename(final_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _checkpoint_to_resume(checkpoint_dir: Path) -> Path | None:
+    """The checkpoint folder, or the one it replaces when a save was killed between the two renames."""
+    for folder in (checkpoint_dir, checkpoint_dir.with_name(checkpoint_dir.name + ".previous")):
+        if (folder / "progress.json").is_file():
+            return folder
+    return None
+
+
+def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config_dict.items() if key not in RESUMABLE_CHANGES}
 
 
 def train(
@@ -298,13 +336,28 @@ def train(
     images: ImageBank,
     out_dir: str | Path | None = None,
     init_model: RewardModel | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
     progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Fit a reward model to ``judgments`` (images looked up by key in ``images``); save to ``out_dir`` if given.
 
-    ``init_model`` warm-starts from an existing model (e.g. the previous round of active learning).
+    ``init_model`` warm-starts from an existing model (e.g. the previous round of active learning). With an
+    ``out_dir`` the run resumes from its checkpoint. ``on_progress(step, max_steps, metrics)`` is called at every
+    evaluation and checkpoint and once at the end (with the final metrics); ``should_stop()`` before every step:
+    True saves the checkpoint and returns a ``TrainResult`` with ``stopped=True`` and no artifact.
+    ``on_log(line)`` hears what a log should say: a resume, an early stop, a stop on request. ``device``: a
+    ``torch.device`` or a name for :func:`restorer.devices.resolve_device` (``None`` / ``"auto"``: a GPU if any).
     """
+
+    def log(line: str) -> None:
+        if on_log is not None:
+            on_log(line)
+
+    if not isinstance(device, torch.device):
+        device = resolve_device(device)
     torch.manual_seed(config.seed)
     if images.resolution != config.reward.resolution:
         raise ValueError(
@@ -353,27 +406,46 @@ def train(
     best_score: tuple[float, float] | None = None
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     checkpoint_dir = Path(out_dir) / "checkpoint" if out_dir is not None else None
-    if checkpoint_dir is not None and (checkpoint_dir / "progress.json").is_file():
-        saved_config = json.loads((checkpoint_dir / "train_config.json").read_text())
-        # Only max_steps may change between runs: resuming with a larger budget trains on.
-        if {**saved_config, "max_steps": None} != {**config.to_dict(), "max_steps": None}:
-            raise ValueError(
-                f"{checkpoint_dir} was written with a different training config; use a fresh --out"
-            )
-        model.load_state_dict(load_file(str(checkpoint_dir / "model.safetensors")))
-        best_state = load_file(str(checkpoint_dir / "best.safetensors"))
+    resume_dir = _checkpoint_to_resume(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume_dir is not None:
+        saved_config = json.loads((resume_dir / "train_config.json").read_text())
+        # Resuming with a larger budget trains on; anything that changes what a step computes is refused.
+        if _comparable(saved_config) != _comparable(config.to_dict()):
+            raise ValueError(f"{resume_dir} was written with a different training config; use a fresh --out")
+        model.load_state_dict(load_file(str(resume_dir / "model.safetensors")))
+        best_state = {k: v.to(device) for k, v in load_file(str(resume_dir / "best.safetensors")).items()}
         if reliability is not None:
-            reliability.load_state_dict(load_file(str(checkpoint_dir / "reliability.safetensors")))
-        trainer_state = torch.load(checkpoint_dir / "trainer_state.pt", weights_only=True)
+            reliability.load_state_dict(load_file(str(resume_dir / "reliability.safetensors")))
+        trainer_state = torch.load(resume_dir / "trainer_state.pt", weights_only=True)
         optimizer.load_state_dict(trainer_state["optimizer"])
         generator.set_state(trainer_state["generator"])
-        saved = json.loads((checkpoint_dir / "progress.json").read_text())
+        saved = json.loads((resume_dir / "progress.json").read_text())
         step, best_step, evals_without_improvement = (
             saved["step"],
             saved["best_step"],
             saved["evals_without_improvement"],
         )
         best_score = tuple(saved["best_score"]) if saved["best_score"] is not None else None  # type: ignore[assignment]
+        log(f"resumed from checkpoint at step {step} of {config.max_steps}")
+
+    def checkpoint_now() -> None:
+        if checkpoint_dir is None:
+            return
+        _save_checkpoint(
+            checkpoint_dir,
+            config=config,
+            model=model,
+            best_state=best_state,
+            reliability=reliability,
+            optimizer=optimizer,
+            generator=generator,
+            progress={
+                "step": step,
+                "best_step": best_step,
+                "evals_without_improvement": evals_without_improvement,
+                "best_score": list(best_score) if best_score is not None else None,
+            },
+        )
 
     started = time.perf_counter()
     stopped_early = (
@@ -383,6 +455,19 @@ def train(
         total=config.max_steps, initial=step, desc="reward model", disable=not progress, dynamic_ncols=True
     )
     while step < config.max_steps and not stopped_early:
+        if should_stop is not None and should_stop():
+            checkpoint_now()
+            bar.close()
+            log(
+                f"stopped on request at step {step} of {config.max_steps}; rerun to resume from the checkpoint"
+            )
+            return TrainResult(
+                model=model,
+                metrics={"steps": step, "max_steps": config.max_steps, "stopped": True},
+                out_dir=Path(out_dir) if out_dir is not None else None,
+                reliability=reliability.summary() if reliability is not None else {},
+                stopped=True,
+            )
         model.train()
         if config.group_by_input:
             batch = _grouped_batch(rows_by_input, config.batch_size, generator)
@@ -430,38 +515,35 @@ def train(
             group["lr"] = group["base_lr"] * factor
         optimizer.step()
         step += 1
+        loss_value = float(loss.detach())
         bar.update(1)
 
-        if step % config.eval_every == 0 or step == config.max_steps:
+        step_metrics = {"loss": loss_value}
+        evaluated = step % config.eval_every == 0 or step == config.max_steps
+        if evaluated:
             if len(val_data) > 0:
                 val_metrics = evaluate(model, val_data, images, reliability)
+                step_metrics.update({f"val_{key}": value for key, value in val_metrics.items()})
                 score = _score(val_metrics)
-                bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{val_metrics['pairwise_accuracy']:.3f}")
+                bar.set_postfix(loss=f"{loss_value:.3f}", val_acc=f"{val_metrics['pairwise_accuracy']:.3f}")
                 if _better(score, best_score):
                     best_score, best_step, evals_without_improvement = score, step, 0
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     evals_without_improvement += 1
                     stopped_early = evals_without_improvement >= config.patience and step >= config.min_steps
+                    if stopped_early:
+                        log(
+                            f"stopped early at step {step}: validation accuracy has not improved for "
+                            f"{config.patience} evaluations; keeping the model of step {best_step}"
+                        )
             else:
                 best_step, best_state = step, {k: v.detach().clone() for k, v in model.state_dict().items()}
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if checkpoint_dir is not None:
-                _save_checkpoint(
-                    checkpoint_dir,
-                    config=config,
-                    model=model,
-                    best_state=best_state,
-                    reliability=reliability,
-                    optimizer=optimizer,
-                    generator=generator,
-                    progress={
-                        "step": step,
-                        "best_step": best_step,
-                        "evals_without_improvement": evals_without_improvement,
-                        "best_score": list(best_score) if best_score is not None else None,
-                    },
-                )
+                bar.set_postfix(loss=f"{loss_value:.3f}")
+        if evaluated or step % config.checkpoint_every == 0:
+            checkpoint_now()
+            if on_progress is not None:
+                on_progress(step, config.max_steps, step_metrics)
     bar.close()
     train_seconds = time.perf_counter() - started
 
@@ -496,6 +578,16 @@ def train(
     }
     if out_dir is not None:
         model.save_pretrained(out_dir, metrics=metrics)
+    if on_progress is not None:
+        on_progress(
+            step,
+            config.max_steps,
+            {
+                key: float(value)
+                for key, value in metrics.items()
+                if isinstance(value, int | float) and not isinstance(value, bool)
+            },
+        )
     return TrainResult(
         model=model,
         metrics=metrics,

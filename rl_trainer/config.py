@@ -82,6 +82,9 @@ class RLConfig:
     normalize_reward_terms: bool = False
     # side of the fixed low-pass used for observation consistency when an input has no degradation params
     fallback_downsample: int = 4
+    # on CUDA: the policy, reference and reward forward passes under torch.autocast(bfloat16) (tensor cores);
+    # losses, log-prob ratios and advantages stay float32. No effect on the CPU (results unchanged).
+    bf16_autocast: bool = True
 
     # optional LoRA (peft) on the UNet instead of full fine-tuning
     use_lora: bool = False

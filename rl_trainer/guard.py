@@ -68,10 +68,17 @@ def default_held_out(
     return fidelity_evaluator(config.fallback_downsample)
 
 
-def win_rate(scores: Tensor, reference_scores: Tensor) -> float:
-    """The share of images scored above the reference's image of the same input and seed, ties counting half:
-    unlike a difference of means, near-ties between the two cannot swamp it."""
-    wins = (scores > reference_scores).float() + 0.5 * (scores == reference_scores).float()
+# Scores this close are one score: on some CPUs a frozen copy of the same weights samples images ~1e-6 apart
+# (another kernel path for parameters without gradients), far below what one RL step changes (~1e-4).
+WIN_TIE_TOLERANCE = 1e-6
+
+
+def win_rate(scores: Tensor, reference_scores: Tensor, *, tie_tolerance: float = WIN_TIE_TOLERANCE) -> float:
+    """The share of images scored above the reference's image of the same input and seed, ties (within
+    `tie_tolerance`) counting half: unlike a difference of means, near-ties between the two cannot swamp it."""
+    difference = scores - reference_scores
+    tied = difference.abs() <= tie_tolerance
+    wins = ((difference > 0) & ~tied).float() + 0.5 * tied.float()
     return float(wins.mean())
 
 

@@ -37,6 +37,7 @@ from rl_trainer.rewards import DistanceFn, RewardFn, learned_reward, perceptual_
 from rl_trainer.trainer import RLTrainer
 
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
+LogCallback = Callable[[str], None]
 ArtifactWriter = Callable[[nn.Module, Path, dict[str, Any]], None]
 
 STOP_COMPLETED = "completed"
@@ -112,6 +113,7 @@ def train_policy(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = True,
+    on_log: LogCallback | None = None,
 ) -> RLResult:
     """The RL loop over already-built models and inputs; ``train`` wraps it for artifact folders.
 
@@ -121,11 +123,21 @@ def train_policy(
     artifact written), when the reward-hacking guard fires (artifact of the policy before the divergence), or
     when ``should_stop()`` says so (cancelled: checkpoint kept, no artifact). With ``config.keep_best`` and a held-out
     evaluator, a run that ends normally hands back the policy of its best evaluation (``RLResult.selected_step``).
+    ``on_log(line)`` hears a resume ("resumed from checkpoint at step N of M"), a finished run found in
+    ``out_dir`` and, at the end, ``RLResult.message`` (why training stopped: guard, budget, cancel, completion).
     """
+
+    def log(line: str) -> None:
+        if on_log is not None:
+            on_log(line)
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     finished = _finished_run(out_dir, config)
     if finished is not None:
+        log(
+            f"{out_dir} holds a finished run ({finished.steps} steps, {finished.stop_reason}): not training again"
+        )
         return finished  # a redelivered job: the run already ended and wrote its artifact
     config.save(out_dir / "rl_config.json")
     torch.manual_seed(config.seed)
@@ -160,6 +172,7 @@ def train_policy(
         seconds_before = float(checkpoint.state["seconds"])
         snapshots = {int(key): value for key, value in checkpoint.training_state["snapshots"].items()}
         best = checkpoint.training_state.get("best")
+        log(f"resumed from checkpoint at step {trainer.step_count} of {config.max_steps}")
     else:
         if config.entropy_seeds:
             entropy_before = trainer.entropy()
@@ -273,6 +286,7 @@ def train_policy(
                 else f" (no evaluation had solution entropy <= {config.keep_best_entropy_ratio:g} x the reference's)"
             )
 
+    log(message)
     result = RLResult(
         out_dir=out_dir,
         steps=trainer.step_count,
@@ -351,15 +365,21 @@ def train(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = True,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
+    on_log: LogCallback | None = None,
 ) -> RLResult:
     """Fine-tune the restorer artifact ``policy_dir`` against the reward model ``reward_dir`` on the manifest's
     inputs; writes a restorer artifact to ``out_dir``. ``on_progress(step, total, metrics)`` is called after every
-    step and ``should_stop()`` before each (True cancels, keeping a checkpoint to resume from)."""
+    step and ``should_stop()`` before each (True cancels, keeping a checkpoint to resume from); ``on_log`` as in
+    ``train_policy``. ``device``: a ``torch.device`` or a name for ``restorer.devices.resolve_device`` (``None`` /
+    ``"auto"``: a GPU when there is one)."""
+    from restorer.devices import resolve_device
     from restorer.metrics import PerceptualDistance
     from restorer.model import Restorer
     from reward_model.model import RewardModel
 
+    if not isinstance(device, torch.device):
+        device = resolve_device(device)
     if isinstance(config, str):
         config = config_from_argument(config)
     policy = Restorer.from_pretrained(policy_dir, device=device)
@@ -407,6 +427,7 @@ def train(
         on_progress=on_progress,
         should_stop=should_stop,
         progress_bar=progress_bar,
+        on_log=on_log,
     )
 
 

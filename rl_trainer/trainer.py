@@ -13,13 +13,19 @@ need the samples to differ (``benchmarks/results/rl_gain.txt`` measures both).
 
 Everything random is derived from ``(config.seed, step)`` (which inputs, which sampler seeds, the minibatch
 order), so a run resumed from a checkpoint replays exactly the steps an uninterrupted run would have made.
+
+On CUDA (``config.bf16_autocast``) the forward passes of the policy, the reference and the reward run under bf16
+autocast (:meth:`RLTrainer.forward_precision`); what they return is cast back to float32 before any ratio,
+advantage or loss is formed from it. On the CPU nothing changes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +39,21 @@ from rl_trainer.sampler import Rollout, SamplerAdapter, StepDistribution
 
 EVAL_SEED_BASE = 1_000_000_007
 ENTROPY_SEED_BASE = 2_000_000_011
+
+T = TypeVar("T")
+
+
+def _float32(value: T) -> T:
+    """``value`` with its floating tensors in float32, also inside a dataclass (``Rollout``, ``StepDistribution``,
+    ``RewardBreakdown``) or a dict; float32 tensors come back as they are (the same objects)."""
+    if isinstance(value, Tensor):
+        return value.float() if value.is_floating_point() else value  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {key: _float32(item) for key, item in value.items()}  # type: ignore[return-value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _float32(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)  # type: ignore[return-value]
+    return value
 
 
 def solution_entropy(samples: Tensor) -> float:
@@ -63,6 +84,7 @@ class RLTrainer:
         self.reference = reference
         self.reward_fn = reward_fn
         device = next(policy.parameters()).device
+        self.bf16 = config.bf16_autocast and device.type == "cuda"
         self.train_inputs = train_inputs.to(device)
         eval_inputs = eval_inputs.to(device) if eval_inputs is not None else None
         # without held-out inputs, evaluate on training inputs (the guard still sees the held-out evaluator)
@@ -108,6 +130,13 @@ class RLTrainer:
         self._reference_held_out: Tensor | None = None
         self._reference_entropy: float | None = None
 
+    def forward_precision(self) -> contextlib.AbstractContextManager[Any]:
+        """Where the policy, reference and reward forward passes run: bf16 autocast on CUDA with
+        ``config.bf16_autocast``, else full precision. Backward passes and optimizer steps stay outside it."""
+        if self.bf16:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     # -- what a step samples ---------------------------------------------------------------------------------
 
     def batch_indices(self, step: int) -> list[int]:
@@ -140,7 +169,7 @@ class RLTrainer:
         config = self.config
         groups = self.train_inputs.select(self.batch_indices(step)).repeat_each(config.group_size)
         started = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), self.forward_precision():
             rollout = self.sampler.rollout(
                 self.policy,
                 groups.lq,
@@ -149,16 +178,18 @@ class RLTrainer:
                 eta=config.eta,
                 seeds=self.rollout_seeds(step),
             )
+        rollout = _float32(rollout)
         sampling_seconds = time.perf_counter() - started
-        rewards = self.reward(
-            groups.lq,
-            rollout.images,
-            hq=groups.hq,
-            has_hq=groups.has_hq,
-            degradations=groups.degradations,
-            group_size=config.group_size,
-        )
-        return groups, rollout, rewards, sampling_seconds
+        with self.forward_precision():
+            rewards = self.reward(
+                groups.lq,
+                rollout.images,
+                hq=groups.hq,
+                has_hq=groups.has_hq,
+                degradations=groups.degradations,
+                group_size=config.group_size,
+            )
+        return groups, rollout, _float32(rewards), sampling_seconds
 
     def _update(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -185,14 +216,15 @@ class RLTrainer:
             if rollout.log_probs is not None:
                 old_log_probs = rollout.log_probs
             else:
-                old_log_probs = self.sampler.step_distribution(
-                    self.policy,
-                    groups.lq,
-                    groups.instructions,
-                    rollout.trajectory,
-                    rollout.timesteps,
-                    eta=config.eta,
-                ).log_probs
+                with self.forward_precision():
+                    old_log_probs = self.sampler.step_distribution(
+                        self.policy,
+                        groups.lq,
+                        groups.instructions,
+                        rollout.trajectory,
+                        rollout.timesteps,
+                        eta=config.eta,
+                    ).log_probs.float()
             reference = self._reference_distribution(groups, rollout)
         scores = (
             rewards.normalized_total(config.group_size) if config.normalize_reward_terms else rewards.total
@@ -217,15 +249,17 @@ class RLTrainer:
                 index = torch.as_tensor(rows)
                 # DDPO's timestep subsampling: a random subset of the denoising steps per minibatch
                 steps = sorted(torch.randperm(total_steps, generator=generator)[:trained_steps].tolist())
-                current = self.sampler.step_distribution(
-                    self.policy,
-                    groups.lq[index],
-                    [groups.instructions[row] for row in rows],
-                    rollout.trajectory[index],
-                    rollout.timesteps,
-                    eta=config.eta,
-                    steps=steps,
-                )
+                with self.forward_precision():
+                    current = self.sampler.step_distribution(
+                        self.policy,
+                        groups.lq[index],
+                        [groups.instructions[row] for row in rows],
+                        rollout.trajectory[index],
+                        rollout.timesteps,
+                        eta=config.eta,
+                        steps=steps,
+                    )
+                current = _float32(current)
                 policy_loss, stats = clipped_policy_loss(
                     current.log_probs,
                     old_log_probs[index][:, steps],
@@ -281,22 +315,24 @@ class RLTrainer:
                     for k in range(group_size)
                 ]
                 index = torch.as_tensor(rows)
-                images, current = self.sampler.final_images(
-                    self.policy,
-                    groups.lq[index],
-                    [groups.instructions[row] for row in rows],
-                    rollout.trajectory[index],
-                    rollout.timesteps,
-                    eta=config.eta,
-                )
-                scored = self.reward.differentiable(
-                    groups.lq[index],
-                    images,
-                    hq=groups.hq[index],
-                    has_hq=groups.has_hq[index],
-                    degradations=[groups.degradations[row] for row in rows],
-                    group_size=group_size,
-                )
+                with self.forward_precision():
+                    images, current = self.sampler.final_images(
+                        self.policy,
+                        groups.lq[index],
+                        [groups.instructions[row] for row in rows],
+                        rollout.trajectory[index],
+                        rollout.timesteps,
+                        eta=config.eta,
+                    )
+                    scored = self.reward.differentiable(
+                        groups.lq[index],
+                        images,
+                        hq=groups.hq[index],
+                        has_hq=groups.has_hq[index],
+                        degradations=[groups.degradations[row] for row in rows],
+                        group_size=group_size,
+                    )
+                current, scored = _float32(current), _float32(scored)
                 reward_loss = -scored.total.mean()
                 kl = self._kl(current, reference, index, [0]).mean()
                 self._update(reward_loss + config.kl_weight * kl)
@@ -317,15 +353,17 @@ class RLTrainer:
     ) -> StepDistribution:
         """The frozen reference's step Gaussians along the rollout, at ``steps`` (all by default); the KL is
         logged even at weight 0."""
-        return self.sampler.step_distribution(
-            self.reference,
-            groups.lq,
-            groups.instructions,
-            rollout.trajectory,
-            rollout.timesteps,
-            eta=self.config.eta,
-            steps=steps,
-        )
+        with self.forward_precision():
+            distribution = self.sampler.step_distribution(
+                self.reference,
+                groups.lq,
+                groups.instructions,
+                rollout.trajectory,
+                rollout.timesteps,
+                eta=self.config.eta,
+                steps=steps,
+            )
+        return _float32(distribution)
 
     def _kl(
         self, current: StepDistribution, reference: StepDistribution, index: Tensor, steps: list[int]
@@ -338,14 +376,16 @@ class RLTrainer:
 
     @torch.no_grad()
     def generate(self, inputs: RLInputs, seeds: Sequence[int], module: nn.Module | None = None) -> Tensor:
-        return self.sampler.generate(
-            module if module is not None else self.policy,
-            inputs.lq,
-            inputs.instructions,
-            num_steps=self.config.eval_steps,
-            eta=self.config.eval_eta,
-            seeds=list(seeds),
-        )
+        with self.forward_precision():
+            images = self.sampler.generate(
+                module if module is not None else self.policy,
+                inputs.lq,
+                inputs.instructions,
+                num_steps=self.config.eval_steps,
+                eta=self.config.eval_eta,
+                seeds=list(seeds),
+            )
+        return images.float()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -357,7 +397,9 @@ class RLTrainer:
         (:meth:`update_guard`), so that an extra evaluation (a report, a test) cannot advance its streak."""
         inputs = self.eval_inputs
         images = self.generate(inputs, self._evaluation_seeds(0))
-        metrics = {"eval/learned_reward": float(self.reward_fn(inputs.lq, images).float().mean())}
+        with self.forward_precision():
+            learned = self.reward_fn(inputs.lq, images)
+        metrics = {"eval/learned_reward": float(learned.float().mean())}
         if self.held_out is not None:
             score = self.held_out(inputs.lq, images, inputs.hq, inputs.degradations).float()
             if self._reference_held_out is None:
