@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotation_web.settings")
 
@@ -21,6 +22,7 @@ def _configure_filesystem_broker() -> None:
     for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
@@ -30,3 +32,21 @@ def _configure_filesystem_broker() -> None:
 
 _configure_filesystem_broker()
 app.autodiscover_tasks(["annotation_web.labeling", "annotation_web.jobs", "annotation_web.loop"])
+
+
+def _consumed_queues(consumer) -> list[str]:
+    return sorted(consumer.app.amqp.queues.consume_from or consumer.app.amqp.queues)
+
+
+@worker_ready.connect
+def _announce_worker(sender=None, **_: object) -> None:
+    from annotation_web.jobs.workers import worker_presence_start
+
+    worker_presence_start(name=sender.hostname, queues=_consumed_queues(sender))
+
+
+@worker_shutdown.connect
+def _retire_worker(sender=None, **_: object) -> None:
+    from annotation_web.jobs.workers import worker_presence_stop
+
+    worker_presence_stop(name=sender.hostname)

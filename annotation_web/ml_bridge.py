@@ -17,6 +17,24 @@ from PIL import Image
 CLASSICAL_SHARPEN_LEVELS = (0.0, 0.6, 1.5)
 
 
+def device() -> str:
+    """The torch device of this worker's ML calls: `PREF_DEVICE` ("auto": CUDA when present, else the CPU)."""
+    from django.conf import settings
+
+    from restorer.devices import resolve_device
+
+    return resolve_device(settings.PREF_DEVICE)
+
+
+@dataclass(frozen=True)
+class TrainingReports:
+    """Where a training run reports: `on_progress(step, total, metrics)` and `on_log(line)` (a resume from a
+    checkpoint, a guard's stop)."""
+
+    on_progress: Callable[[int, int, dict], None]
+    on_log: Callable[[str], None]
+
+
 @dataclass(frozen=True)
 class DegradedFace:
     hq_png: bytes
@@ -78,11 +96,11 @@ def synthetic_face_images(seeds: list[int], resolution: int = 64) -> list[Image.
 
 
 @functools.lru_cache(maxsize=2)
-def _loaded_restorer(artifact_dir: str) -> Any:
+def _loaded_restorer(artifact_dir: str, on_device: str = "cpu") -> Any:
     """A generation job samples input after input from one version: load it once (versions never change)."""
     from restorer.model import Restorer
 
-    return Restorer.from_pretrained(artifact_dir).eval()
+    return Restorer.from_pretrained(artifact_dir, device=on_device).eval()
 
 
 def restorer_samples_png(
@@ -100,21 +118,22 @@ def restorer_samples_png(
     from restorer.images import pil_to_tensor, tensor_to_pil
     from restorer.sampling import sample
 
-    restorer = _loaded_restorer(artifact_dir)
+    on_device = device()
+    restorer = _loaded_restorer(artifact_dir, on_device)
     resolution = restorer.config.resolution
     lq = torch.stack(
         [
             pil_to_tensor(Image.open(io.BytesIO(png)).convert("RGB").resize((resolution, resolution)))
             for png in lq_pngs
         ]
-    )
+    ).to(on_device)
     outputs: list[list[bytes]] = [[] for _ in lq_pngs]
     with torch.no_grad():
         for seed in seeds:
             images = sample(
                 restorer, lq, instructions, num_steps=num_steps, eta=eta, seeds=[seed] * len(lq_pngs)
             ).images
-            for index, image in enumerate(images):
+            for index, image in enumerate(images.cpu()):
                 outputs[index].append(_png(tensor_to_pil(image)))
     return outputs
 
@@ -159,9 +178,18 @@ def choose_pairs(
 
 
 def reward_model_train(
-    *, judgments_path: str, images_root: str, out_dir: str, size: str, max_steps: int, seed: int
-) -> dict:
-    """Train a reward model on a preference export; returns its metrics (also in `out_dir/metrics.json`)."""
+    *,
+    judgments_path: str,
+    images_root: str,
+    out_dir: str,
+    size: str,
+    max_steps: int,
+    seed: int,
+    reports: TrainingReports | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict | None:
+    """Train a reward model on a preference export into `out_dir` (resuming from its checkpoint); returns its
+    metrics (also in `out_dir/metrics.json`), or None when `should_stop()` stopped it (checkpoint kept)."""
     import dataclasses
 
     from reward_model.data import ImageBank, keys_of
@@ -174,7 +202,19 @@ def reward_model_train(
         reward=dataclasses.replace(CONFIG_PRESETS[size], seed=seed), seed=seed, max_steps=max_steps
     )
     bank = ImageBank.from_directory(images_root, keys_of(rows), config.reward.resolution)
-    result = train(config, judgments=rows, images=bank, out_dir=out_dir, progress=False)
+    result = train(
+        config,
+        judgments=rows,
+        images=bank,
+        out_dir=out_dir,
+        progress=False,
+        device=device(),
+        on_progress=reports.on_progress if reports else None,
+        on_log=reports.on_log if reports else None,
+        should_stop=should_stop,
+    )
+    if result.stopped:
+        return None
     return {**result.metrics, "train_config": config.to_dict()}
 
 
@@ -186,7 +226,7 @@ def rl_fine_tune(
     out_dir: str,
     preset: str,
     overrides: dict,
-    on_progress: Callable[[int, int, dict], None],
+    reports: TrainingReports,
     should_stop: Callable[[], bool],
 ) -> dict:
     """On-policy RL of a restorer artifact against a reward artifact; returns the run's summary."""
@@ -200,9 +240,11 @@ def rl_fine_tune(
         reward_dir=reward_dir,
         inputs_manifest=manifest_path,
         out_dir=out_dir,
-        on_progress=on_progress,
+        on_progress=reports.on_progress,
+        on_log=reports.on_log,
         should_stop=should_stop,
         progress_bar=False,
+        device=device(),
     )
     return {**result.summary(), "rl_config": config.to_dict()}
 
@@ -360,14 +402,30 @@ def restorer_train_config(*, config: str, overrides: dict) -> dict:
 
 
 def restorer_train(
-    *, config: str, overrides: dict, out_dir: str, on_progress: Callable[[int, int, dict], None]
-) -> dict:
+    *,
+    config: str,
+    overrides: dict,
+    out_dir: str,
+    reports: TrainingReports,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict | None:
     """Supervised training of a restorer on the synthetic training faces into `out_dir` (an artifact folder),
-    resuming from the folder's latest checkpoint; returns the run's metrics."""
+    resuming from the folder's latest checkpoint; returns the run's metrics, or None when `should_stop()`
+    stopped it (checkpoint kept)."""
     from restorer.train import TrainConfig, train
 
     train_config = TrainConfig.from_dict(restorer_train_config(config=config, overrides=overrides))
-    result = train(train_config, out_dir=out_dir, progress=False, on_progress=on_progress)
+    result = train(
+        train_config,
+        out_dir=out_dir,
+        progress=False,
+        on_progress=reports.on_progress,
+        on_log=reports.on_log,
+        should_stop=should_stop,
+        device=device(),
+    )
+    if result.stopped:
+        return None
     return {**result.metrics, "steps": result.steps, "train_config": train_config.to_dict()}
 
 
@@ -389,10 +447,11 @@ def restorer_held_out_scores(
 
     with tempfile.TemporaryDirectory(prefix="held-out-") as folder:
         entries = read_manifest(rl_manifest_write(folder=folder, inputs=inputs))
-        loaded = [_loaded_restorer(path) for path in artifact_dirs]
+        on_device = device()
+        loaded = [_loaded_restorer(path, on_device) for path in artifact_dirs]
         resolution = int(loaded[0].config.resolution)
         batch = load_inputs(entries, resolution)
-    distance = PerceptualDistance()
+    distance = PerceptualDistance(device=on_device)
     evaluator = default_held_out(batch, RLConfig.preset("tiny"), distance, distance.name)
     rows, reference_scores = [], None
     for restorer in loaded:
@@ -400,17 +459,13 @@ def restorer_held_out_scores(
             raise ValueError("the restorers compared work at different resolutions")
         fidelity, scores = [], []
         with torch.no_grad():
+            lq, hq = batch.lq.to(on_device), batch.hq.to(on_device)
             for seed in seeds:
                 images = sample(
-                    restorer,
-                    batch.lq,
-                    batch.instructions,
-                    num_steps=num_steps,
-                    eta=0.0,
-                    seeds=[seed] * len(batch),
+                    restorer, lq, batch.instructions, num_steps=num_steps, eta=0.0, seeds=[seed] * len(batch)
                 ).images
-                fidelity.append(psnr(images, batch.hq))
-                scores.append(evaluator(batch.lq, images, batch.hq, batch.degradations))
+                fidelity.append(psnr(images, hq).cpu())
+                scores.append(evaluator(lq, images, hq, batch.degradations).cpu())
         joined = torch.cat(scores)
         reference_scores = joined if reference_scores is None else reference_scores
         rows.append(

@@ -169,7 +169,32 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Two queues, chosen per job kind (annotation_web.jobs.kinds): `default` (imports, beat tasks, light work) and
+# `train` (generation, training, evaluation): `celery -A annotation_web worker -Q train` on a GPU host.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Device of the ML calls a worker makes ("auto": CUDA when present, else the CPU).
+PREF_DEVICE = os.environ.get("PREF_DEVICE", "auto")
+# Leases of running jobs (annotation_web.jobs.runs): renewed every heartbeat; a run not renewed for the lease
+# lost its worker and is taken over or queued again by the reaper (every JOB_REAP_SECONDS); a QUEUED job's
+# message is sent again after JOB_RESEND_SECONDS (the filesystem broker drops a killed worker's message).
+JOB_HEARTBEAT_SECONDS = float(os.environ.get("PREF_JOB_HEARTBEAT_SECONDS", "5"))
+JOB_LEASE_SECONDS = float(os.environ.get("PREF_JOB_LEASE_SECONDS", "60"))
+JOB_REAP_SECONDS = float(os.environ.get("PREF_JOB_REAP_SECONDS", "15"))
+JOB_RESEND_SECONDS = float(os.environ.get("PREF_JOB_RESEND_SECONDS", "300"))
+WORKER_HEARTBEAT_SECONDS = float(os.environ.get("PREF_WORKER_HEARTBEAT_SECONDS", "10"))
+WORKER_ALIVE_SECONDS = float(os.environ.get("PREF_WORKER_ALIVE_SECONDS", "30"))
+# Redis redelivers a message not acknowledged within the visibility timeout, even while its job still runs:
+# keep it above the longest hard time limit of a job kind (25 h, train_rl), so that only dead workers' messages
+# come back (and the lease makes even those harmless).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("PREF_VISIBILITY_TIMEOUT", str(26 * 3600)))
+}
 CELERY_BEAT_SCHEDULE = {
+    "reap-jobs": {
+        "task": "annotation_web.jobs.tasks.reap_jobs",
+        "schedule": JOB_REAP_SECONDS,
+        "options": {"expires": JOB_REAP_SECONDS},
+    },
     # The loop: every enabled project's policy is evaluated (annotation_web.loop.services.loop_tick). A tick
     # that waited behind a long job in a one-process worker is dropped, not run in a burst.
     "loop-tick": {

@@ -37,6 +37,8 @@ api = [
     path("api/jobs/", jobs_api.JobListApi.as_view(), name="api-jobs"),
     path("api/jobs/<int:pk>/", jobs_api.JobDetailApi.as_view(), name="api-job"),
     path("api/jobs/<int:pk>/cancel/", jobs_api.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("api/jobs/<int:pk>/retry/", jobs_api.JobRetryApi.as_view(), name="api-job-retry"),
+    path("api/workers/", jobs_api.WorkerListApi.as_view(), name="api-workers"),
     path("api/models/", registry_api.ModelVersionListApi.as_view(), name="api-models"),
     path(
         "api/projects/<slug:slug>/jobs/generate/",

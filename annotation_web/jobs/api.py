@@ -8,15 +8,15 @@ cancel cannot be aimed at ids outside one's projects. Jobs without a project are
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
-from rest_framework import generics
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation_web.errors import NotFound
 from annotation_web.jobs import selectors, services
 from annotation_web.jobs.models import Job
-from annotation_web.jobs.serializers import JobSerializer
+from annotation_web.jobs.serializers import JobSerializer, WorkerSerializer
 from annotation_web.permissions import IsEngineer
 
 
@@ -51,3 +51,37 @@ class JobCancelApi(APIView):
         if not _jobs_visible(request.user).filter(pk=pk).exists():
             raise NotFound(f"no job {pk}")
         return Response(JobSerializer(services.job_cancel(job_id=pk)).data)
+
+
+class JobRetryApi(APIView):
+    """Run a failed job again (same parameters; it resumes from its latest checkpoint)."""
+
+    permission_classes = [IsEngineer]
+
+    @extend_schema(request=None, responses=JobSerializer)
+    def post(self, request, pk: int):
+        if not _jobs_visible(request.user).filter(pk=pk).exists():
+            raise NotFound(f"no job {pk}")
+        return Response(JobSerializer(services.job_retry(job_id=pk, user=request.user)).data)
+
+
+class WorkerListApi(APIView):
+    """The live workers and, per queue, how many consume it (0: its jobs wait for nobody)."""
+
+    permission_classes = [IsEngineer]
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "Workers",
+            {
+                "queues": serializers.DictField(child=serializers.IntegerField()),
+                "workers": WorkerSerializer(many=True),
+            },
+        ),
+    )
+    def get(self, request):
+        workers = selectors.workers_alive()
+        return Response(
+            {"queues": selectors.queues_alive(), "workers": WorkerSerializer(workers, many=True).data}
+        )

@@ -10,4 +10,10 @@ class LabelingConfig(AppConfig):
         from annotation_web.jobs.kinds import register
         from annotation_web.labeling import import_jobs
 
-        register(import_jobs.KIND, runner=import_jobs.import_job_run, label="Import faces")
+        register(
+            import_jobs.KIND,
+            runner=import_jobs.import_job_run,
+            label="Import faces",
+            soft_time_limit=6 * 3600.0,
+            time_limit=7 * 3600.0,
+        )

@@ -17,7 +17,7 @@ from django.db import transaction
 
 from annotation_web.accounts.models import User
 from annotation_web.errors import ServiceError, StorageUnavailable
-from annotation_web.jobs.kinds import Progress
+from annotation_web.jobs.kinds import Progress, ShouldStop
 from annotation_web.jobs.models import Job
 from annotation_web.jobs.services import job_create
 from annotation_web.labeling.imports import face_inputs_import
@@ -82,7 +82,7 @@ def _sha256_of(source: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def import_job_run(*, job: Job, progress: Progress) -> dict:
+def import_job_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:
     if job.project is None:
         raise ServiceError(f"import job {job.pk} has no project")
     params = job.params
@@ -106,6 +106,7 @@ def import_job_run(*, job: Job, progress: Progress) -> dict:
             batch=params.get("batch", ""),
             extra_instruction=params.get("instruction", ""),
             on_progress=on_progress,
+            should_stop=should_stop,
         )
     finally:
         # The raw upload is kept only until its import ends (done or failed); a worker that dies mid-import

@@ -20,14 +20,18 @@ class ImportReport:
     imported: list[int]
     duplicates: list[str]
     rejected: list[str]
+    stopped_after: int | None = None  # files read before a stop (cancel), when the import stopped early
 
     def as_dict(self) -> dict:
-        return {
+        report = {
             "imported": len(self.imported),
             "input_ids": self.imported,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
         }
+        if self.stopped_after is not None:
+            report["stopped_after_files"] = self.stopped_after
+        return report
 
 
 def face_input_import(
@@ -80,8 +84,10 @@ def face_inputs_import(
     batch: str = "",
     extra_instruction: str = "",
     on_progress: Callable[[int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ImportReport:
-    """Import every image of a source (see `labeling.ingest`); bad files are reported, never fatal."""
+    """Import every image of a source (see `labeling.ingest`); bad files are reported, never fatal. When
+    `should_stop()` says so (a cancel), the import stops after the current file."""
     from annotation_web.labeling.ingest import ImportRejected
 
     report = ImportReport(imported=[], duplicates=[], rejected=[])
@@ -106,4 +112,7 @@ def face_inputs_import(
                     report.imported.append(face_input.pk)
         if on_progress is not None:
             on_progress(index, item.name)
+        if should_stop is not None and should_stop():
+            report.stopped_after = index
+            break
     return report

@@ -11,7 +11,7 @@ from typing import Any
 
 from annotation_web import ml_bridge
 from annotation_web.errors import ServiceError
-from annotation_web.jobs.kinds import Progress
+from annotation_web.jobs.kinds import Progress, ShouldStop
 from annotation_web.jobs.models import Job
 from annotation_web.labeling.models import FaceInput
 from annotation_web.registry import selectors as registry_selectors
@@ -22,7 +22,7 @@ from annotation_web.storage import get_storage
 EVALUATE = "evaluate"
 
 
-def evaluation_run(*, job: Job, progress: Progress) -> dict[str, Any]:
+def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict[str, Any]:
     params = job.params
     in_use = registry_selectors.model_version_loadable(pk=params["in_use_id"], kind=ModelKind.RESTORER)
     candidate = registry_selectors.model_version_loadable(pk=params["candidate_id"], kind=ModelKind.RESTORER)
@@ -47,5 +47,7 @@ def evaluation_run(*, job: Job, progress: Progress) -> dict[str, Any]:
         seeds=list(range(int(params.get("seeds", 2)))),
         num_steps=int(params.get("num_steps", 20)),
     )
+    if should_stop():
+        return {"in_use_id": in_use.pk, "candidate_id": candidate.pk, "stopped": True}
     progress(2, 2, f"in use {rows[0]}; candidate {rows[1]}")
     return {"in_use_id": in_use.pk, "candidate_id": candidate.pk, "in_use": rows[0], "candidate": rows[1]}

@@ -33,6 +33,10 @@ class ModelVersion(models.Model):
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The job that registered it: one version per job, however often the job's task is delivered or resumed.
+    made_by_job = models.OneToOneField(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="made_version"
+    )
 
     class Meta:
         constraints = [

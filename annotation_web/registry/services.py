@@ -43,6 +43,7 @@ def _model_version_create(
     metrics: dict | None = None,
     parent: ModelVersion | None = None,
     artifact_key: str = "",
+    job_id: int | None = None,
 ) -> ModelVersion:
     """The one place a `ModelVersion` row is made. `version=None` takes the next free number of (kind, name),
     retrying past numbers a concurrent transaction took; `artifact_key` is the prefix of an upload that is
@@ -61,6 +62,7 @@ def _model_version_create(
         "parent": parent,
         "config": config or {},
         "metrics": metrics or {},
+        "made_by_job_id": job_id,
     }
     if version is not None:
         return ModelVersion.objects.create(version=version, **fields)
@@ -72,6 +74,8 @@ def _model_version_create(
             with transaction.atomic():
                 return ModelVersion.objects.create(version=number, **fields)
         except IntegrityError:
+            if job_id is not None and ModelVersion.objects.filter(made_by_job_id=job_id).exists():
+                return ModelVersion.objects.get(made_by_job_id=job_id)  # a concurrent run of the job won
             continue
     raise ServiceError(f"could not allocate a version number for {kind}:{name}; try again")
 
@@ -105,11 +109,17 @@ def model_version_register(
     parent: ModelVersion | None = None,
     lineage: dict | None = None,
     description: str = "",
+    job_id: int | None = None,
 ) -> ModelVersion:
     """Copy an artifact folder into the storage as the next version of `kind/name`.
 
     The files go first, under a prefix of their own; the version row, pointing at them, only after. A failed
-    upload leaves no version (and files under a prefix nothing points at)."""
+    upload leaves no version (and files under a prefix nothing points at). With `job_id`, the version is that
+    job's one version: registering again for the job (a redelivered or resumed run) returns it unchanged."""
+    if job_id is not None:
+        existing = ModelVersion.objects.filter(made_by_job_id=job_id).first()
+        if existing is not None:
+            return existing
     if kind not in ARTIFACT_KINDS:
         raise ServiceError(f"only restorer and reward artifacts are registered, not {kind!r}")
     if not (folder / "config.json").exists():
@@ -126,4 +136,5 @@ def model_version_register(
         config=config,
         metrics=metrics,
         artifact_key=prefix,
+        job_id=job_id,
     )

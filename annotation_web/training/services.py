@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -21,10 +20,9 @@ from PIL import Image
 
 from annotation_web import ml_bridge
 from annotation_web.accounts.models import User
-from annotation_web.jobs import selectors as job_selectors
-from annotation_web.jobs.kinds import Progress
+from annotation_web.jobs.kinds import Progress, ShouldStop
 from annotation_web.jobs.models import Job
-from annotation_web.jobs.services import job_create
+from annotation_web.jobs.services import job_commit, job_create, job_record_event
 from annotation_web.labeling import selectors
 from annotation_web.labeling.errors import LabelingError
 from annotation_web.labeling.models import Candidate, FaceInput, Judgment, Pair, Project
@@ -125,8 +123,11 @@ def _cross_version_pairs(
     return pair_ids, refused
 
 
-def generation_run(*, job: Job, progress: Progress) -> dict:
-    """Sample K candidates per input with a restorer version, then queue the pairs that teach most."""
+def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:
+    """Sample K candidates per input with a restorer version, then queue the pairs that teach most.
+
+    A stop (cancel) between inputs ends the job with the candidates made so far and no pairs; the pairs are
+    queued in one transaction with the job's success (`job_commit`), so they are all there or none."""
     params = job.params
     restorer = _model_version(params["restorer_id"], ModelKind.RESTORER)
     reward = _model_version(params["reward_id"], ModelKind.REWARD) if params.get("reward_id") else None
@@ -162,6 +163,13 @@ def generation_run(*, job: Job, progress: Progress) -> dict:
         twins += len(candidates) - len(distinct)
         candidate_sets.append((str(face_input.pk), lq_png, distinct))
         progress(index, len(inputs), f"sampled {len(seeds)} candidates for input {face_input.pk}")
+        if should_stop():
+            return {
+                "candidates": created,
+                "pair_ids": [],
+                "stopped_after_inputs": index,
+                "restorer_id": restorer.pk,
+            }
     budget = int(params.get("pairs_budget", len(inputs) * 2))
     cross_id = params.get("cross_version_restorer_id")
     cross_count = round(budget * float(params.get("cross_version_fraction", 0.0))) if cross_id else 0
@@ -186,58 +194,62 @@ def generation_run(*, job: Job, progress: Progress) -> dict:
             face_input__in=inputs, model_version=restorer, generation=generation
         )
     }
-    pair_ids, refused = [], 0
-    for choice in choices:
-        a_png, b_png = candidate_sets_png(candidate_sets, choice)
-        if not images_distinguishable(a_png, b_png):
-            refused += 1
-            continue
-        pair = pair_create(
-            a=by_key[choice.a_key],
-            b=by_key[choice.b_key],
-            batch=params.get("batch", f"gen-{job.pk}"),
-            selection_reason=choice.reason,
-            selection_score=choice.score,
-        )
-        pair_ids.append(pair.pk)
-    if cross_count:
-        cross_ids, cross_refused = _cross_version_pairs(
-            inputs=inputs,
-            new=by_key,
-            restorer=restorer,
-            other_id=int(cross_id),
-            count=cross_count,
-            batch=f"gen-{job.pk}-cross",
-        )
-        pair_ids += cross_ids
-        refused += cross_refused
-    if cross_fill and len(pair_ids) < budget:
-        paired = set(Pair.objects.filter(pk__in=pair_ids).values_list("face_input_id", flat=True))
-        fill_ids, fill_refused = _cross_version_pairs(
-            inputs=[i for i in inputs if i.pk not in paired] or inputs,
-            new=by_key,
-            restorer=restorer,
-            other_id=None,
-            count=budget - len(pair_ids),
-            batch=f"gen-{job.pk}-cross",
-        )
-        pair_ids += fill_ids
-        refused += fill_refused
-    if refused or twins:
-        progress(
-            len(inputs),
-            len(inputs),
-            f"{twins} candidates indistinguishable from another of their input left out of pairs; "
-            f"{refused} pairs refused as indistinguishable",
-        )
-    return {
-        "candidates": created,
-        "pair_ids": pair_ids,
-        "refused_indistinguishable": refused,
-        "indistinguishable_candidates": twins,
-        "restorer_id": restorer.pk,
-        "reward_id": reward.pk if reward else None,
-    }
+
+    def queue_pairs() -> dict:
+        pair_ids, refused = [], 0
+        for choice in choices:
+            a_png, b_png = candidate_sets_png(candidate_sets, choice)
+            if not images_distinguishable(a_png, b_png):
+                refused += 1
+                continue
+            pair = pair_create(
+                a=by_key[choice.a_key],
+                b=by_key[choice.b_key],
+                batch=params.get("batch", f"gen-{job.pk}"),
+                selection_reason=choice.reason,
+                selection_score=choice.score,
+            )
+            pair_ids.append(pair.pk)
+        if cross_count:
+            cross_ids, cross_refused = _cross_version_pairs(
+                inputs=inputs,
+                new=by_key,
+                restorer=restorer,
+                other_id=int(cross_id),
+                count=cross_count,
+                batch=f"gen-{job.pk}-cross",
+            )
+            pair_ids += cross_ids
+            refused += cross_refused
+        if cross_fill and len(pair_ids) < budget:
+            paired = set(Pair.objects.filter(pk__in=pair_ids).values_list("face_input_id", flat=True))
+            fill_ids, fill_refused = _cross_version_pairs(
+                inputs=[i for i in inputs if i.pk not in paired] or inputs,
+                new=by_key,
+                restorer=restorer,
+                other_id=None,
+                count=budget - len(pair_ids),
+                batch=f"gen-{job.pk}-cross",
+            )
+            pair_ids += fill_ids
+            refused += fill_refused
+        if refused or twins:
+            progress(
+                len(inputs),
+                len(inputs),
+                f"{twins} candidates indistinguishable from another of their input left out of pairs; "
+                f"{refused} pairs refused as indistinguishable",
+            )
+        return {
+            "candidates": created,
+            "pair_ids": pair_ids,
+            "refused_indistinguishable": refused,
+            "indistinguishable_candidates": twins,
+            "restorer_id": restorer.pk,
+            "reward_id": reward.pk if reward else None,
+        }
+
+    return job_commit(job, queue_pairs)
 
 
 def candidate_sets_png(
@@ -262,36 +274,63 @@ def _materialise_images(keys: set[str], root: Path) -> Path:
     return root
 
 
-def reward_training_run(*, job: Job, progress: Progress) -> dict:
+def _reporter(job: Job, progress: Progress) -> ml_bridge.TrainingReports:
+    """The ML packages' progress (step, total, metrics) and log lines (a resume, a guard's stop) as the job's
+    progress bar and log tail."""
+
+    def on_progress(step: int, total: int, metrics: dict) -> None:
+        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, int | float)}
+        progress(step, total, f"step {step}/{total} {json.dumps(shown)}")
+
+    def on_log(line: str) -> None:
+        job_record_event(job_id=job.pk, line=line)
+
+    return ml_bridge.TrainingReports(on_progress=on_progress, on_log=on_log)
+
+
+def _run_dir(kind: str, job: Job) -> Path:
+    """A run's folder: it outlives a killed worker so that the job's next attempt resumes from its checkpoint
+    (named by the job's `run_id`, fixed when it was queued; older jobs by their id)."""
+    folder = Path(settings.VAR_DIR) / kind / str(job.params.get("run_id") or f"job-{job.pk}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:
     params = job.params
     project = _project(job)
     last_judgment = int(params["up_to_judgment_id"])
-    with tempfile.TemporaryDirectory(prefix="reward-job-") as tmp:
-        work = Path(tmp)
-        export = work / "judgments.jsonl"
-        keys: set[str] = set()
-        count = 0
-        with export.open("w") as handle:
-            for row in selectors.preference_export_rows(project=project):
-                if int(row["judgment_id"]) > last_judgment:
-                    continue
-                handle.write(json.dumps(row) + "\n")
-                keys.update((row["lq_key"], row["a_key"], row["b_key"]))
-                count += 1
-        if count == 0:
-            raise LabelingError("the project has no judgments to train a reward model on")
-        progress(1, 3, f"exported {count} judgments")
-        images_root = _materialise_images(keys, work / "images")
-        out_dir = work / "artifact"
-        metrics = ml_bridge.reward_model_train(
-            judgments_path=str(export),
-            images_root=str(images_root),
-            out_dir=str(out_dir),
-            size=params.get("size", "small"),
-            max_steps=int(params.get("max_steps", 2000)),
-            seed=int(params.get("seed", 0)),
-        )
-        progress(2, 3, f"trained: {json.dumps({k: v for k, v in metrics.items() if isinstance(v, float)})}")
+    work = _run_dir("reward-runs", job)
+    export = work / "judgments.jsonl"
+    rows = (
+        r for r in selectors.preference_export_rows(project=project) if int(r["judgment_id"]) <= last_judgment
+    )
+    keys: set[str] = set()
+    count = 0
+    with export.open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+            keys.update((row["lq_key"], row["a_key"], row["b_key"]))
+            count += 1
+    if count == 0:
+        raise LabelingError("the project has no judgments to train a reward model on")
+    progress(0, int(params.get("max_steps", 2000)), f"exported {count} judgments")
+    images_root = _materialise_images(keys, work / "images")
+    out_dir = work / "artifact"
+    metrics = ml_bridge.reward_model_train(
+        judgments_path=str(export),
+        images_root=str(images_root),
+        out_dir=str(out_dir),
+        size=params.get("size", "small"),
+        max_steps=int(params.get("max_steps", 2000)),
+        seed=int(params.get("seed", 0)),
+        reports=_reporter(job, progress),
+        should_stop=should_stop,
+    )
+    if metrics is None:
+        return {"judgments": count, "stopped": True}
+
+    def register() -> dict:
         version = model_version_register(
             kind=ModelKind.REWARD,
             name=params.get("name", project.slug),
@@ -303,9 +342,14 @@ def reward_training_run(*, job: Job, progress: Progress) -> dict:
                 "job": job.pk,
             },
             description=f"Reward model trained on {count} judgments of {project.slug}",
+            job_id=job.pk,
         )
-    progress(3, 3, f"registered {version}")
-    return {"reward_id": version.pk, "judgments": count, "metrics": version.metrics}
+        progress(
+            int(params.get("max_steps", 2000)), int(params.get("max_steps", 2000)), f"registered {version}"
+        )
+        return {"reward_id": version.pk, "judgments": count, "metrics": version.metrics}
+
+    return job_commit(job, register)
 
 
 # --- RL ------------------------------------------------------------------------------------------------
@@ -340,23 +384,13 @@ def _check_resolution(restorer: ModelVersion, project: Project) -> None:
         )
 
 
-def rl_training_run(*, job: Job, progress: Progress) -> dict:
+def rl_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:
     params = job.params
     policy = _model_version(params["restorer_id"], ModelKind.RESTORER)
     reward = _model_version(params["reward_id"], ModelKind.REWARD)
     project = _project(job)
     _check_resolution(policy, project)
-
-    def should_stop() -> bool:
-        return job_selectors.job_is_cancelled(job_id=job.pk)
-
-    def on_progress(step: int, total: int, metrics: dict) -> None:
-        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, int | float)}
-        progress(step, total, f"step {step}/{total} {json.dumps(shown)}")
-
-    # The run folder outlives a crashed worker so that a redelivered job resumes from its checkpoint.
-    run_dir = Path(settings.VAR_DIR) / "rl-runs" / params["run_id"]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _run_dir("rl-runs", job)
     manifest = _write_manifest(project, run_dir, params.get("exclude_input_ids"))
     summary = ml_bridge.rl_fine_tune(
         policy_dir=str(artifact_local_dir(prefix=policy.artifact_key)),
@@ -365,57 +399,66 @@ def rl_training_run(*, job: Job, progress: Progress) -> dict:
         out_dir=str(run_dir / "artifact"),
         preset=params.get("preset", "tiny"),
         overrides=params.get("overrides", {}),
-        on_progress=on_progress,
+        reports=_reporter(job, progress),
         should_stop=should_stop,
     )
     if summary.get("stop_reason") == "cancelled":
-        return {"summary": summary}
-    version = model_version_register(
-        kind=ModelKind.RESTORER,
-        name=policy.name,
-        folder=run_dir / "artifact",
-        parent=policy,
-        lineage={
-            "parent_restorer_id": policy.pk,
-            "reward_id": reward.pk,
-            "project": project.slug,
-            "job": job.pk,
-        },
-        description=f"RL fine-tune of {policy} against {reward}: {summary.get('message', '')}",
-    )
-    return {"restorer_id": version.pk, "summary": summary}
+        return {"summary": summary, "stopped": True}
+
+    def register() -> dict:
+        version = model_version_register(
+            kind=ModelKind.RESTORER,
+            name=policy.name,
+            folder=run_dir / "artifact",
+            parent=policy,
+            lineage={
+                "parent_restorer_id": policy.pk,
+                "reward_id": reward.pk,
+                "project": project.slug,
+                "job": job.pk,
+            },
+            description=f"RL fine-tune of {policy} against {reward}: {summary.get('message', '')}",
+            job_id=job.pk,
+        )
+        return {"restorer_id": version.pk, "summary": summary}
+
+    return job_commit(job, register)
 
 
 # --- supervised restorer training ----------------------------------------------------------------------
 
 
-def restorer_training_run(*, job: Job, progress: Progress) -> dict:
+def restorer_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:
     """The first restorer of a project: supervised training on synthetic faces (`restorer.train`), resumed
     from the run folder's latest checkpoint when a worker died mid-run, registered as the next version."""
     params = job.params
     project = _project(job)
-    # The run folder outlives a crashed worker so that a redelivered job resumes from its checkpoint.
-    run_dir = Path(settings.VAR_DIR) / "restorer-runs" / params["run_id"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    def on_progress(step: int, total: int, metrics: dict) -> None:
-        shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, int | float)}
-        progress(step, total, f"step {step}/{total} {json.dumps(shown)}")
-
+    run_dir = _run_dir("restorer-runs", job)
     metrics = ml_bridge.restorer_train(
         config=params["config"],
         overrides=params.get("overrides", {}),
         out_dir=str(run_dir),
-        on_progress=on_progress,
+        reports=_reporter(job, progress),
+        should_stop=should_stop,
     )
-    version = model_version_register(
-        kind=ModelKind.RESTORER,
-        name=params.get("name") or project.slug,
-        folder=run_dir,
-        lineage={"project": project.slug, "job": job.pk, "train_config": params["config"]},
-        description=f"Supervised restorer ({params['config']}, {metrics.get('steps')} steps) for {project.slug}",
-    )
-    return {"restorer_id": version.pk, "metrics": {k: v for k, v in metrics.items() if k != "train_config"}}
+    if metrics is None:
+        return {"stopped": True}
+
+    def register() -> dict:
+        version = model_version_register(
+            kind=ModelKind.RESTORER,
+            name=params.get("name") or project.slug,
+            folder=run_dir,
+            lineage={"project": project.slug, "job": job.pk, "train_config": params["config"]},
+            description=f"Supervised restorer ({params['config']}, {metrics.get('steps')} steps) for {project.slug}",
+            job_id=job.pk,
+        )
+        return {
+            "restorer_id": version.pk,
+            "metrics": {k: v for k, v in metrics.items() if k != "train_config"},
+        }
+
+    return job_commit(job, register)
 
 
 @transaction.atomic
@@ -506,6 +549,8 @@ def reward_job_create(
     if size not in ("tiny", "small", "gpu"):
         raise LabelingError("size must be tiny, small or gpu")
     params = {
+        # The run folder's name: unique across databases, fixed for the job so a redelivered task resumes.
+        "run_id": uuid.uuid4().hex,
         "up_to_judgment_id": last,
         "size": size,
         "max_steps": max_steps,

@@ -168,7 +168,7 @@ def test_the_raw_upload_is_deleted_when_its_import_ends(make_project, engineer):
     key = job.params["upload_key"]
     storage = get_storage()
     assert storage.exists(key)
-    outputs = import_job_run(job=job, progress=lambda done, total, line: None)
+    outputs = import_job_run(job=job, progress=lambda done, total, line: None, should_stop=lambda: False)
     assert outputs["imported"] == 1 and len(outputs["rejected"]) == 1
     assert not storage.exists(key)
 
@@ -183,7 +183,7 @@ def test_two_imports_of_the_same_bytes_keep_their_own_uploads(make_project, engi
         project=project, user=engineer, upload_name="a.png", upload=io.BytesIO(face_png(5))
     )
     assert first.params["upload_key"] != second.params["upload_key"]
-    import_job_run(job=first, progress=lambda done, total, line: None)
+    import_job_run(job=first, progress=lambda done, total, line: None, should_stop=lambda: False)
     assert get_storage().exists(second.params["upload_key"])
 
 

@@ -173,7 +173,7 @@ def test_cancelling_a_queued_job(make_project, engineer, tiny_restorer):
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     again = client.post(f"/api/jobs/{job['id']}/cancel/")
     assert again.status_code == 400 and "already cancelled" in again.json()["detail"]
-    from annotation_web.jobs.services import job_run
+    from annotation_web.jobs.runs import job_run
 
     job_run(job_id=job["id"])  # a late delivery of the task does nothing
     assert Job.objects.get(pk=job["id"]).state == JobState.CANCELLED
