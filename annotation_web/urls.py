@@ -61,6 +61,13 @@ api = [
         loop_api.LoopRollbackApi.as_view(),
         name="api-loop-rollback",
     ),
+    path("api/projects/<slug:slug>/leaderboard/", loop_api.LeaderboardApi.as_view(), name="api-leaderboard"),
+    path("api/projects/<slug:slug>/snapshots/", loop_api.SnapshotListApi.as_view(), name="api-snapshots"),
+    path(
+        "api/projects/<slug:slug>/snapshots/<int:number>/export.jsonl",
+        loop_api.SnapshotExportApi.as_view(),
+        name="api-snapshot-export",
+    ),
 ]
 
 pages = [

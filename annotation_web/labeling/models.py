@@ -198,3 +198,31 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.pk}: pair {self.pair_id} -> {self.outcome}"
+
+
+class JudgmentSnapshot(models.Model):
+    """A frozen, numbered set of a project's judgments: exactly the rows the preference export gave up to
+    `up_to_judgment_id` when it was taken (gold rows included, skips not), written once to the storage under
+    `rows_key` as canonical JSONL whose sha256 is `sha256`. A reward model cites the snapshot it was trained
+    on, so it can be retrained from exactly its data whatever was judged or changed afterwards
+    (`labeling.snapshots`)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgment_snapshots")
+    number = models.PositiveIntegerField(help_text="1, 2, … per project.")
+    up_to_judgment_id = models.BigIntegerField()
+    # Ascending ids of the judgments in the snapshot (a JSON list: fine up to ~1e5 judgments a snapshot).
+    judgment_ids = models.JSONField(default=list)
+    count = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, help_text="sha256 of the canonical JSONL rows.")
+    rows_key = models.CharField(max_length=500, help_text="Storage key of the frozen JSONL rows.")
+    schema_version = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="judgment_snapshot_number_per_project")
+        ]
+        ordering = ["project_id", "number"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.number} of project {self.project_id} ({self.count} judgments)"

@@ -1,15 +1,18 @@
-"""The loop's API: the policy (GET/PUT), its events, the history of versions in use, promote and roll back.
+"""The loop's API: the policy (GET/PUT), its events, the history of versions in use, promote and roll back, the
+human leaderboard, and the judgment snapshots reward models are trained on (list, export).
 Thin views: the serializers check the request, the services decide."""
 
 from __future__ import annotations
 
+from django.http import HttpResponse
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation_web import ml_bridge
-from annotation_web.labeling import access
+from annotation_web.labeling import access, snapshots
 from annotation_web.loop import selectors, services
 from annotation_web.loop.models import LoopEvent, LoopPolicy, VersionChange
 from annotation_web.parsers import SafeJSONParser
@@ -35,6 +38,7 @@ class LoopPolicySerializer(serializers.ModelSerializer):
             "psnr_drop_limit_db": {"min_value": 0.0},
             "min_new_judgments": {"min_value": 1},
             "reward_max_steps": {"min_value": 1, "max_value": 200_000},
+            "leaderboard_min_judgments": {"min_value": 1},
         }
 
     def validate(self, attrs: dict) -> dict:
@@ -157,3 +161,64 @@ class LoopRollbackApi(APIView):
         body.is_valid(raise_exception=True)
         change = services.loop_rollback(project=project, user=request.user, **body.validated_data)
         return Response(VersionChangeSerializer(change).data)
+
+
+class LeaderboardApi(APIView):
+    """The project's restorer versions ranked by human judgments of cross-version pairs (Bradley–Terry with
+    ties, bootstrap 95% intervals)."""
+
+    permission_classes = [IsEngineerOrManager]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, slug: str):
+        project = access.project_get_for_member(user=request.user, slug=slug)
+        return Response(selectors.project_leaderboard_data(project=project))
+
+
+def _snapshot_data(snapshot) -> dict:
+    return {
+        "number": snapshot.number,
+        "count": snapshot.count,
+        "up_to_judgment_id": snapshot.up_to_judgment_id,
+        "sha256": snapshot.sha256,
+        "schema_version": snapshot.schema_version,
+        "created_at": snapshot.created_at,
+        "export": reverse(
+            "api-snapshot-export", kwargs={"slug": snapshot.project.slug, "number": snapshot.number}
+        ),
+    }
+
+
+class SnapshotListApi(APIView):
+    """The project's frozen judgment snapshots (what each reward model was trained on)."""
+
+    permission_classes = [IsEngineer]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request, slug: str):
+        project = access.project_get_for_member(user=request.user, slug=slug)
+        return Response(
+            {
+                "project": project.slug,
+                "snapshots": [_snapshot_data(s) for s in snapshots.judgment_snapshot_list(project=project)],
+            }
+        )
+
+
+class SnapshotExportApi(APIView):
+    """A snapshot's rows as stored (canonical JSONL): the download's sha256 is the snapshot's."""
+
+    permission_classes = [IsEngineer]
+
+    @extend_schema(responses={(200, "application/x-ndjson"): str})
+    def get(self, request, slug: str, number: int):
+        project = access.project_get_for_member(user=request.user, slug=slug)
+        snapshot = snapshots.judgment_snapshot_get(project=project, number=number)
+        response = HttpResponse(
+            snapshots.judgment_snapshot_bytes(snapshot), content_type="application/x-ndjson"
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{project.slug}-snapshot-{snapshot.number}.jsonl"'
+        )
+        response["X-Content-SHA256"] = snapshot.sha256
+        return response

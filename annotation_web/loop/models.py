@@ -37,6 +37,9 @@ class LoopPolicy(models.Model):
     eval_seeds = models.PositiveIntegerField(default=2)
     psnr_drop_limit_db = models.FloatField(default=0.5)
     auto_promote = models.BooleanField(default=True)
+    # Human judgments of new-vs-in-use pairs from which the leaderboard is consulted: with at least this many,
+    # a candidate the leaderboard finds worse than the restorer in use is not promoted.
+    leaderboard_min_judgments = models.PositiveIntegerField(default=20)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -71,6 +74,11 @@ class LoopState(models.Model):
     # Chosen once per project and never used for RL.
     held_out_input_ids = models.JSONField(default=list, blank=True)
     round = models.PositiveIntegerField(default=1)
+    # The reward model the loop trained last, in use or not (one that did not beat the one in use stays out
+    # of use; new judgments are counted from the newer of the two, so it is not retrained at once).
+    reward_trained = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # kind -> ISO time of its last failure: a failed kind is not started again before a pause.
     failures = models.JSONField(default=dict, blank=True)

@@ -1,12 +1,16 @@
-"""The loop's read side: policies, state, events and the history of what was in use."""
+"""The loop's read side: policies, state, events, the history of what was in use, and the human leaderboard."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Hashable, Sequence
+
+from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySet
 
 from annotation_web.labeling.models import Judgment, Outcome, Project
+from annotation_web.labeling.pairs import trusted_annotators
+from annotation_web.loop.leaderboard import FIRST, SECOND, TIE, Leaderboard, leaderboard_fit
 from annotation_web.loop.models import LoopEvent, LoopPolicy, LoopState, VersionChange
-from annotation_web.registry.models import ModelVersion
+from annotation_web.registry.models import ModelKind, ModelVersion
 
 
 def loop_policy_get(*, project: Project) -> LoopPolicy:
@@ -40,3 +44,112 @@ def judgments_since(*, project: Project, reward: ModelVersion | None) -> int:
         .exclude(outcome=Outcome.SKIP)
         .count()
     )
+
+
+# --- the human leaderboard ---------------------------------------------------------------------------------
+
+# "Both bad" counts as a tie: the annotator preferred neither candidate, which is what a tie says in
+# Davidson's model (as arenas count "tie (both bad)"). Left out, a version whose candidates are often both bad
+# beside another would be ranked on its few decisive answers alone.
+LEADERBOARD_OUTCOMES = {Outcome.A: FIRST, Outcome.B: SECOND, Outcome.TIE: TIE, Outcome.BOTH_BAD: TIE}
+LEADERBOARD_RESAMPLES = 200
+LEADERBOARD_LEVEL = 0.95
+
+
+def annotators_flagged(*, project: Project) -> QuerySet:
+    """Ids of the annotators whose gold answers fall short: at least as many answered as
+    `labeling.pairs.trusted_annotators` asks for, and a share right below its accuracy (its defaults are the
+    one place these thresholds live). A subquery: nothing is read until it is used."""
+    thresholds = trusted_annotators.__kwdefaults__ or {}
+    return (
+        Judgment.objects.filter(pair__project=project, is_gold=True, gold_correct__isnull=False)
+        .values("annotator_id")
+        .annotate(answered=Count("pk"), correct=Count("pk", filter=Q(gold_correct=True)))
+        .filter(answered__gte=thresholds.get("min_gold_answered", 5))
+        .filter(
+            correct__lt=ExpressionWrapper(
+                F("answered") * thresholds.get("min_gold_accuracy", 0.8), output_field=FloatField()
+            )
+        )
+        .values("annotator_id")
+    )
+
+
+def leaderboard_judgments(
+    *, project: Project, kinds: Sequence[str] = (ModelKind.RESTORER,)
+) -> list[tuple[int, int, int, int]]:
+    """(version of a, version of b, outcome code, count) of the judgments the leaderboard is fitted on, counted
+    by the database in one query: pairs of two candidates of different versions (of `kinds`), gold pairs and
+    gold judgments left out, flagged annotators left out, skips left out."""
+    rows = (
+        Judgment.objects.filter(
+            pair__project=project,
+            pair__is_gold=False,
+            is_gold=False,
+            outcome__in=list(LEADERBOARD_OUTCOMES),
+            pair__candidate_a__model_version__kind__in=list(kinds),
+            pair__candidate_b__model_version__kind__in=list(kinds),
+        )
+        .exclude(pair__candidate_a__model_version_id=F("pair__candidate_b__model_version_id"))
+        .exclude(annotator_id__in=annotators_flagged(project=project))
+        .values_list("pair__candidate_a__model_version_id", "pair__candidate_b__model_version_id", "outcome")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return [(a, b, LEADERBOARD_OUTCOMES[outcome], n) for a, b, outcome, n in rows]
+
+
+def project_leaderboard(
+    *,
+    project: Project,
+    kinds: Sequence[str] = (ModelKind.RESTORER,),
+    resamples: int = LEADERBOARD_RESAMPLES,
+    seed: int = 0,
+) -> Leaderboard:
+    """The fitted leaderboard of the project's versions (keyed by `ModelVersion` id)."""
+    return leaderboard_fit(
+        leaderboard_judgments(project=project, kinds=kinds),
+        resamples=resamples,
+        seed=seed,
+        level=LEADERBOARD_LEVEL,
+    )
+
+
+def project_leaderboard_data(*, project: Project, kinds: Sequence[str] = (ModelKind.RESTORER,)) -> dict:
+    """What the API and the dashboards plot: versions best first with score, 95% interval and counts."""
+    board = project_leaderboard(project=project, kinds=kinds)
+    names: dict[Hashable, ModelVersion] = {
+        m.pk: m for m in ModelVersion.objects.filter(pk__in=list(board.versions))
+    }
+    in_use = LoopState.objects.filter(project=project).values_list("restorer_id", flat=True).first()
+    return {
+        "project": project.slug,
+        "model": "Bradley-Terry with ties (Davidson)",
+        "score": "centred log-strength: a difference d means odds e^d to 1",
+        "level": LEADERBOARD_LEVEL,
+        "resamples": board.resamples,
+        "seed": board.seed,
+        "judgments": board.judgments,
+        "tie_strength": board.tie_strength,
+        "both_bad": "tie",
+        "excluded": "gold pairs, skips, same-version pairs, annotators flagged by their gold accuracy",
+        "flagged_annotators": annotators_flagged(project=project).count(),
+        "versions": [
+            {
+                "rank": rank,
+                "version_id": row.version,
+                "version": str(names[row.version]),
+                "name": names[row.version].name,
+                "number": names[row.version].version,
+                "kind": names[row.version].kind,
+                "in_use": row.version == in_use,
+                "score": row.score,
+                "interval": [row.lower, row.upper],
+                "judgments": row.judgments,
+                "wins": row.wins,
+                "losses": row.losses,
+                "ties": row.ties,
+            }
+            for rank, row in enumerate(board.rows, start=1)
+        ],
+    }

@@ -225,19 +225,7 @@ def _apply_finished(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEv
             job=job,
         )
     if job.kind == training.TRAIN_REWARD:
-        version = ModelVersion.objects.get(pk=outputs["reward_id"])
-        reason = f"trained on {outputs['judgments']} judgments by job {job.pk}"
-        _version_set(
-            state=state, version=version, action=VersionChange.Action.PUT_IN_USE, by=None, reason=reason
-        )
-        metrics = {k: v for k, v in (outputs.get("metrics") or {}).items() if isinstance(v, int | float)}
-        return _event(
-            state=state,
-            decision=Decision.APPLIED,
-            reason=f"reward model {version} in use: {reason}",
-            inputs=metrics,
-            job=job,
-        )
+        return _apply_reward(state=state, job=job)
     if job.kind == training.TRAIN_RL:
         state.tuned_with_id = job.params["reward_id"]
         if "restorer_id" not in outputs:
@@ -262,11 +250,98 @@ def _apply_finished(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEv
     return _event(state=state, decision=Decision.APPLIED, reason=f"{job.kind} job {job.pk} finished", job=job)
 
 
+def _apply_reward(*, state: LoopState, job: Job) -> LoopEvent:
+    """A new reward model is put in use when none is, or when it is not worse than the one in use on held-out
+    judgments; otherwise it stays out of use (RL keeps tuning against the one in use) and the event says why."""
+    outputs = job.outputs
+    version = ModelVersion.objects.get(pk=outputs["reward_id"])
+    state.reward_trained = version
+    state.save(update_fields=["reward_trained"])
+    trained = f"trained on {outputs['judgments']} judgments by job {job.pk}"
+    metrics = {
+        k: v
+        for k, v in (outputs.get("metrics") or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    in_use = state.reward
+    comparison = _reward_comparison(new=version, in_use=in_use, outputs=outputs) if in_use else None
+    inputs = {**metrics, **({"comparison": comparison} if comparison else {})}
+    if comparison is not None and not comparison["beats"]:
+        return _event(
+            state=state,
+            decision=Decision.NOT_PROMOTED,
+            reason=f"reward model {version} not put in use ({trained}): {comparison['text']}; {in_use} stays in use",
+            inputs=inputs,
+            job=job,
+        )
+    reason = trained + (f"; {comparison['text']}" if comparison else "")
+    _version_set(state=state, version=version, action=VersionChange.Action.PUT_IN_USE, by=None, reason=reason)
+    return _event(
+        state=state,
+        decision=Decision.APPLIED,
+        reason=f"reward model {version} in use: {reason}",
+        inputs=inputs,
+        job=job,
+    )
+
+
+def _reward_comparison(*, new: ModelVersion, in_use: ModelVersion, outputs: dict[str, Any]) -> dict[str, Any]:
+    """Whether `new` beats (is not worse than) `in_use` on held-out judgments.
+
+    Where the job scored both models on the same held-out judgments (`outputs["comparison"]`: `new` and
+    `in_use` pairwise accuracies, `judgments`, `in_use_id`), that decides. Otherwise each model's own
+    validation accuracy (`val_pairwise_accuracy` of its metrics, judgments of inputs it did not train on) is
+    compared, which the text says: the two validation sets differ. A tie goes to the new model (trained on
+    more judgments); a new model without a validation accuracy never displaces one that has one."""
+    same = outputs.get("comparison") or {}
+    if same.get("in_use_id") == in_use.pk and same.get("new") is not None and same.get("in_use") is not None:
+        mine, theirs = float(same["new"]), float(same["in_use"])
+        basis = f"on the same {same.get('judgments', '?')} held-out judgments"
+    else:
+        mine_raw = (new.metrics or {}).get("val_pairwise_accuracy")
+        theirs_raw = (in_use.metrics or {}).get("val_pairwise_accuracy")
+        basis = (
+            f"each on its own validation judgments ({(new.metrics or {}).get('n_val_judgments', '?')} and "
+            f"{(in_use.metrics or {}).get('n_val_judgments', '?')}; no shared held-out set)"
+        )
+        if theirs_raw is None:
+            return {
+                "beats": True,
+                "basis": basis,
+                "text": f"{in_use} has no validation accuracy to compare with",
+            }
+        if mine_raw is None:
+            return {
+                "beats": False,
+                "basis": basis,
+                "text": f"no validation accuracy for {new}, against {float(theirs_raw):.3f} for {in_use}",
+            }
+        mine, theirs = float(mine_raw), float(theirs_raw)
+    beats = mine >= theirs
+    relation = ">=" if beats else "<"
+    return {
+        "beats": beats,
+        "new": mine,
+        "in_use": theirs,
+        "basis": basis,
+        "text": f"held-out pairwise accuracy {mine:.3f} {relation} {theirs:.3f} of {in_use}, {basis}",
+    }
+
+
 def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEvent:
-    """A candidate passes when the held-out evaluator is not worse than for the restorer in use and its PSNR
-    drops by at most the policy's limit; the round ends here, promoted or not."""
+    """A candidate passes when the held-out evaluator is not worse than for the restorer in use, its PSNR
+    drops by at most the policy's limit, and, once people judged enough new-vs-in-use pairs
+    (`policy.leaderboard_min_judgments`), the human leaderboard does not find it worse; the round ends here,
+    promoted or not."""
     outputs = job.outputs
     candidate = ModelVersion.objects.get(pk=outputs["candidate_id"])
+    if "candidate" not in outputs or "in_use" not in outputs:  # a stopped evaluation measured nothing
+        return _event(
+            state=state,
+            decision=Decision.WAITING,
+            reason=f"evaluation job {job.pk} of {candidate} ended without scores; it is evaluated again",
+            job=job,
+        )
     mine, theirs = outputs["candidate"], outputs["in_use"]
     held_out_delta = mine["held_out"] - theirs["held_out"]
     psnr_delta = mine["psnr"] - theirs["psnr"]
@@ -282,7 +357,20 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
         refusals.append(f"held-out evaluator worse than in use ({held_out_delta:+.4g})")
     if -psnr_delta > policy.psnr_drop_limit_db:
         refusals.append(f"PSNR drops {-psnr_delta:.2f} dB > limit {policy.psnr_drop_limit_db:g} dB")
-    inputs = {"candidate": mine, "in_use": theirs, "psnr_drop_limit_db": policy.psnr_drop_limit_db}
+    humans = _leaderboard_verdict(
+        project_id=state.project_id, candidate=candidate, in_use_id=outputs["in_use_id"], policy=policy
+    )
+    summary += f"; {humans['text']}"
+    if humans["worse"]:
+        refusals.append(
+            f"the human leaderboard finds it worse than in use (upper end {humans['interval'][1]:+.2f} < 0)"
+        )
+    inputs = {
+        "candidate": mine,
+        "in_use": theirs,
+        "psnr_drop_limit_db": policy.psnr_drop_limit_db,
+        "leaderboard": {k: v for k, v in humans.items() if k != "text"},
+    }
     state.candidate = None
     state.save(update_fields=["candidate"])
     if refusals:
@@ -310,6 +398,38 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
     state.round += 1
     state.save(update_fields=["round"])
     return event
+
+
+def _leaderboard_verdict(
+    *, project_id: int, candidate: ModelVersion, in_use_id: int, policy: LoopPolicy
+) -> dict[str, Any]:
+    """What people say of the candidate against the restorer in use: consulted once they judged at least
+    `policy.leaderboard_min_judgments` pairs of the two; "worse" when the upper end of the bootstrap interval of
+    score(candidate) − score(in use) is below zero."""
+    board = selectors.project_leaderboard(project=Project.objects.get(pk=project_id))
+    judged = board.judgments_between(candidate.pk, in_use_id)
+    needed = policy.leaderboard_min_judgments
+    if judged < needed or judged == 0:
+        return {
+            "consulted": False,
+            "worse": False,
+            "judgments": judged,
+            "needed": needed,
+            "text": f"leaderboard not consulted ({judged} new-vs-in-use judgments < {needed})",
+        }
+    difference, lower, upper = board.difference(candidate.pk, in_use_id, level=selectors.LEADERBOARD_LEVEL)
+    return {
+        "consulted": True,
+        "worse": upper < 0,
+        "judgments": judged,
+        "needed": needed,
+        "difference": difference,
+        "interval": [lower, upper],
+        "text": (
+            f"leaderboard {difference:+.2f} [{lower:+.2f}, {upper:+.2f}] against in use "
+            f"from {judged} new-vs-in-use judgments"
+        ),
+    }
 
 
 def theirs_name(outputs: dict[str, Any]) -> str:
@@ -375,7 +495,7 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
                 exclude_input_ids=held_out,
             ),
         )
-    new = selectors.judgments_since(project=project, reward=state.reward)
+    new = selectors.judgments_since(project=project, reward=_latest_reward(state))
     if new >= policy.min_new_judgments:
         return _start(
             state=state,
@@ -412,6 +532,16 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
         inputs={"new_judgments": new},
         repeat=False,
     )
+
+
+def _latest_reward(state: LoopState) -> ModelVersion | None:
+    """Of the reward model in use and the one the loop trained last (which may have stayed out of use), the one
+    trained on the newer judgments: new judgments are counted from it."""
+
+    def mark(version: ModelVersion | None) -> int:
+        return int((version.config.get("lineage") or {}).get("up_to_judgment_id", 0)) if version else -1
+
+    return max((state.reward, state.reward_trained), key=mark)
 
 
 def _generation_create(*, project: Project, policy: LoopPolicy, state: LoopState, cross: int | None) -> Job:

@@ -25,8 +25,9 @@ from annotation_web.jobs.models import Job
 from annotation_web.jobs.services import job_commit, job_create, job_record_event
 from annotation_web.labeling import selectors
 from annotation_web.labeling.errors import LabelingError
-from annotation_web.labeling.models import Candidate, FaceInput, Judgment, Pair, Project
+from annotation_web.labeling.models import Candidate, FaceInput, Judgment, JudgmentSnapshot, Pair, Project
 from annotation_web.labeling.pairs import candidate_store, pair_create
+from annotation_web.labeling.snapshots import judgment_snapshot_create, judgment_snapshot_rows
 from annotation_web.registry import selectors as registry_selectors
 from annotation_web.registry.artifacts import artifact_local_dir
 from annotation_web.registry.models import ModelKind, ModelVersion
@@ -296,14 +297,30 @@ def _run_dir(kind: str, job: Job) -> Path:
     return folder
 
 
+def _snapshot_lineage(snapshot: JudgmentSnapshot) -> dict:
+    return {
+        "snapshot_id": snapshot.pk,
+        "snapshot_number": snapshot.number,
+        "snapshot_sha256": snapshot.sha256,
+    }
+
+
 def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:
     params = job.params
     project = _project(job)
     last_judgment = int(params["up_to_judgment_id"])
     work = _run_dir("reward-runs", job)
     export = work / "judgments.jsonl"
+    # Exactly the frozen snapshot the job was queued with (jobs queued before snapshots: the export up to its id).
+    snapshot = JudgmentSnapshot.objects.filter(pk=params.get("snapshot_id")).first()
     rows = (
-        r for r in selectors.preference_export_rows(project=project) if int(r["judgment_id"]) <= last_judgment
+        judgment_snapshot_rows(snapshot)
+        if snapshot is not None
+        else (
+            r
+            for r in selectors.preference_export_rows(project=project)
+            if int(r["judgment_id"]) <= last_judgment
+        )
     )
     keys: set[str] = set()
     count = 0
@@ -340,6 +357,7 @@ def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop
                 "judgments": count,
                 "up_to_judgment_id": last_judgment,
                 "job": job.pk,
+                **(_snapshot_lineage(snapshot) if snapshot is not None else {}),
             },
             description=f"Reward model trained on {count} judgments of {project.slug}",
             job_id=job.pk,
@@ -347,7 +365,14 @@ def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop
         progress(
             int(params.get("max_steps", 2000)), int(params.get("max_steps", 2000)), f"registered {version}"
         )
-        return {"reward_id": version.pk, "judgments": count, "metrics": version.metrics}
+        outputs = {"reward_id": version.pk, "judgments": count, "metrics": version.metrics}
+        if snapshot is not None:
+            outputs["snapshot"] = {
+                "number": snapshot.number,
+                "sha256": snapshot.sha256,
+                "count": snapshot.count,
+            }
+        return outputs
 
     return job_commit(job, register)
 
@@ -548,9 +573,13 @@ def reward_job_create(
         raise LabelingError("the project has no judgments yet")
     if size not in ("tiny", "small", "gpu"):
         raise LabelingError("size must be tiny, small or gpu")
+    # The judgments it trains on, frozen now: a retry, a resume or a retraining reads exactly these rows.
+    snapshot = judgment_snapshot_create(project=project, up_to_judgment_id=last)
     params = {
         # The run folder's name: unique across databases, fixed for the job so a redelivered task resumes.
         "run_id": uuid.uuid4().hex,
+        "snapshot_id": snapshot.pk,
+        "snapshot_number": snapshot.number,
         "up_to_judgment_id": last,
         "size": size,
         "max_steps": max_steps,

@@ -1,0 +1,244 @@
+"""What may be put in use: a candidate restorer the human leaderboard finds worse than the one in use is not
+promoted (once enough new-vs-in-use judgments exist), and a new reward model only replaces the one in use when
+it is not worse on held-out judgments; every decision's event says why. The finished jobs are rows with the
+outputs their runners give (no model runs here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotation_web.accounts.models import Role, User
+from annotation_web.jobs.models import Job, JobState
+from annotation_web.labeling.models import Candidate, FaceInput, Outcome, Pair
+from annotation_web.loop import selectors, services
+from annotation_web.loop.models import LoopEvent, LoopState, VersionChange
+from annotation_web.registry.models import ModelKind, ModelVersion
+from tests.annotation_web.loop.test_leaderboard import _judgment, save_all
+from tests.annotation_web.training.test_ml_loop import engineer_client
+
+Decision = LoopEvent.Decision
+
+
+@pytest.fixture
+def project(make_project):
+    project = make_project(pairs=0)
+    # The loop is off: a tick applies the finished job's result and starts nothing else.
+    services.loop_policy_update(project=project, user=None, changes={"enabled": False})
+    return project
+
+
+@pytest.fixture
+def versions(project):
+    in_use = ModelVersion.objects.create(kind=ModelKind.RESTORER, name="tiny", version=1)
+    candidate = ModelVersion.objects.create(kind=ModelKind.RESTORER, name="tiny", version=2, parent=in_use)
+    LoopState.objects.create(project=project, restorer=in_use, candidate=candidate, generated_from=in_use)
+    return in_use, candidate
+
+
+def _judged(project, *, candidate, in_use, candidate_wins: int, in_use_wins: int, ties: int = 0) -> None:
+    """New-vs-in-use pairs on inputs of their own, judged by fresh annotators (one judgment each)."""
+    outcomes = [Outcome.A] * candidate_wins + [Outcome.B] * in_use_wins + [Outcome.TIE] * ties
+    annotators = User.objects.bulk_create(
+        [User(username=f"judge-{project.pk}-{k}", role=Role.ANNOTATOR) for k in range(len(outcomes))]
+    )
+    judgments = []
+    for index, (outcome, annotator) in enumerate(zip(outcomes, annotators, strict=True)):
+        face_input = FaceInput.objects.create(
+            project=project, source_name=f"{index}.png", content_hash=f"j{index}", lq_key="lq"
+        )
+        mine = Candidate.objects.create(
+            face_input=face_input, model_version=candidate, image_key=f"c/{index}a"
+        )
+        theirs = Candidate.objects.create(
+            face_input=face_input, model_version=in_use, image_key=f"c/{index}b"
+        )
+        pair = Pair.objects.create(
+            project=project, face_input=face_input, candidate_a=mine, candidate_b=theirs, open_slots=0
+        )
+        judgments.append(_judgment(pair, annotator, outcome))
+    save_all(judgments)
+
+
+def _evaluated(project, *, candidate, in_use) -> Job:
+    """A finished evaluation in which the held-out evaluator finds the candidate a little better."""
+    scores = {"evaluator": "identity_sharpness", "win_rate_vs_first": 0.6, "psnr": 24.0}
+    job = Job.objects.create(
+        kind="evaluate",
+        project=project,
+        state=JobState.SUCCEEDED,
+        params={"candidate_id": candidate.pk, "in_use_id": in_use.pk},
+        outputs={
+            "candidate_id": candidate.pk,
+            "in_use_id": in_use.pk,
+            "candidate": {**scores, "held_out": 0.52},
+            "in_use": {**scores, "held_out": 0.50, "win_rate_vs_first": 0.5, "psnr": 24.05},
+        },
+    )
+    LoopState.objects.filter(project=project).update(job=job)
+    return job
+
+
+def _verdict(project) -> LoopEvent:
+    services.loop_tick(project=project)
+    return LoopEvent.objects.get(project=project, decision__in=[Decision.PROMOTED, Decision.NOT_PROMOTED])
+
+
+@pytest.mark.django_db
+def test_a_candidate_people_find_worse_is_not_promoted(project, versions):
+    in_use, candidate = versions
+    _judged(project, candidate=candidate, in_use=in_use, candidate_wins=5, in_use_wins=22, ties=3)
+    _evaluated(project, candidate=candidate, in_use=in_use)
+    verdict = _verdict(project)
+    assert verdict.decision == Decision.NOT_PROMOTED
+    assert verdict.reason.startswith(
+        f"not promoted restorer {candidate}: the human leaderboard finds it worse"
+    )
+    assert "from 30 new-vs-in-use judgments" in verdict.reason
+    humans = verdict.inputs["leaderboard"]
+    assert humans["consulted"] and humans["worse"] and humans["judgments"] == 30 and humans["needed"] == 20
+    lower, upper = humans["interval"]
+    assert lower <= humans["difference"] <= upper < 0
+    state = LoopState.objects.get(project=project)
+    assert state.restorer == in_use and state.candidate is None and state.round == 2
+
+
+@pytest.mark.django_db
+def test_a_candidate_people_prefer_is_promoted_and_the_event_cites_the_leaderboard(project, versions):
+    in_use, candidate = versions
+    _judged(project, candidate=candidate, in_use=in_use, candidate_wins=18, in_use_wins=7)
+    _evaluated(project, candidate=candidate, in_use=in_use)
+    verdict = _verdict(project)
+    assert verdict.decision == Decision.PROMOTED, verdict.reason
+    assert "leaderboard +" in verdict.reason and "from 25 new-vs-in-use judgments" in verdict.reason
+    assert verdict.inputs["leaderboard"]["interval"][1] > 0
+    assert LoopState.objects.get(project=project).restorer == candidate
+
+
+@pytest.mark.django_db
+def test_the_leaderboard_is_consulted_only_from_the_policys_number_of_judgments(project, versions, engineer):
+    in_use, candidate = versions
+    _judged(project, candidate=candidate, in_use=in_use, candidate_wins=0, in_use_wins=12)
+    _evaluated(project, candidate=candidate, in_use=in_use)
+    verdict = _verdict(project)
+    assert verdict.decision == Decision.PROMOTED
+    assert "leaderboard not consulted (12 new-vs-in-use judgments < 20)" in verdict.reason
+    assert verdict.inputs["leaderboard"] == {
+        "consulted": False,
+        "worse": False,
+        "judgments": 12,
+        "needed": 20,
+    }
+
+    # With the threshold lowered (an engineer's setting), the same judgments refuse the next candidate.
+    client = engineer_client(engineer)
+    changed = client.put(
+        f"/api/projects/{project.slug}/loop/", {"leaderboard_min_judgments": 10}, format="json"
+    )
+    assert changed.status_code == 200 and changed.json()["leaderboard_min_judgments"] == 10
+    assert (
+        client.put(
+            f"/api/projects/{project.slug}/loop/", {"leaderboard_min_judgments": 0}, format="json"
+        ).status_code
+        == 400
+    )
+    LoopEvent.objects.all().delete()
+    LoopState.objects.filter(project=project).update(restorer=in_use, candidate=candidate)
+    _evaluated(project, candidate=candidate, in_use=in_use)
+    assert _verdict(project).decision == Decision.NOT_PROMOTED
+
+
+# --- reward models -----------------------------------------------------------------------------------------
+
+
+def _reward(version: int, *, accuracy: float | None, up_to: int, n_val: int = 40) -> ModelVersion:
+    metrics = {"n_val_judgments": n_val} | (
+        {"val_pairwise_accuracy": accuracy} if accuracy is not None else {}
+    )
+    return ModelVersion.objects.create(
+        kind=ModelKind.REWARD,
+        name="r",
+        version=version,
+        metrics=metrics,
+        config={"lineage": {"up_to_judgment_id": up_to, "judgments": up_to}},
+    )
+
+
+def _trained(project, reward: ModelVersion, **outputs) -> Job:
+    job = Job.objects.create(
+        kind="train_reward",
+        project=project,
+        state=JobState.SUCCEEDED,
+        outputs={"reward_id": reward.pk, "judgments": 100, "metrics": reward.metrics, **outputs},
+    )
+    LoopState.objects.filter(project=project).update(job=job)
+    return job
+
+
+@pytest.mark.django_db
+def test_the_first_reward_model_is_put_in_use(project, versions):
+    first = _reward(1, accuracy=0.6, up_to=10)
+    _trained(project, first)
+    services.loop_tick(project=project)
+    assert LoopState.objects.get(project=project).reward == first
+    event = LoopEvent.objects.get(project=project, decision=Decision.APPLIED)
+    assert event.reason == f"reward model {first} in use: trained on 100 judgments by job {event.job_id}"
+
+
+@pytest.mark.django_db
+def test_a_reward_model_worse_on_held_out_judgments_is_not_put_in_use(project, versions):
+    in_use = _reward(1, accuracy=0.72, up_to=10)
+    LoopState.objects.filter(project=project).update(reward=in_use, tuned_with=in_use)
+    worse = _reward(2, accuracy=0.64, up_to=50)
+    _trained(project, worse)
+    services.loop_tick(project=project)
+    event = LoopEvent.objects.get(project=project, decision=Decision.NOT_PROMOTED)
+    assert event.reason.startswith(f"reward model {worse} not put in use (trained on 100 judgments")
+    assert "held-out pairwise accuracy 0.640 < 0.720" in event.reason
+    assert "each on its own validation judgments (40 and 40; no shared held-out set)" in event.reason
+    assert f"{in_use} stays in use" in event.reason
+    assert event.inputs["comparison"]["beats"] is False
+    state = LoopState.objects.get(project=project)
+    assert state.reward == in_use and state.reward_trained == worse and state.tuned_with == in_use
+    assert not VersionChange.objects.filter(project=project, kind=ModelKind.REWARD).exists()
+    # New judgments are counted from the model trained last, so it is not retrained at once.
+    assert services._latest_reward(state) == worse
+    assert selectors.judgments_since(project=project, reward=services._latest_reward(state)) == 0
+
+
+@pytest.mark.django_db
+def test_a_reward_model_that_is_not_worse_is_put_in_use(project, versions):
+    in_use = _reward(1, accuracy=0.70, up_to=10)
+    LoopState.objects.filter(project=project).update(reward=in_use)
+    better = _reward(2, accuracy=0.74, up_to=50)
+    _trained(project, better)
+    services.loop_tick(project=project)
+    state = LoopState.objects.get(project=project)
+    assert state.reward == better and state.reward_trained == better
+    event = LoopEvent.objects.get(project=project, decision=Decision.APPLIED)
+    assert "held-out pairwise accuracy 0.740 >= 0.700" in event.reason
+    change = VersionChange.objects.get(project=project, kind=ModelKind.REWARD)
+    assert change.previous == in_use and "0.740 >= 0.700" in change.reason
+
+
+@pytest.mark.django_db
+def test_a_comparison_on_the_same_held_out_judgments_decides_when_the_job_made_one(project, versions):
+    in_use = _reward(1, accuracy=0.60, up_to=10)
+    LoopState.objects.filter(project=project).update(reward=in_use)
+    # Its own validation accuracy is higher, but on the shared held-out judgments it loses.
+    new = _reward(2, accuracy=0.90, up_to=50)
+    _trained(project, new, comparison={"in_use_id": in_use.pk, "new": 0.55, "in_use": 0.61, "judgments": 80})
+    services.loop_tick(project=project)
+    event = LoopEvent.objects.get(project=project, decision=Decision.NOT_PROMOTED)
+    assert "0.550 < 0.610" in event.reason and "on the same 80 held-out judgments" in event.reason
+    assert LoopState.objects.get(project=project).reward == in_use
+
+
+@pytest.mark.django_db
+def test_a_reward_model_without_a_validation_accuracy_does_not_displace_one_with_it(project, versions):
+    in_use = _reward(1, accuracy=0.60, up_to=10)
+    LoopState.objects.filter(project=project).update(reward=in_use)
+    _trained(project, _reward(2, accuracy=None, up_to=50, n_val=0))
+    services.loop_tick(project=project)
+    event = LoopEvent.objects.get(project=project, decision=Decision.NOT_PROMOTED)
+    assert "no validation accuracy for" in event.reason
+    assert LoopState.objects.get(project=project).reward == in_use
