@@ -29,7 +29,7 @@ from annotation_web.labeling.ingest import SourceFile
 from annotation_web.registry.models import ModelKind, ModelVersion
 from annotation_web.registry.services import model_version_register
 from annotation_web.storage import get_storage
-from annotation_web.training.services import rl_job_create
+from annotation_web.training.services import generation_job_create, reward_job_create, rl_job_create
 from tests.annotation_web.conftest import face_png
 from tests.annotation_web.test_celery_worker import zip_of_faces
 
@@ -225,6 +225,51 @@ def test_an_rl_job_whose_worker_is_sigkilled_resumes_and_ends_as_an_uninterrupte
     job_run(job_id=reference.pk, worker="reference")
     reference = job_row(reference)
     assert reference.state == JobState.SUCCEEDED, reference.error
+    resumed_weights = artifact_weights(made.get())
+    uninterrupted = artifact_weights(ModelVersion.objects.get(made_by_job=reference))
+    assert resumed_weights.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.fixture
+def judged(rl_setup, engineer, make_user):
+    """The project's inputs sampled by the restorer and every pair judged (committed: workers read them)."""
+    from tests.annotation_web.training.test_ml_loop import judge_everything
+
+    project, restorer, reward = rl_setup
+    generated = generation_job_create(
+        project=project, user=engineer, restorer_id=restorer.pk, num_steps=2, eta=1.0, pairs_budget=12
+    )
+    job_run(job_id=generated.pk, worker="setup")
+    assert job_row(generated).state == JobState.SUCCEEDED, job_row(generated).error
+    assert judge_everything(project, make_user, count=3) >= 12
+    return project
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reward_job_whose_worker_is_sigkilled_resumes_and_ends_as_an_uninterrupted_run(
+    worker_env, beat, judged, engineer, tmp_path
+):
+    worker = Worker(worker_env, tmp_path).start(purge=True)
+    try:
+        job = reward_job_create(project=judged, user=engineer, size="tiny", max_steps=150)
+        happened = kill_mid_run_and_resume(job, worker, at_step=50)
+    finally:
+        worker.stop()
+    job = job_row(job)
+    assert job.state == JobState.SUCCEEDED, f"{job.error}\n{job.history}\n{worker.tail()}"
+    assert job.attempt == 2 and 50 <= happened["killed_at_step"] < 150, happened
+    resumed = re.search(r"resumed from checkpoint at step (\d+) of 150", job.history)
+    assert resumed and 50 <= int(resumed.group(1)) <= happened["killed_at_step"], job.history
+    made = ModelVersion.objects.filter(made_by_job=job)
+    assert (
+        made.count() == 1 and ModelVersion.objects.filter(kind=ModelKind.REWARD).count() == 2
+    )  # + rl_setup's
+
+    reference = reward_job_create(project=judged, user=engineer, size="tiny", max_steps=150)
+    job_run(job_id=reference.pk, worker="reference")
+    assert job_row(reference).state == JobState.SUCCEEDED, job_row(reference).error
     resumed_weights = artifact_weights(made.get())
     uninterrupted = artifact_weights(ModelVersion.objects.get(made_by_job=reference))
     assert resumed_weights.keys() == uninterrupted.keys()
