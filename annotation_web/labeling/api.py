@@ -87,8 +87,7 @@ class SubmitJudgmentApi(APIView):
         body = SubmitRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        if access.reservation_outside_membership(user=request.user, reservation_id=data["reservation"]):
-            raise NotFound("no such reservation")
+        # Membership: checked inside `judgment_submit` (in the fast path's own statement).
         result = judgments.judgment_submit(
             annotator=request.user,
             reservation_id=data["reservation"],

@@ -15,7 +15,7 @@ from django.db.models import F, Value
 from django.utils import timezone
 
 from annotation_web.accounts.models import User
-from annotation_web.labeling import queue_sql
+from annotation_web.labeling import access, queue_sql
 from annotation_web.labeling.errors import Conflict, Expired, Forbidden, LabelingError, NotFound
 from annotation_web.labeling.models import Judgment, Outcome, Pair, Reservation, ReservationState, Side
 from annotation_web.labeling.queue import (
@@ -65,6 +65,7 @@ def _judgment_submit_fast(
                 idempotency_key=idempotency_key,
                 client_duration_ms=client_duration_ms,
                 now=timezone.now(),
+                members_only=not annotator.is_superuser,
             )
     except IntegrityError:
         return None  # a key or a pair judged before: the ORM path says which, or returns the first result
@@ -95,6 +96,9 @@ def judgment_submit(
     )
     if fast is not None:
         return fast
+    # The fast path checked the membership in its statement; every other answer starts with it here.
+    if access.reservation_outside_membership(user=annotator, reservation_id=reservation_id):
+        raise NotFound("no such reservation")
     result = _judgment_submit(
         annotator=annotator,
         reservation_id=reservation_id,

@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.models import Model
 
-from annotation_web.accounts.models import User
+from annotation_web.accounts.models import ProjectMembership, User
 from annotation_web.labeling.models import Candidate, FaceInput, Judgment, Pair, Reservation
 from annotation_web.labeling.results import ReservedPair, SubmitResult
 
@@ -140,6 +140,10 @@ _SUBMIT_SQL = """
 WITH r AS (
     UPDATE {reservation} SET state = 'submitted'
     WHERE id = %(reservation)s AND annotator_id = %(annotator)s AND state = 'active' AND expires_at > %(now)s
+      AND (NOT %(members_only)s OR EXISTS (
+          SELECT 1 FROM {pair} pm JOIN {membership} m ON m.project_id = pm.project_id
+          WHERE pm.id = {reservation}.pair_id AND m.user_id = %(annotator)s
+      ))
       AND (%(choice)s <> 'skip' OR EXISTS (
           SELECT 1 FROM {pair} p0 WHERE p0.id = {reservation}.pair_id AND (p0.is_gold OR p0.open_slots > 0)
       ))
@@ -181,12 +185,17 @@ def submit(
     idempotency_key: str,
     client_duration_ms: int | None,
     now: datetime,
+    members_only: bool = True,
 ) -> SubmitResult | None:
     """Record the judgment in one statement; None when the reservation is not an active, unexpired one of
-    this annotator (or a skip of a pair with no open slot). Raises IntegrityError on a used key or a pair this annotator judged before (the
+    this annotator in a project they (still) belong to, with `members_only` (or a skip of a pair with no open
+    slot): the membership is checked in the statement, costing the hot path no query of its own. Raises IntegrityError on a used key or a pair this annotator judged before (the
     enclosing transaction is then broken: run it in a transaction of its own)."""
     statement = _SUBMIT_SQL.format(
-        reservation=_table(Reservation), pair=_table(Pair), judgment=_table(Judgment)
+        reservation=_table(Reservation),
+        pair=_table(Pair),
+        judgment=_table(Judgment),
+        membership=_table(ProjectMembership),
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -198,6 +207,7 @@ def submit(
                 "choice": choice,
                 "key": idempotency_key,
                 "client_ms": client_duration_ms,
+                "members_only": members_only,
             },
         )
         row = cursor.fetchone()

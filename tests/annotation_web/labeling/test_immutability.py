@@ -11,7 +11,8 @@ import uuid
 import pytest
 from django.db import connection
 
-from annotation_web.jobs.models import Job
+from annotation_web.jobs.models import Job, JobState
+from annotation_web.jobs.runs import _claim
 from annotation_web.labeling import imports
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Candidate
@@ -72,8 +73,13 @@ def test_a_second_generation_job_never_rewrites_the_first_ones_images(make_proje
                 "pairs_budget": 2,
             },
         )
-        job.outputs = generation_run(job=job, progress=lambda *args: None)
-        return job
+        return run_as_worker(job)
+
+    def run_as_worker(job: Job) -> Job:
+        claimed = _claim(job_id=job.pk, worker="test:1")
+        assert claimed is not None
+        claimed.outputs = generation_run(job=claimed, progress=lambda *args: None, should_stop=lambda: False)
+        return claimed
 
     first = generate(num_steps=2)
     first_images = {
@@ -98,9 +104,10 @@ def test_a_second_generation_job_never_rewrites_the_first_ones_images(make_proje
         for c in Candidate.objects.filter(pk__in=first_images)
     }
     assert any(storage.get(c.image_key) != first_by_sample[(c.face_input_id, c.seed)] for c in second_set)
-    # Rerunning a job (its worker died) finds its candidates and leaves their bytes alone.
-    again = generation_run(job=first, progress=lambda *args: None)
-    assert again["candidates"] == 4
+    # Rerunning a job (its worker died, its lease expired) finds its candidates and leaves their bytes alone.
+    Job.objects.filter(pk=first.pk).update(state=JobState.RUNNING, lease_expires_at=None)
+    again = run_as_worker(first)
+    assert again.attempt == 2 and again.outputs["candidates"] == 4
     assert {
         c.pk: (c.image_key, storage.get(c.image_key))
         for c in Candidate.objects.filter(generation=f"job-{first.pk}")
