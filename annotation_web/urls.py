@@ -7,9 +7,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from annotation_web.accounts import api as accounts_api
 from annotation_web.api_errors import json_or_html
 from annotation_web.jobs import api as jobs_api
+from annotation_web.jobs import pages as jobs_pages
 from annotation_web.labeling import api as labeling_api
 from annotation_web.labeling import views as labeling_views
 from annotation_web.loop import api as loop_api
+from annotation_web.loop import model_pages
 from annotation_web.registry import api as registry_api
 from annotation_web.training import api as training_api
 
@@ -83,6 +85,10 @@ pages = [
     path("login/", accounts_api.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("jobs/", jobs_pages.job_list, name="jobs"),
+    path("jobs/<int:pk>/", jobs_pages.job_detail, name="job-detail"),
+    path("models/", model_pages.model_list, name="models"),
+    path("models/<int:pk>/", model_pages.model_detail, name="model-detail"),
 ]
 
 urlpatterns = api + pages

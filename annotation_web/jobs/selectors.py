@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.contrib.auth.models import AbstractUser, AnonymousUser
+from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from annotation_web.errors import NotFound
 from annotation_web.jobs import kinds
 from annotation_web.jobs.models import Job, JobState, WorkerPresence
 
@@ -46,3 +49,93 @@ def job_waiting_for(job: Job) -> int | None:
         .values_list("pk", flat=True)
         .first()
     )
+
+
+# --- what a user may read (the API and the pages share this rule) --------------------------------------------
+
+
+def job_list_visible(*, user: AbstractUser | AnonymousUser) -> QuerySet[Job]:
+    """The jobs `user` may read, newest first: those of the projects they are a member of
+    (`accounts.ProjectMembership`, reached through the project's `memberships` relation so that jobs imports no
+    other app); every job, those without a project included, for a superuser; none for an anonymous user."""
+    jobs = job_list().select_related("created_by")
+    if user.is_superuser:
+        return jobs
+    if not user.is_authenticated:
+        return jobs.none()
+    return jobs.filter(project__memberships__user_id=user.pk)
+
+
+def job_get_visible(*, user: AbstractUser | AnonymousUser, pk: int) -> Job:
+    """One job `user` may read, with its `duration` (see `job_list_filtered`); a job of another project answers
+    like one that does not exist."""
+    job = job_list_filtered(user=user).filter(pk=pk).first()
+    if job is None:
+        raise NotFound(f"no job {pk}")
+    return job
+
+
+def job_list_filtered(
+    *, user: AbstractUser | AnonymousUser, project: str = "", state: str = "", kind: str = ""
+) -> QuerySet[Job]:
+    """The jobs page's rows: the visible jobs, narrowed by project slug, state and kind (an empty value does
+    not narrow), each with `duration` (finished or now, less started; None before it started)."""
+    jobs = job_list_visible(user=user)
+    if project:
+        jobs = jobs.filter(project__slug=project)
+    if state:
+        jobs = jobs.filter(state=state)
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    return jobs.annotate(
+        duration=ExpressionWrapper(
+            Coalesce(F("finished_at"), Now()) - F("started_at"), output_field=DurationField()
+        )
+    )
+
+
+def job_filter_options(*, user: AbstractUser | AnonymousUser) -> dict[str, list[tuple[str, str]]]:
+    """What the jobs page's filters offer: the projects that have jobs `user` may read (slug, name; one query),
+    every state and every registered kind."""
+    projects = (
+        job_list_visible(user=user)
+        .filter(project__isnull=False)
+        .order_by("project__name", "project__slug")
+        .values_list("project__slug", "project__name")
+        .distinct()
+    )
+    return {
+        "projects": list(projects),
+        "states": list(JobState.choices),
+        "kinds": kinds.choices(),
+    }
+
+
+def job_max_attempts(*, job: Job) -> int:
+    spec = kinds.find(job.kind)
+    return spec.max_attempts if spec is not None else kinds.DEFAULT_MAX_ATTEMPTS
+
+
+def job_queue_has_live_worker(*, job: Job) -> bool:
+    """Whether a live worker consumes the job's queue (False: nobody would run it now)."""
+    return queues_alive().get(job.queue, 0) > 0
+
+
+# Keys of a job's params and outputs that hold the id of a model version (the kinds' own names for them; the
+# pages link them to the registry, the registry finds the jobs that used a version by them).
+MODEL_ID_KEYS = (
+    "restorer_id",
+    "reward_id",
+    "candidate_id",
+    "in_use_id",
+    "cross_version_restorer_id",
+    "parent_restorer_id",
+)
+
+
+def job_list_using_model(*, user: AbstractUser | AnonymousUser, model_version_id: int) -> QuerySet[Job]:
+    """The visible jobs whose params name model version `model_version_id` (under `MODEL_ID_KEYS`)."""
+    named = Q()
+    for key in MODEL_ID_KEYS:
+        named |= Q(**{f"params__{key}": model_version_id})
+    return job_list_visible(user=user).filter(named)

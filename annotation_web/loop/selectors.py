@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySet
 
 from annotation_web.labeling.models import Judgment, Outcome, Project
@@ -152,4 +153,41 @@ def project_leaderboard_data(*, project: Project, kinds: Sequence[str] = (ModelK
             }
             for rank, row in enumerate(board.rows, start=1)
         ],
+    }
+
+
+def version_statuses(*, user: AbstractUser | AnonymousUser) -> dict[int, list[dict[str, str]]]:
+    """Version id -> [{"status", "project"}] over the projects `user` belongs to (all for a superuser), read
+    from the loop (two queries): `in use` (its restorer or reward model now), `candidate` (an RL result
+    waiting for its evaluation), `retired` (was in use, or replaced by a promotion or a roll-back, and is not
+    now). A version the loop never touched has no entry."""
+    states = LoopState.objects.all()
+    changes = VersionChange.objects.all()
+    if not user.is_authenticated:
+        return {}
+    if not user.is_superuser:
+        states = states.filter(project__memberships__user_id=user.pk)
+        changes = changes.filter(project__memberships__user_id=user.pk)
+    found: dict[int, dict[str, str]] = {}  # version id -> project slug -> status
+    in_use: set[tuple[int, str]] = set()
+    for restorer, reward, candidate, previous, slug in states.values_list(
+        "restorer_id", "reward_id", "candidate_id", "previous_restorer_id", "project__slug"
+    ):
+        for version_id in (restorer, reward):
+            if version_id is not None:
+                found.setdefault(version_id, {})[slug] = "in use"
+                in_use.add((version_id, slug))
+        if candidate is not None and (candidate, slug) not in in_use:
+            found.setdefault(candidate, {})[slug] = "candidate"
+        if previous is not None and (previous, slug) not in in_use:
+            found.setdefault(previous, {}).setdefault(slug, "retired")
+    for version_id, previous, slug in changes.values_list(
+        "version_id", "previous_id", "project__slug"
+    ).distinct():
+        for one in (version_id, previous):
+            if one is not None and (one, slug) not in in_use:
+                found.setdefault(one, {}).setdefault(slug, "retired")
+    return {
+        version_id: [{"status": status, "project": slug} for slug, status in sorted(by_project.items())]
+        for version_id, by_project in found.items()
     }
