@@ -154,10 +154,16 @@ def choose_pairs(
     budget: int,
     random_fraction: float,
     seed: int,
+    label_counts: dict[tuple[str, str], int] | None = None,
+    max_per_input: int | None = None,
+    acquisition: str = "bald",
 ) -> list[PairChoice]:
     """Pairs that teach the reward model most (ensemble disagreement), with a random share kept for evaluation.
 
-    `candidate_sets` are (input id, LQ png, {candidate key: png}).
+    `candidate_sets` are (input id, LQ png, {candidate key: png}). The options are
+    `reward_model.selection.select_pairs`'s: `label_counts` ((a key, b key) -> judgments the pair already has;
+    its score is divided by 1 + that), `max_per_input` (informative picks per input at most), `acquisition`
+    (`bald`, `entropy` or `information`). Before a reward model exists every pick is random and they do not apply.
     """
     from restorer.images import pil_to_tensor
     from reward_model.ensemble import RewardEnsemble
@@ -173,7 +179,16 @@ def choose_pairs(
         for input_id, lq, candidates in candidate_sets
     ]
     ensemble = RewardEnsemble.from_pretrained(reward_dir) if reward_dir else None
-    selected = select_pairs(sets, ensemble, budget=budget, random_fraction=random_fraction, seed=seed)
+    selected = select_pairs(
+        sets,
+        ensemble,
+        budget=budget,
+        random_fraction=random_fraction,
+        seed=seed,
+        label_counts=label_counts,
+        max_per_input=max_per_input,
+        acquisition=acquisition,
+    )
     return [PairChoice(p.input_id, p.a_key, p.b_key, p.reason, float(p.score)) for p in selected]
 
 
@@ -430,17 +445,29 @@ def restorer_train(
 
 
 def restorer_held_out_scores(
-    *, artifact_dirs: list[str], inputs: list[RLInput], seeds: list[int], num_steps: int
+    *,
+    artifact_dirs: list[str],
+    inputs: list[RLInput],
+    seeds: list[int],
+    num_steps: int,
+    reward_dir: str | None = None,
 ) -> list[dict]:
     """Each restorer (artifact folder) on the same held-out inputs and seeds (deterministic DDIM, eta 0):
     mean PSNR against the HQ (dB) and mean score of `rl_trainer.guard`'s held-out evaluator, plus the win rate
-    of each restorer's images against the first restorer's (`rl_trainer.guard.win_rate`)."""
+    of each restorer's images against the first restorer's (`rl_trainer.guard.win_rate`).
+
+    Also, per restorer: SSIM and the perceptual distance (`restorer.metrics.PerceptualDistance`, named in
+    `perceptual_metric`) against the HQ over the inputs whose HQ is known (None when none is), the solution
+    entropy over the seeds (mean per-pixel std, `restorer.metrics.solution_entropy`; None with one seed), the
+    mean learned reward of the reward model at `reward_dir` (None without one) and the identity similarity to
+    the HQ (`identity_similarity`; None where it is not available, `identity_metric` says why)."""
     import tempfile
 
     import torch
 
-    from restorer.metrics import PerceptualDistance, psnr
+    from restorer.metrics import PerceptualDistance, psnr, solution_entropy
     from restorer.sampling import sample
+    from reward_model.model import RewardModel
     from rl_trainer.config import RLConfig
     from rl_trainer.guard import default_held_out, win_rate
     from rl_trainer.manifest import load_inputs, read_manifest
@@ -453,11 +480,13 @@ def restorer_held_out_scores(
         batch = load_inputs(entries, resolution)
     distance = PerceptualDistance(device=on_device)
     evaluator = default_held_out(batch, RLConfig.preset("tiny"), distance, distance.name)
+    reward = RewardModel.from_pretrained(reward_dir, device=on_device) if reward_dir else None
+    known = batch.has_hq.cpu()
     rows, reference_scores = [], None
     for restorer in loaded:
         if int(restorer.config.resolution) != resolution:
             raise ValueError("the restorers compared work at different resolutions")
-        fidelity, scores = [], []
+        fidelity, scores, samples, learned = [], [], [], []
         with torch.no_grad():
             lq, hq = batch.lq.to(on_device), batch.hq.to(on_device)
             for seed in seeds:
@@ -466,8 +495,12 @@ def restorer_held_out_scores(
                 ).images
                 fidelity.append(psnr(images, hq).cpu())
                 scores.append(evaluator(lq, images, hq, batch.degradations).cpu())
+                samples.append(images.cpu())
+                if reward is not None:
+                    learned.append(reward(lq, images).float().cpu())
         joined = torch.cat(scores)
         reference_scores = joined if reference_scores is None else reference_scores
+        stacked = torch.stack(samples)  # [S, B, 3, H, W]
         rows.append(
             {
                 "psnr": float(torch.cat(fidelity).mean()),
@@ -475,6 +508,128 @@ def restorer_held_out_scores(
                 "win_rate_vs_first": win_rate(joined, reference_scores),
                 "evaluator": evaluator.name,
                 "images": int(joined.numel()),
+                **_against_hq(stacked, batch.hq.cpu(), known, distance),
+                "entropy": solution_entropy(stacked) if len(seeds) >= 2 else None,
+                "learned_reward": float(torch.cat(learned).mean()) if learned else None,
+                **identity_similarity(stacked[:, known], batch.hq.cpu()[known]),
             }
         )
     return rows
+
+
+def _against_hq(samples: Any, hq: Any, known: Any, distance: Any) -> dict:
+    """SSIM and perceptual distance of samples `[S, B, 3, H, W]` to the HQ, over the inputs whose HQ is known."""
+    import torch
+
+    from restorer.metrics import ssim
+
+    if not bool(known.any()):
+        return {"ssim": None, "perceptual": None, "perceptual_metric": distance.name, "hq_inputs": 0}
+    images = samples[:, known].flatten(0, 1)
+    originals = hq[known].repeat(samples.shape[0], 1, 1, 1)
+    with torch.no_grad():
+        perceptual = float(distance(images, originals).mean())
+    return {
+        "ssim": float(ssim(images, originals).mean()),
+        "perceptual": perceptual,
+        "perceptual_metric": distance.name,
+        "hq_inputs": int(known.sum()),
+    }
+
+
+# Face embeddings for identity similarity: the `face_recognition` package (dlib), which works offline once
+# installed; dlib's recogniser wants face chips of about 150 px, so the images are upscaled to this first.
+IDENTITY_SIZE = 150
+
+
+def identity_similarity(samples: Any, hq: Any) -> dict:
+    """Identity kept by restorations `[S, B, 3, H, W]` of faces whose HQ `[B, 3, H, W]` is known: the mean of
+    1 - the `face_recognition` embedding distance (the same person is below 0.6 there, so above 0.4 here),
+    each image treated as one face filling the frame. `identity_similarity` is None, and `identity_metric`
+    says why, when the package is not installed, no HQ is known or dlib finds no face to encode."""
+    try:
+        import face_recognition
+    except ImportError:
+        return {
+            "identity_similarity": None,
+            "identity_metric": "not available (face_recognition not installed)",
+        }
+    import numpy as np
+
+    from restorer.images import tensor_to_pil
+
+    if samples.shape[1] == 0:
+        return {"identity_similarity": None, "identity_metric": "not available (no HQ known)"}
+    whole = [(0, IDENTITY_SIZE, IDENTITY_SIZE, 0)]  # (top, right, bottom, left): the face fills the image
+
+    def encode(image: Any) -> Any:
+        pixels = np.asarray(
+            tensor_to_pil(image).resize((IDENTITY_SIZE, IDENTITY_SIZE), Image.Resampling.BICUBIC)
+        )
+        found = face_recognition.face_encodings(pixels, known_face_locations=whole)
+        return found[0] if found else None
+
+    originals = [encode(image) for image in hq]
+    similarities = []
+    for per_seed in samples:
+        for image, original in zip(per_seed, originals):
+            encoded = encode(image) if original is not None else None
+            if encoded is not None:
+                similarities.append(1.0 - float(face_recognition.face_distance([original], encoded)[0]))
+    if not similarities:
+        return {"identity_similarity": None, "identity_metric": "not available (no face encoded)"}
+    return {
+        "identity_similarity": float(np.mean(similarities)),
+        "identity_metric": "face_recognition: 1 - embedding distance",
+    }
+
+
+# --- pair selection options (reward_model.selection) -------------------------------------------------------
+
+
+def pair_selection_validate(*, acquisition: str, max_per_input: Any, spread: Any) -> None:
+    """ValueError naming what is wrong with a generation's pair-selection options: `acquisition` one of
+    `reward_model.selection.ACQUISITIONS`; `max_per_input` None or a whole number >= 1; `spread` None or a
+    number >= 0 (the per-input cap as a multiple of the even share, `SelectionConfig.spread`); not both caps."""
+    import math
+
+    from reward_model.selection import ACQUISITIONS
+
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, not {acquisition!r}")
+    if max_per_input is not None and (
+        isinstance(max_per_input, bool) or not isinstance(max_per_input, int) or max_per_input < 1
+    ):
+        raise ValueError(
+            f"max_per_input must be a whole number of at least 1 (or null), not {max_per_input!r}"
+        )
+    if spread is not None and (
+        isinstance(spread, bool)
+        or not isinstance(spread, int | float)
+        or not math.isfinite(spread)
+        or spread < 0
+    ):
+        raise ValueError(f"spread must be a number of at least 0 (or null), not {spread!r}")
+    if max_per_input is not None and spread is not None:
+        raise ValueError("give max_per_input or spread, not both (both cap the pairs of one input)")
+
+
+def pair_selection_cap(*, spread: float, budget: int, inputs: int) -> int | None:
+    """The per-input cap `spread` gives a batch of `budget` pairs over `inputs` inputs (None: no cap), as
+    `reward_model.selection.SelectionConfig.max_per_input` computes it for the reward benchmark's rounds."""
+    from reward_model.selection import SelectionConfig
+
+    return SelectionConfig(spread=float(spread)).max_per_input(budget, inputs)
+
+
+def pair_selection_preset(name: str) -> dict:
+    """A measured selection configuration of `reward_model.selection.SELECTION_PRESETS` as plain values:
+    `acquisition`, `random_fraction`, `spread` (ValueError for an unknown name)."""
+    from reward_model.selection import selection_preset
+
+    preset = selection_preset(name)
+    return {
+        "acquisition": preset.acquisition,
+        "random_fraction": preset.random_fraction,
+        "spread": preset.spread,
+    }

@@ -2,7 +2,8 @@
 judgments.
 
 Queue invariant: for every non-gold pair, `open_slots == max(0, overlap - judgments(non-skip) - live
-reservations)` (below zero only after the overlap was lowered under what was already judged or held).
+reservations)` (below zero only after the overlap was lowered under what was already judged or held), where a
+pair's overlap is the project's, or its own `Pair.overlap` where that is higher.
 It is only changed inside the services, under a row lock of the pair, so two annotators racing can never
 take a pair beyond its overlap.
 """
@@ -117,6 +118,9 @@ class Pair(models.Model):
     selection_score = models.FloatField(null=True, blank=True)
     open_slots = models.IntegerField(default=1)
     judgment_count = models.IntegerField(default=0)
+    # Judgments wanted of this pair at least (null: the project's overlap alone), e.g. 2 for the share of pairs
+    # the loop keeps judged twice so that agreement stays measured; the project's overlap wins when higher.
+    overlap = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,6 +133,9 @@ class Pair(models.Model):
                 condition=Q(is_gold=False) | ~Q(gold_outcome=""), name="gold_pair_has_known_outcome"
             ),
             models.UniqueConstraint(fields=["candidate_a", "candidate_b"], name="pair_unique"),
+            models.CheckConstraint(
+                condition=Q(overlap__isnull=True) | Q(overlap__gte=1), name="pair_overlap_positive"
+            ),
         ]
         indexes = [
             # The queue: open non-gold pairs of a project in serving order.

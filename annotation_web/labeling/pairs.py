@@ -29,7 +29,7 @@ from annotation_web.labeling.models import (
     Pair,
     Project,
 )
-from annotation_web.labeling.queue import open_slots_recomputed
+from annotation_web.labeling.queue import open_slots_recomputed, pair_overlap
 from annotation_web.registry.models import ModelKind, ModelVersion
 from annotation_web.registry.services import model_version_get_or_create
 
@@ -86,7 +86,12 @@ def pair_create(
     priority: int = 0,
     selection_reason: str = "",
     selection_score: float | None = None,
+    overlap: int | None = None,
 ) -> Pair:
+    """`overlap`: judgments wanted of this pair at least (the project's overlap when higher); a pair that
+    exists already keeps its own."""
+    if overlap is not None and overlap < 1:
+        raise LabelingError("a pair's overlap must be at least 1")
     if a.face_input_id != b.face_input_id:
         raise LabelingError("both candidates of a pair must restore the same input")
     if a.pk == b.pk:
@@ -102,7 +107,8 @@ def pair_create(
             "priority": priority,
             "selection_reason": selection_reason,
             "selection_score": selection_score,
-            "open_slots": project.overlap,
+            "overlap": overlap,
+            "open_slots": pair_overlap(project_overlap=project.overlap, own=overlap),
         },
     )
     return pair

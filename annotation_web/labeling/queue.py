@@ -174,12 +174,19 @@ def _release_expired(*, project: Project | None, now: datetime) -> int:
     return len(rows)
 
 
+def pair_overlap(*, project_overlap: int, own: int | None) -> int:
+    """A pair's overlap: the project's, or the pair's own where that is higher."""
+    return max(project_overlap, own or 0)
+
+
 def open_slots_recomputed(*, overlap: Any) -> Greatest:
     """`max(0, overlap - judged - live)` for the pairs a queryset update touches: the right-hand side of the
-    queue invariant, for every move that gives slots back (overlap change, expiry, skip). The caller holds
-    the pairs' locks; `judgment_count` is a pair's non-skip judgments."""
+    queue invariant, for every move that gives slots back (overlap change, expiry, skip), with `overlap` the
+    project's (an expression) and each pair's own `Pair.overlap` where higher. The caller holds the pairs'
+    locks; `judgment_count` is a pair's non-skip judgments."""
     live = _per_pair_count(Reservation.objects.filter(state=ReservationState.ACTIVE))
-    return Greatest(overlap - F("judgment_count") - live, Value(0))
+    wanted = Greatest(overlap, Coalesce(F("overlap"), Value(0)))
+    return Greatest(wanted - F("judgment_count") - live, Value(0))
 
 
 @transaction.atomic
@@ -226,10 +233,10 @@ def queue_invariant_violations(*, project: Project) -> list[str]:
             live=_per_pair_count(Reservation.objects.filter(state=ReservationState.ACTIVE)),
         )
         .order_by("pk")
-        .values_list("pk", "is_gold", "open_slots", "judgment_count", "done", "live")
+        .values_list("pk", "is_gold", "open_slots", "judgment_count", "done", "live", "overlap")
     )
-    overlap = project.overlap
-    for pk, is_gold, open_slots, judgment_count, done, live in pairs:
+    for pk, is_gold, open_slots, judgment_count, done, live, own in pairs:
+        overlap = pair_overlap(project_overlap=project.overlap, own=own)
         if is_gold:
             if open_slots != 0:
                 violations.append(f"gold pair {pk}: open_slots={open_slots}, expected 0")

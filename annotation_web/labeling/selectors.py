@@ -7,7 +7,8 @@ from datetime import datetime, time, timedelta
 from uuid import UUID
 
 from django.core import signing
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -279,7 +280,9 @@ def dashboard_overview(*, project: Project) -> dict:
         "project": project.slug,
         "inputs": FaceInput.objects.filter(project=project).count(),
         "pairs": pairs.count(),
-        "pairs_complete": pairs.filter(judgment_count__gte=project.overlap).count(),
+        "pairs_complete": pairs.filter(
+            judgment_count__gte=Greatest(Value(project.overlap), Coalesce(F("overlap"), Value(0)))
+        ).count(),
         "gold_pairs": Pair.objects.filter(project=project, is_gold=True).count(),
         "judgments": sum(n for outcome, n in outcome_counts.items() if outcome != Outcome.SKIP),
         "outcomes": [

@@ -29,6 +29,8 @@ class LoopPolicySerializer(serializers.ModelSerializer):
         extra_kwargs = {
             "random_fraction": {"min_value": 0.0, "max_value": 1.0},
             "cross_version_fraction": {"min_value": 0.0, "max_value": 1.0},
+            "agreement_share": {"min_value": 0.0, "max_value": 1.0},
+            "tick_seconds": {"min_value": 1, "max_value": 7 * 24 * 3600},
             "held_out_fraction": {"min_value": 0.05, "max_value": 0.5},
             "eta": {"min_value": 0.0, "max_value": 1.0},
             "samples_per_input": {"min_value": 2, "max_value": 16},
@@ -96,6 +98,7 @@ def _state_data(project) -> dict:
         "candidate": state.candidate_id,
         "job": state.job_id,
         "held_out_input_ids": state.held_out_input_ids,
+        "ticked_at": state.ticked_at,
     }
 
 

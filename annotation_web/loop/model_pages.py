@@ -48,8 +48,12 @@ UNITS = (
     ("_win", "share of inputs (0–1)"),
     ("calibration_error", "share (0–1)"),
     ("ratio", "ratio"),
+    ("ssim", "SSIM (0–1)"),
+    ("perceptual", "perceptual distance (lower is closer)"),
+    ("identity", "face-embedding similarity"),
+    # solution entropy here is the mean per-pixel standard deviation over seeds (rl_trainer's measure)
+    ("entropy", "per-pixel std over seeds"),
     ("loss", "nats"),
-    ("entropy", "nats"),
     ("kl", "nats"),
     ("per_second", "per second"),
     ("per_s", "per second"),

@@ -30,6 +30,9 @@ class LoopPolicy(models.Model):
     pairs_budget = models.PositiveIntegerField(default=40)
     random_fraction = models.FloatField(default=0.2)
     cross_version_fraction = models.FloatField(default=0.25)
+    # The share of a generation's chosen pairs asked of two annotators (Pair.overlap 2) so that agreement stays
+    # measured with a project overlap of 1 (the cross-version pairs keep the project's overlap).
+    agreement_share = models.FloatField(default=0.2)
     num_steps = models.PositiveIntegerField(default=20)
     eta = models.FloatField(default=1.0)
     # evaluation and promotion
@@ -40,6 +43,9 @@ class LoopPolicy(models.Model):
     # Human judgments of new-vs-in-use pairs from which the leaderboard is consulted: with at least this many,
     # a candidate the leaderboard finds worse than the restorer in use is not promoted.
     leaderboard_min_judgments = models.PositiveIntegerField(default=20)
+    # Seconds between two scheduled ticks of this project: the beat fires every PREF_LOOP_TICK_SECONDS and a
+    # project whose last tick is younger than this is left alone (nothing recorded).
+    tick_seconds = models.PositiveIntegerField(default=20)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -82,6 +88,8 @@ class LoopState(models.Model):
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # kind -> ISO time of its last failure: a failed kind is not started again before a pause.
     failures = models.JSONField(default=dict, blank=True)
+    # When the project was last ticked (scheduled or by hand); the beat skips it until `tick_seconds` passed.
+    ticked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"loop state of {self.project_id}: round {self.round}, restorer {self.restorer_id}, reward {self.reward_id}"

@@ -44,6 +44,8 @@ TRAIN_RESTORER = "train_restorer"
 MIN_PAIR_DIFFERENCE = 0.5
 # Other versions of an input tried for a cross-version pair before giving up on the input.
 CROSS_VERSION_TRIES = 8
+# The overlap of the pairs a generation keeps for measuring agreement (`agreement_share`).
+AGREEMENT_OVERLAP = 2
 
 
 def _model_version(pk: int, kind: str) -> ModelVersion:
@@ -178,6 +180,21 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
     # the rest of the budget pairs them with other versions' candidates of the same inputs instead.
     cross_fill = bool(params.get("cross_version_fill", False))
     pairable = [entry for entry in candidate_sets if len(entry[2]) >= 2]
+    # Pair-selection options (`reward_model.selection.select_pairs`): the per-input cap, given as is or as
+    # `spread` times the even share of this batch over the inputs that can be paired, and the judgments each
+    # pair of these candidates already has (a pair asked again must stay much more informative than the rest).
+    max_per_input = params.get("max_per_input")
+    if params.get("spread") is not None and pairable:
+        max_per_input = ml_bridge.pair_selection_cap(
+            spread=float(params["spread"]), budget=budget - cross_count, inputs=len(pairable)
+        )
+    keys = [key for _, _, pngs in pairable for key in pngs]
+    label_counts = {
+        (a_key, b_key): count
+        for a_key, b_key, count in Pair.objects.filter(
+            candidate_a__image_key__in=keys, candidate_b__image_key__in=keys, judgment_count__gt=0
+        ).values_list("candidate_a__image_key", "candidate_b__image_key", "judgment_count")
+    }
     choices = (
         ml_bridge.choose_pairs(
             candidate_sets=pairable,
@@ -185,6 +202,9 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
             budget=budget - cross_count,
             random_fraction=float(params.get("random_fraction", 0.2)),
             seed=int(params.get("seed", 0)),
+            label_counts=label_counts,
+            max_per_input=max_per_input,
+            acquisition=params.get("acquisition", "bald"),
         )
         if pairable
         else []
@@ -196,9 +216,18 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
         )
     }
 
+    # `agreement_share` of the chosen pairs are asked of two annotators (overlap 2), drawn by the job's seed,
+    # so that agreement between annotators stays measured whatever the project's overlap.
+    share = float(params.get("agreement_share", 0.0))
+    twice = set(
+        np.random.default_rng(int(params.get("seed", 0)))
+        .permutation(len(choices))[: round(share * len(choices))]
+        .tolist()
+    )
+
     def queue_pairs() -> dict:
         pair_ids, refused = [], 0
-        for choice in choices:
+        for index, choice in enumerate(choices):
             a_png, b_png = candidate_sets_png(candidate_sets, choice)
             if not images_distinguishable(a_png, b_png):
                 refused += 1
@@ -209,6 +238,7 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
                 batch=params.get("batch", f"gen-{job.pk}"),
                 selection_reason=choice.reason,
                 selection_score=choice.score,
+                overlap=AGREEMENT_OVERLAP if index in twice else None,
             )
             pair_ids.append(pair.pk)
         if cross_count:
@@ -528,7 +558,14 @@ def generation_job_create(
     cross_version_restorer_id: int | None = None,
     cross_version_fraction: float = 0.0,
     cross_version_fill: bool = False,
+    acquisition: str = "bald",
+    max_per_input: int | None = None,
+    spread: float | None = None,
+    agreement_share: float = 0.0,
 ) -> Job:
+    """`acquisition`, `max_per_input` and `spread` are pair-selection options (`ml_bridge.choose_pairs`):
+    the informative score, and the cap on informative pairs per input, fixed or as `spread` times the even
+    share of the batch (computed by the run over the inputs it can pair)."""
     _model_version(restorer_id, ModelKind.RESTORER)
     if reward_id is not None:
         _model_version(reward_id, ModelKind.REWARD)
@@ -536,6 +573,12 @@ def generation_job_create(
         raise LabelingError("samples_per_input must be between 2 and 16")
     if not 0.0 <= random_fraction <= 1.0:
         raise LabelingError("random_fraction must be between 0 and 1")
+    if not 0.0 <= agreement_share <= 1.0:
+        raise LabelingError("agreement_share must be between 0 and 1")
+    try:
+        ml_bridge.pair_selection_validate(acquisition=acquisition, max_per_input=max_per_input, spread=spread)
+    except ValueError as exc:
+        raise LabelingError(str(exc)) from exc
     ids = input_ids or list(project.inputs.values_list("pk", flat=True))
     if not ids:
         raise LabelingError("the project has no inputs; import faces first")
@@ -549,7 +592,14 @@ def generation_job_create(
         "num_steps": num_steps,
         "eta": eta,
         "seed": seed,
+        "acquisition": acquisition,
     }
+    if max_per_input is not None:
+        params["max_per_input"] = max_per_input
+    if spread is not None:
+        params["spread"] = float(spread)
+    if agreement_share > 0:
+        params["agreement_share"] = agreement_share
     if cross_version_restorer_id is not None and cross_version_fraction > 0:
         params["cross_version_restorer_id"] = cross_version_restorer_id
         params["cross_version_fraction"] = cross_version_fraction
