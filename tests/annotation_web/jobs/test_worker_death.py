@@ -171,6 +171,19 @@ def rl_setup(make_project, tmp_path):
     return project, restorer, reward
 
 
+def rl_test_job(rl_setup, user, overrides: dict) -> Job:
+    """An RL job of the `test` preset on the fixture's project, restorer and reward model."""
+    project, restorer, reward = rl_setup
+    return rl_job_create(
+        project=project,
+        user=user,
+        restorer_id=restorer.pk,
+        reward_id=reward.pk,
+        preset="test",
+        overrides=overrides,
+    )
+
+
 def kill_mid_run_and_resume(job: Job, worker: Worker, *, at_step: int, timeout: float = 240) -> dict:
     """Let the job reach `at_step`, SIGKILL its worker, start another; return what happened."""
     wait_for(
@@ -193,14 +206,7 @@ def test_an_rl_job_whose_worker_is_sigkilled_resumes_and_ends_as_an_uninterrupte
     overrides = {"max_steps": 12, "checkpoint_every": 1, "eval_every": 1000}
     worker = Worker(worker_env, tmp_path).start(purge=True)
     try:
-        job = rl_job_create(
-            project=project,
-            user=engineer,
-            restorer_id=restorer.pk,
-            reward_id=reward.pk,
-            preset="test",
-            overrides=overrides,
-        )
+        job = rl_test_job(rl_setup, engineer, overrides)
         happened = kill_mid_run_and_resume(job, worker, at_step=3)
     finally:
         worker.stop()
@@ -214,14 +220,7 @@ def test_an_rl_job_whose_worker_is_sigkilled_resumes_and_ends_as_an_uninterrupte
     assert made.count() == 1 and ModelVersion.objects.filter(kind=ModelKind.RESTORER).count() == 2
 
     # The same job, never interrupted (run here, in this process): the same weights.
-    reference = rl_job_create(
-        project=project,
-        user=engineer,
-        restorer_id=restorer.pk,
-        reward_id=reward.pk,
-        preset="test",
-        overrides=overrides,
-    )
+    reference = rl_test_job(rl_setup, engineer, overrides)
     job_run(job_id=reference.pk, worker="reference")
     reference = job_row(reference)
     assert reference.state == JobState.SUCCEEDED, reference.error
@@ -283,14 +282,7 @@ def test_a_job_whose_workers_keep_dying_fails_with_the_reason(worker_env, beat, 
     project, restorer, reward = rl_setup
     worker = Worker(worker_env, tmp_path).start(purge=True)
     try:
-        job = rl_job_create(
-            project=project,
-            user=engineer,
-            restorer_id=restorer.pk,
-            reward_id=reward.pk,
-            preset="test",
-            overrides={"max_steps": 400, "checkpoint_every": 1, "eval_every": 1000},
-        )
+        job = rl_test_job(rl_setup, engineer, {"max_steps": 400, "checkpoint_every": 1, "eval_every": 1000})
         for attempt in (1, 2, 3):
             wait_for(
                 lambda attempt=attempt: (
@@ -318,14 +310,7 @@ def test_each_queue_only_takes_its_own_kinds(worker_env, rl_setup, engineer, tmp
         imported = import_job_create(
             project=project, user=engineer, upload_name="faces.zip", upload=io.BytesIO(zip_of_faces(1))
         )
-        tuned = rl_job_create(
-            project=project,
-            user=engineer,
-            restorer_id=restorer.pk,
-            reward_id=reward.pk,
-            preset="test",
-            overrides={"max_steps": 2},
-        )
+        tuned = rl_test_job(rl_setup, engineer, {"max_steps": 2})
         wait_for(lambda: job_row(tuned).state == JobState.SUCCEEDED, 120, "the RL job", train_only)
         assert job_row(imported).state == JobState.QUEUED, "a train worker does not take imports"
     finally:
@@ -333,14 +318,7 @@ def test_each_queue_only_takes_its_own_kinds(worker_env, rl_setup, engineer, tmp
     default_only = Worker(worker_env, tmp_path, queues="default").start()
     try:
         wait_for(lambda: job_row(imported).state == JobState.SUCCEEDED, 120, "the import", default_only)
-        later = rl_job_create(
-            project=project,
-            user=engineer,
-            restorer_id=restorer.pk,
-            reward_id=reward.pk,
-            preset="test",
-            overrides={"max_steps": 2},
-        )
+        later = rl_test_job(rl_setup, engineer, {"max_steps": 2})
         time.sleep(3)
         assert job_row(later).state == JobState.QUEUED, "a default worker does not take ML jobs"
     finally:
