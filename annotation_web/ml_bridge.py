@@ -178,7 +178,7 @@ def choose_pairs(
         )
         for input_id, lq, candidates in candidate_sets
     ]
-    ensemble = RewardEnsemble.from_pretrained(reward_dir) if reward_dir else None
+    ensemble = RewardEnsemble.from_pretrained(reward_dir, device=device()) if reward_dir else None
     selected = select_pairs(
         sets,
         ensemble,

@@ -47,15 +47,20 @@ class RewardEnsemble:
     def size(self) -> int:
         return self.model.config.ensemble_size
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     @torch.no_grad()
     def member_rewards(self, lq: Tensor, x: Tensor) -> Tensor:
-        """``[B, K]`` rewards of each member for candidates ``x`` of inputs ``lq``."""
-        return self.model.member_rewards(lq, x)
+        """``[B, K]`` rewards of each member for candidates ``x`` of inputs ``lq`` (on the inputs' device; the
+        model runs on its own, so callers holding CPU images may use an ensemble on CUDA)."""
+        return self.model.member_rewards(lq.to(self.device), x.to(self.device)).to(x.device)
 
     @torch.no_grad()
     def preference(self, lq: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         """``(p_a_beats_b [B], spread [B])`` for candidates a and b of the same inputs ``lq``."""
-        rewards = self.model.member_rewards(torch.cat([lq, lq]), torch.cat([a, b]))
+        rewards = self.member_rewards(torch.cat([lq, lq]), torch.cat([a, b]))
         reward_a, reward_b = rewards.chunk(2)
         stats = pair_statistics(reward_a, reward_b)
         return stats["p_a_beats_b"], stats["spread"]
