@@ -20,8 +20,12 @@ Pipeline (every phase is what the platform does, at CPU scale):
    ``--policy-samples`` samples of the supervised restorer with its stochastic RL sampler (eta 1, the rollout
    step count: what RL's groups hold), one sample at each of ``--fast-steps`` (eta 1 with fewer steps: more
    noise per step, so the samples differ), ``--edited`` edited versions of the samples (unsharp mask or blur of
-   random strength, added noise: stand-ins for the other model versions of a real pool) and ``--classical``
-   classical restorations (``restorer.classical``, random sharpening). The restorer's raw samples of one input
+   random strength, added noise: stand-ins for the other model versions of a real pool), ``--classical``
+   classical restorations (``restorer.classical``, random sharpening) and ``--sharpened`` rungs of a sharpening
+   ladder (unsharp masks of one sample, no noise, strengths stratified from a blur to a strong over-sharpening:
+   a reward model fitted without them rose with sharpening far past the oracle's best strength, and RL followed
+   its gradient there; judged by the same annotators, the ladder's pairs say where sharpening stops helping).
+   The restorer's raw samples of one input
    are nearly identical under the oracle (the report measures the share of those pairs within the annotators'
    tie margin), so the informative on-policy pairs are those between samples, faster samples and edits. Every
    within-input pair is judged ``--judgments-per-pair`` times; ``reward_model.train`` fits the model. Its
@@ -311,10 +315,11 @@ class PoolSpec:
     fast_steps: tuple[int, ...]
     edited: int
     classical: int
+    sharpened: int = 0  # the sharpening ladder: unsharp masks of one sample at strengths along the axis
 
     @property
     def size(self) -> int:
-        return self.policy_samples + len(self.fast_steps) + self.edited + self.classical
+        return self.policy_samples + len(self.fast_steps) + self.edited + self.classical + self.sharpened
 
 
 def edit(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -324,6 +329,28 @@ def edit(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     noise_std = (torch.rand(len(images), generator=generator) * 0.03).view(-1, 1, 1, 1)
     noise = torch.randn(images.shape, generator=generator) * noise_std
     return (unsharp_mask(images, strength, sigma=1.0) + noise).clamp(-1.0, 1.0)
+
+
+LADDER_STRENGTHS = (-0.7, 3.0)  # the sharpening ladder's range of unsharp-mask strengths
+LADDER_SIGMAS = (0.7, 1.0, 1.5)  # its blur radii (px): RL can over-sharpen at more than one scale
+
+
+def sharpening_ladder(image: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` unsharp masks of one image, without noise: strength stratified over ``LADDER_STRENGTHS`` (one
+    random strength in each of ``count`` equal bins: from a blur to a strong over-sharpening), radius drawn from
+    ``LADDER_SIGMAS``. Pairs of them and of their source differ only along the sharpening axis, so the
+    annotators' answers on them tell the reward model where the oracle's best strength lies (the axis a
+    reward's gradient was seen to hack: beyond that strength more sharpening is worse, not better)."""
+    low, high = LADDER_STRENGTHS
+    width = (high - low) / count
+    strengths = low + width * (torch.arange(count) + torch.rand(count, generator=generator))
+    sigmas = torch.randint(len(LADDER_SIGMAS), (count,), generator=generator).tolist()
+    return torch.stack(
+        [
+            unsharp_mask(image[None], float(strength), sigma=LADDER_SIGMAS[sigma])[0].clamp(-1.0, 1.0)
+            for strength, sigma in zip(strengths.tolist(), sigmas)
+        ]
+    )
 
 
 @dataclasses.dataclass
@@ -373,6 +400,10 @@ def candidate_pool(
             )
             if sources is not None:
                 drawn[index] += [("edited", image) for image in edit(sources, generator)]
+            if spec.sharpened:
+                drawn[index] += [
+                    ("sharpened", image) for image in sharpening_ladder(samples[0], spec.sharpened, generator)
+                ]
             levels = torch.randperm(3, generator=generator)[: spec.classical].tolist()
             for level in levels:
                 sharpen = (0.0, 0.6, 1.5)[level]
@@ -395,11 +426,14 @@ def candidate_pool(
 
 
 def pair_family(kind_a: str, kind_b: str) -> str:
-    """raw (two RL-sampler samples), on-policy (samples, faster samples and their edits), classical (one is)."""
+    """raw (two RL-sampler samples), on-policy (samples, faster samples and their edits), classical (one is),
+    sharpening (one is a rung of the sharpening ladder, neither classical)."""
     if kind_a == kind_b == "policy":
         return "raw"
     if "classical" in (kind_a, kind_b):
         return "classical"
+    if "sharpened" in (kind_a, kind_b):
+        return "sharpening"
     return "on-policy"
 
 
@@ -433,11 +467,37 @@ def build_reward_model(
     args: argparse.Namespace,
     sizes: Sizes,
     work: Path,
+    pool_key: dict,
 ) -> tuple[Path, dict]:
     started = time.perf_counter()
-    train_pool = candidate_pool(restorer, faces, spec, annotator.distance, args.rollout_steps, 10_000_000)
-    check_pool = candidate_pool(restorer, held_out, spec, annotator.distance, args.rollout_steps, 20_000_000)
-    generated = time.perf_counter() - started
+    # the candidate pools (samples and the oracle's badness) are cached: a refit with other fit settings reuses them
+    pools_cache = work / "reward_pools.pt"
+    saved = torch.load(pools_cache, weights_only=True) if pools_cache.is_file() else None
+    if saved is not None and saved["key"] == json.loads(json.dumps(pool_key)):
+        train_pool, check_pool = Pool(**saved["train"]), Pool(**saved["check"])
+        generated = float(saved["seconds"])
+        log(f"reward model: reusing the candidate pools of an earlier run (made in {generated:.0f} s)")
+    else:
+        train_pool = candidate_pool(restorer, faces, spec, annotator.distance, args.rollout_steps, 10_000_000)
+        check_pool = candidate_pool(
+            restorer, held_out, spec, annotator.distance, args.rollout_steps, 20_000_000
+        )
+        generated = time.perf_counter() - started
+        torch.save(
+            {
+                "key": json.loads(json.dumps(pool_key)),
+                # each image cloned: a view would save the whole batch it was cut from (gigabytes)
+                **{
+                    name: {
+                        **dataclasses.asdict(pool),
+                        "images": {key: image.clone() for key, image in pool.images.items()},
+                    }
+                    for name, pool in (("train", train_pool), ("check", check_pool))
+                },
+                "seconds": generated,
+            },
+            pools_cache,
+        )
     margin = annotator.tie_margin
     train_pairs = pool_pairs(train_pool)
     pairs = [
@@ -469,7 +529,16 @@ def build_reward_model(
         residual_input=True,
         group_norm=True,
     )
-    config = RewardTrainConfig(reward=reward_config, max_steps=sizes.reward_steps, eval_every=50, patience=4)
+    # no early stop (min_steps = the budget; the best validation step is still the one kept): with the sharpening
+    # ladder's pairs the validation accuracy first dips (the model learns "sharper is better" before it learns
+    # where that stops), and patience 4 stopped a fit at step 250 with the model of step 50 (chance accuracy)
+    config = RewardTrainConfig(
+        reward=reward_config,
+        max_steps=sizes.reward_steps,
+        eval_every=50,
+        patience=4,
+        min_steps=sizes.reward_steps,
+    )
     out = work / "reward"
     shutil.rmtree(out, ignore_errors=True)
     fit_started = time.perf_counter()
@@ -493,7 +562,7 @@ def build_reward_model(
             reward_of.update(zip(keys, values))
     check_pairs = pool_pairs(check_pool)
     by_family: dict[str, dict[str, float]] = {}
-    for family in ("raw", "on-policy", "classical", "all"):
+    for family in ("raw", "on-policy", "classical", "sharpening", "all"):
         chosen = [(a, b) for a, b, f in check_pairs if family in (f, "all")]
         acc, decided, ties = accuracy(
             [reward_of[a] for a, _ in chosen],
@@ -506,9 +575,13 @@ def build_reward_model(
         tie_share = sum(
             abs(train_pool.badness[a] - train_pool.badness[b]) <= margin for a, b in in_train
         ) / max(len(in_train), 1)
-        median_gap = statistics.median(
-            abs(train_pool.badness[a] - train_pool.badness[b]) for a, b in in_train
+        median_gap = (
+            statistics.median(abs(train_pool.badness[a] - train_pool.badness[b]) for a, b in in_train)
+            if in_train
+            else float("nan")
         )
+        if not chosen and not in_train:
+            continue
         by_family[family] = {
             "accuracy": acc,
             "decided_pairs": decided,
@@ -523,6 +596,7 @@ def build_reward_model(
         for kind in sorted(set(train_pool.kind.values()))
     }
     info = {
+        "sharpening_check": sharpening_check(model, held_out, check_pool, annotator.distance),
         "judgments": len(rows),
         "train_inputs": len(faces.ids),
         "check_inputs": len(held_out.ids),
@@ -539,12 +613,48 @@ def build_reward_model(
     return out, info
 
 
+def sharpening_check(model: RewardModel, held_out: Faces, pool: Pool, oracle: DistanceFn) -> list[dict]:
+    """The fitted reward model along the sharpening axis on the held-out (val) inputs: unsharp masks (sigma 1) of
+    each input's first RL-sampler sample at the report's strengths; per strength the mean oracle badness, the
+    ensemble's mean reward, its member std, and the share of inputs whose reward rises from strength 0 (a
+    reward that keeps rising where the oracle's badness rises is one RL can hack by over-sharpening)."""
+    ids = [input_id for input_id in held_out.ids if input_id in pool.candidates_of]
+    images = torch.stack([pool.images[pool.candidates_of[input_id][0]] for input_id in ids])
+    index = {input_id: i for i, input_id in enumerate(held_out.ids)}
+    lq = held_out.lq[[index[i] for i in ids]]
+    hq = held_out.hq[[index[i] for i in ids]]
+    rows: list[dict] = []
+    with torch.no_grad():
+        base = None
+        for strength in SHARPENING:
+            edited = quantize(unsharp_mask(images, strength, sigma=1.0).clamp(-1, 1))
+            members = model.member_rewards(lq, edited)
+            mean = members.mean(dim=1)
+            if strength == 0.0:
+                base = mean
+            rows.append(
+                {
+                    "s": strength,
+                    "oracle": float(badness(oracle, edited, hq).mean()),
+                    "learned": float(mean.mean()),
+                    "member_std": float(members.std(dim=1, unbiased=False).mean()),
+                    "_mean": mean,
+                }
+            )
+    for row in rows:
+        row["rises_from_0"] = (
+            float((row.pop("_mean") > base).float().mean()) if base is not None else float("nan")
+        )
+    return rows
+
+
 def reward_lines(info: dict) -> list[str]:
     pool = info["pool"]
     lines = [
         f"reward model: {info['judgments']} simulated judgments ({info['annotator']['kind']} oracle annotators) on"
         f" {pool['policy_samples']} RL-sampler samples + 1 sample at each of {pool['fast_steps']} steps + {pool['edited']}"
-        f" edited samples + {pool['classical']} classical restoration(s) of each of {info['train_inputs']} train inputs,"
+        f" edited samples + {pool['classical']} classical restoration(s) + {pool.get('sharpened', 0)} rungs of the"
+        f" sharpening ladder of each of {info['train_inputs']} train inputs,"
         f" every within-input pair judged; candidates {info['candidate_seconds']:.0f} s, fit {info['fit_seconds']:.0f} s",
         "  mean oracle badness by kind (train pool): "
         + ", ".join(f"{kind} {value:.3f}" for kind, value in info["mean_badness_by_kind"].items()),
@@ -570,6 +680,18 @@ def reward_lines(info: dict) -> list[str]:
             f" margin, median gap {figures['train_median_gap']:.4f}; answers: {said}; held-out accuracy"
             f" {figures['accuracy']:.3f} on {figures['decided_pairs']} of {figures['check_pairs']} pairs"
         )
+    if info.get("sharpening_check"):
+        lines.append(
+            f"  the reward model along the sharpening axis on the held-out (val) inputs ({info['check_inputs']}; unsharp"
+            " mask of strength s, sigma 1, of each one's first RL-sampler sample): mean oracle badness, ensemble mean"
+            " reward, member std, share of inputs whose reward is above its s = 0 reward"
+        )
+        lines.append(f"    {'s':>5} {'oracle':>8} {'learned':>8} {'std':>7} {'> s=0':>6}")
+        for row in info["sharpening_check"]:
+            lines.append(
+                f"    {row['s']:>5.1f} {row['oracle']:>8.4f} {row['learned']:>8.4f} {row['member_std']:>7.4f}"
+                f" {row['rises_from_0']:>6.2f}"
+            )
     return lines
 
 
@@ -989,6 +1111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--edited", type=int, default=3, help="edited samples per input in the pool")
     parser.add_argument("--classical", type=int, default=1, help="classical restorations per input (0-3)")
     parser.add_argument(
+        "--sharpened",
+        type=int,
+        default=5,
+        help="rungs of the sharpening ladder per input in the pool (unsharp masks of one sample, strength"
+        f" stratified over {LADDER_STRENGTHS}, radius one of {LADDER_SIGMAS}); 0: none",
+    )
+    parser.add_argument(
         "--reuse-reward", action="store_true", help="reuse the reward model of an earlier run"
     )
     parser.add_argument(
@@ -1041,7 +1170,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = dataclasses.replace(sizes, reward_inputs=max(sizes.reward_inputs, sizes.rl_inputs))
     if args.quick:
         args.rl_minutes = min(args.rl_minutes, 2.0)
-    spec = PoolSpec(args.policy_samples, tuple(args.fast_steps), args.edited, args.classical)
+    spec = PoolSpec(args.policy_samples, tuple(args.fast_steps), args.edited, args.classical, args.sharpened)
     torch.manual_seed(0)
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
@@ -1086,6 +1215,7 @@ def main(argv: list[str] | None = None) -> None:
         "rollout_steps": args.rollout_steps,
         "judgments_per_pair": args.judgments_per_pair,
         "reward_encoder": "residual input, group norm",
+        "reward_fit": "no early stop (min_steps = reward_steps), best validation step kept",
     }
     cached = work / "reward_info.json"
     if (
@@ -1097,8 +1227,14 @@ def main(argv: list[str] | None = None) -> None:
         log("reward model: reusing the one fitted by an earlier run with the same settings")
     else:
         log("reward model: sampling candidates, simulated judgments, fitting")
+        pool_key = {
+            key: value
+            for key, value in reward_key.items()
+            if key not in ("reward_encoder", "reward_fit", "judgments_per_pair")
+        }
+        pool_key["sizes"] = {k: v for k, v in reward_key["sizes"].items() if k != "reward_steps"}
         reward_dir, reward_info = build_reward_model(
-            supervised, reward_faces, reward_check, annotator, spec, args, sizes, work
+            supervised, reward_faces, reward_check, annotator, spec, args, sizes, work, pool_key
         )
         cached.write_text(json.dumps({"key": reward_key, "info": reward_info}))
     log(f"reward model: {json.dumps(reward_info['by_family'])}")

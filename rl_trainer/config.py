@@ -259,7 +259,9 @@ PRESETS: dict[str, RLConfig] = {
     # learned weight 3 is the cap of the rule "its gradient on the images as large as that of the GT perceptual
     # term at weight 5000" (which asked for ~23). The policy handed back is the guard evaluation's best held-out
     # win among those within 0.65 x the reference's solution entropy. NOT YET A RECIPE THAT WORKS: measured once
-    # (benchmarks/results/rl_gain_ablation.txt, 5-minute budget) it handed back step 0.
+    # (benchmarks/results/rl_gain_ablation.txt, 5-minute budget) it handed back step 0; again with a reward model
+    # whose pool has a sharpening ladder (no longer monotonic in sharpening; benchmarks/results/
+    # rl_gain_ablation_seed0.txt, 8-minute budget) the guard stopped it at step 30 and it handed back step 0.
     "tiny_preference": RLConfig(
         max_steps=200,
         max_minutes=20.0,
