@@ -158,17 +158,15 @@ def _record_outcome(job: Job, outputs: dict[str, Any], keeper: LeaseKeeper) -> N
         row = _locked(job.pk)
         if row.attempt != job.attempt:
             return  # another attempt owns the job now
-        if row.state == JobState.CANCELLED:
-            row.outputs = {**outputs, "partial": True}
-            row.save(update_fields=["outputs"])
-            return
-        if row.state != JobState.RUNNING:
+        if row.state not in (JobState.RUNNING, JobState.CANCELLED):
             return  # finished by `job_commit`, or handed back to the queue
-        row.outputs = outputs
+        # A run that stopped early (cancelled, past its time limit) ends with what it had: partial outputs.
+        stopped = row.state == JobState.CANCELLED or keeper.timed_out
+        row.outputs = {**outputs, "partial": True} if stopped else outputs
         row.save(update_fields=["outputs"])
+        if row.state == JobState.CANCELLED:
+            return
         if keeper.timed_out:
-            row.outputs = {**outputs, "partial": True}
-            row.save(update_fields=["outputs"])
             limit = f"{keeper.soft_time_limit:g} s"
             job_transition(
                 job_id=job.pk, to_state=JobState.FAILED, error=f"stopped at its time limit ({limit})"

@@ -10,7 +10,7 @@ import pytest
 from annotation_web.jobs import kinds
 from annotation_web.jobs.models import Job, JobState
 from annotation_web.jobs.runs import LeaseKeeper, _claim, _record_outcome
-from annotation_web.jobs.services import job_cancel, job_progress_reporter
+from annotation_web.jobs.services import JobStopped, job_cancel, job_progress_reporter
 from annotation_web.labeling.import_jobs import import_job_create
 from annotation_web.labeling.models import Candidate, Pair
 from annotation_web.registry.models import ModelKind, ModelVersion
@@ -38,8 +38,6 @@ def run_cancelled_at(job: Job, *, stop_call: int | None, cancel_in_progress_at: 
         if cancel_in_progress_at is not None and done >= cancel_in_progress_at:
             if Job.objects.get(pk=job.pk).state == JobState.RUNNING:
                 job_cancel(job_id=job.pk)
-
-    from annotation_web.jobs.services import JobStopped
 
     try:
         outputs = kinds.get(job.kind).runner(job=claimed, progress=progress, should_stop=should_stop)
