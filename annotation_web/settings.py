@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "annotation_web.labeling",
     "annotation_web.training",
     "annotation_web.loop",
+    "annotation_web.dashboards",
 ]
 
 MIDDLEWARE = [

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -75,7 +75,6 @@ api = [
 pages = [
     path("", labeling_views.home, name="home"),
     path("annotate/<slug:slug>/", labeling_views.annotate, name="annotate"),
-    path("dashboard/<slug:slug>/", labeling_views.dashboard, name="dashboard"),
     path(
         "files/r/<str:handle>/<str:slot>/",
         labeling_views.ReservationImageView.as_view(),
@@ -89,6 +88,9 @@ pages = [
     path("jobs/<int:pk>/", jobs_pages.job_detail, name="job-detail"),
     path("models/", model_pages.model_list, name="models"),
     path("models/<int:pk>/", model_pages.model_detail, name="model-detail"),
+    path("", include("annotation_web.dashboards.urls")),
+    path("", include("annotation_web.training.urls")),
+    path("", include("annotation_web.loop.urls")),
 ]
 
 urlpatterns = api + pages
