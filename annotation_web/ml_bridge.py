@@ -10,6 +10,7 @@ import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -233,6 +234,27 @@ def reward_model_train(
     return {**result.metrics, "train_config": config.to_dict()}
 
 
+def reward_models_compare(
+    *, new_dir: str, in_use_dir: str, trained_on_path: str, unseen_path: str, images_root: str
+) -> dict:
+    """Pairwise accuracy of a new reward model and the one in use on the same held-out judgments: those of
+    `unseen_path` (judged after the one in use was trained) on the inputs the new model (trained on
+    `trained_on_path`) held out. `new` / `in_use` are None when fewer than
+    `reward_model.compare.MIN_SHARED_JUDGMENTS` a / b answers are shared."""
+    from reward_model.compare import compare_on_shared_judgments
+    from reward_model.export import read_judgments
+
+    result = compare_on_shared_judgments(
+        new_dir=new_dir,
+        in_use_dir=in_use_dir,
+        trained_on=read_judgments(trained_on_path),
+        unseen=read_judgments(unseen_path) if Path(unseen_path).stat().st_size else [],
+        images_root=images_root,
+        device=device(),
+    )
+    return result.to_dict()
+
+
 def rl_fine_tune(
     *,
     policy_dir: str,
@@ -277,7 +299,6 @@ class RLInput:
 
 def rl_manifest_write(*, folder: str, inputs: list[RLInput]) -> str:
     """The images under `folder` and the inputs manifest naming them (`rl_trainer.manifest`); returns its path."""
-    from pathlib import Path
 
     from rl_trainer.manifest import write_manifest
 
@@ -312,7 +333,6 @@ def oracle_annotators(kind: str, *, seeds: list[int], **settings: float) -> list
 
 def artifact_metrics(artifact_dir: str) -> dict:
     import json
-    from pathlib import Path
 
     path = Path(artifact_dir) / "metrics.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -320,7 +340,6 @@ def artifact_metrics(artifact_dir: str) -> dict:
 
 def artifact_config(artifact_dir: str) -> dict:
     import json
-    from pathlib import Path
 
     path = Path(artifact_dir) / "config.json"
     return json.loads(path.read_text()) if path.exists() else {}

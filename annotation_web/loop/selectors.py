@@ -100,6 +100,12 @@ def leaderboard_judgments(
     return [(a, b, LEADERBOARD_OUTCOMES[outcome], n) for a, b, outcome, n in rows]
 
 
+def judgments_between(*, project_id: int, first: int, second: int) -> int:
+    """Judgments the leaderboard counts between two versions (one aggregate query; no fit)."""
+    project = Project.objects.get(pk=project_id)
+    return sum(n for a, b, _, n in leaderboard_judgments(project=project) if {a, b} == {first, second})
+
+
 def project_leaderboard(
     *,
     project: Project,

@@ -322,9 +322,14 @@ def _reward_comparison(*, new: ModelVersion, in_use: ModelVersion, outputs: dict
     else:
         mine_raw = (new.metrics or {}).get("val_pairwise_accuracy")
         theirs_raw = (in_use.metrics or {}).get("val_pairwise_accuracy")
+        shared_note = (
+            f"only {same['judgments']} shared held-out a/b judgments"
+            if same.get("in_use_id") == in_use.pk and "judgments" in same
+            else "no shared held-out set"
+        )
         basis = (
             f"each on its own validation judgments ({(new.metrics or {}).get('n_val_judgments', '?')} and "
-            f"{(in_use.metrics or {}).get('n_val_judgments', '?')}; no shared held-out set)"
+            f"{(in_use.metrics or {}).get('n_val_judgments', '?')}; {shared_note})"
         )
         if theirs_raw is None:
             return {
@@ -454,6 +459,60 @@ def _leaderboard_verdict(
     }
 
 
+def _probation_check(*, policy: LoopPolicy, state: LoopState) -> LoopEvent | None:
+    """A restorer the loop promoted is on probation against the one it replaced: its generations queue pairs of
+    the two for people to judge, and once they judged `policy.leaderboard_min_judgments` of them the leaderboard
+    decides. Found worse, it is rolled back (the automatic round's human guard: a candidate has no human
+    judgments before its evaluation); not worse, probation ends and the event says so."""
+    current, previous = state.restorer, state.previous_restorer
+    if current is None or previous is None or policy.leaderboard_min_judgments == 0:
+        return None
+    arrival = (
+        VersionChange.objects.filter(project_id=state.project_id, kind=ModelKind.RESTORER, version=current)
+        .order_by("-pk")
+        .first()
+    )
+    on_probation = (
+        arrival is not None
+        and arrival.action == VersionChange.Action.PROMOTE
+        and arrival.by_id is None
+        and arrival.previous_id == previous.pk
+    )
+    if not on_probation:
+        return None
+    if LoopEvent.objects.filter(project_id=state.project_id, inputs__probation_passed=current.pk).exists():
+        return None
+    judged = selectors.judgments_between(project_id=state.project_id, first=current.pk, second=previous.pk)
+    if judged < policy.leaderboard_min_judgments:
+        return None
+    verdict = _leaderboard_verdict(
+        project_id=state.project_id, candidate=current, in_use_id=previous.pk, policy=policy
+    )
+    if not verdict["consulted"]:
+        return None
+    leaderboard = {k: v for k, v in verdict.items() if k != "text"}
+    if not verdict["worse"]:
+        return _event(
+            state=state,
+            decision=Decision.APPLIED,
+            reason=f"restorer {current} kept after probation against {previous}: {verdict['text']}",
+            inputs={"probation_passed": current.pk, "leaderboard": leaderboard},
+        )
+    reason = (
+        f"rolled back restorer {current} -> {previous}: the human leaderboard finds it worse than the restorer "
+        f"it replaced (upper end {verdict['interval'][1]:+.2f} < 0; {verdict['text']})"
+    )
+    change = _version_set(
+        state=state, version=previous, action=VersionChange.Action.ROLLBACK, by=None, reason=reason
+    )
+    return _event(
+        state=state,
+        decision=Decision.ROLLED_BACK,
+        reason=reason,
+        inputs={"version_change": change.pk, "leaderboard": leaderboard},
+    )
+
+
 def theirs_name(outputs: dict[str, Any]) -> str:
     return str(ModelVersion.objects.get(pk=outputs["in_use_id"]))
 
@@ -469,6 +528,9 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
                 project=project, user=None, config=policy.restorer_config, overrides=policy.restorer_overrides
             ),
         )
+    probation = _probation_check(policy=policy, state=state)
+    if probation is not None:
+        return probation
     restorer = state.restorer
     if state.candidate is not None:
         candidate = state.candidate
@@ -532,6 +594,7 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
                 size=policy.reward_size,
                 max_steps=policy.reward_max_steps,
                 seed=state.round,
+                compare_with_reward_id=state.reward_id,
             ),
         )
     if not Pair.objects.filter(project=project, is_gold=False, open_slots__gt=0).exists():

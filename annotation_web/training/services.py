@@ -376,6 +376,7 @@ def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop
     )
     if metrics is None:
         return {"judgments": count, "stopped": True}
+    comparison = _compare_with_in_use(params=params, export=export, images_root=images_root, out_dir=out_dir)
 
     def register() -> dict:
         version = model_version_register(
@@ -396,6 +397,8 @@ def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop
             int(params.get("max_steps", 2000)), int(params.get("max_steps", 2000)), f"registered {version}"
         )
         outputs = {"reward_id": version.pk, "judgments": count, "metrics": version.metrics}
+        if comparison is not None:
+            outputs["comparison"] = comparison
         if snapshot is not None:
             outputs["snapshot"] = {
                 "number": snapshot.number,
@@ -408,6 +411,29 @@ def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop
 
 
 # --- RL ------------------------------------------------------------------------------------------------
+
+
+def _compare_with_in_use(*, params: dict, export: Path, images_root: Path, out_dir: Path) -> dict | None:
+    """The new reward model and the one in use (`compare_with_reward_id`) on the same held-out judgments: the
+    snapshot's judgments made after the one in use was trained, on the inputs the new one held out."""
+    other_id = params.get("compare_with_reward_id")
+    other = ModelVersion.objects.filter(pk=other_id, kind=ModelKind.REWARD).first() if other_id else None
+    if other is None:
+        return None
+    trained_up_to = int((other.config.get("lineage") or {}).get("up_to_judgment_id", 0))
+    unseen = export.parent / "unseen-by-in-use.jsonl"
+    with export.open() as rows, unseen.open("w") as kept:
+        for line in rows:
+            if int(json.loads(line)["judgment_id"]) > trained_up_to:
+                kept.write(line)
+    shared = ml_bridge.reward_models_compare(
+        new_dir=str(out_dir),
+        in_use_dir=str(artifact_local_dir(prefix=other.artifact_key)),
+        trained_on_path=str(export),
+        unseen_path=str(unseen),
+        images_root=str(images_root),
+    )
+    return {"in_use_id": other.pk, "judged_after_id": trained_up_to, **shared}
 
 
 def _write_manifest(project: Project, folder: Path, exclude_ids: list[int] | None = None) -> Path:
@@ -617,7 +643,10 @@ def reward_job_create(
     max_steps: int = 2000,
     seed: int = 0,
     name: str = "",
+    compare_with_reward_id: int | None = None,
 ) -> Job:
+    """`compare_with_reward_id` (the reward model in use): the job also scores the new model and that one on
+    the same held-out judgments (`outputs["comparison"]`), which the loop decides on."""
     last = Judgment.objects.filter(pair__project=project).aggregate(Max("pk"))["pk__max"]
     if last is None:
         raise LabelingError("the project has no judgments yet")
@@ -636,6 +665,9 @@ def reward_job_create(
         "seed": seed,
         "name": name or project.slug,
     }
+    if compare_with_reward_id is not None:
+        _model_version(compare_with_reward_id, ModelKind.REWARD)
+        params["compare_with_reward_id"] = compare_with_reward_id
     return job_create(kind=TRAIN_REWARD, project=project, user=user, params=params)
 
 

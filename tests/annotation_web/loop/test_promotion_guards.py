@@ -234,6 +234,36 @@ def test_a_comparison_on_the_same_held_out_judgments_decides_when_the_job_made_o
 
 
 @pytest.mark.django_db
+def test_too_few_shared_judgments_fall_back_to_each_models_own_validation_and_say_so(project, versions):
+    in_use = _reward(1, accuracy=0.60, up_to=10)
+    LoopState.objects.filter(project=project).update(reward=in_use)
+    new = _reward(2, accuracy=0.65, up_to=50)
+    _trained(project, new, comparison={"in_use_id": in_use.pk, "new": None, "in_use": None, "judgments": 4})
+    services.loop_tick(project=project)
+    event = LoopEvent.objects.get(project=project, decision=Decision.APPLIED)
+    assert "0.650 >= 0.600" in event.reason
+    assert (
+        "each on its own validation judgments (40 and 40; only 4 shared held-out a/b judgments)"
+        in event.reason
+    )
+
+
+@pytest.mark.django_db
+def test_the_loop_asks_a_reward_job_to_compare_with_the_model_in_use(project, versions):
+    in_use_restorer, candidate = versions
+    reward = _reward(1, accuracy=0.6, up_to=0)
+    ModelVersion.objects.filter(pk=reward.pk).update(artifact_key="models/reward/r/1/")
+    LoopState.objects.filter(project=project).update(
+        reward=reward, tuned_with=reward, candidate=None, generated_from=in_use_restorer
+    )
+    services.loop_policy_update(project=project, user=None, changes={"enabled": True, "min_new_judgments": 5})
+    _judged(project, candidate=candidate, in_use=in_use_restorer, candidate_wins=3, in_use_wins=3)
+    event = services.loop_tick(project=project)
+    assert event.decision == Decision.STARTED and "train_reward" in event.reason, event.reason
+    assert Job.objects.get(pk=event.job_id).params["compare_with_reward_id"] == reward.pk
+
+
+@pytest.mark.django_db
 def test_a_reward_model_without_a_validation_accuracy_does_not_displace_one_with_it(project, versions):
     in_use = _reward(1, accuracy=0.60, up_to=10)
     LoopState.objects.filter(project=project).update(reward=in_use)
@@ -242,3 +272,69 @@ def test_a_reward_model_without_a_validation_accuracy_does_not_displace_one_with
     event = LoopEvent.objects.get(project=project, decision=Decision.NOT_PROMOTED)
     assert "no validation accuracy for" in event.reason
     assert LoopState.objects.get(project=project).reward == in_use
+
+
+# --- probation: the human guard of an automatic round --------------------------------------------------------
+
+
+def _promoted_by_the_loop(project, versions, *, by=None) -> LoopState:
+    in_use, candidate = versions
+    services.loop_policy_update(
+        project=project, user=None, changes={"enabled": True, "leaderboard_min_judgments": 20}
+    )
+    state = LoopState.objects.get(project=project)
+    services._version_set(
+        state=state, version=candidate, action=VersionChange.Action.PROMOTE, by=by, reason="passed evaluation"
+    )
+    return LoopState.objects.get(project=project)
+
+
+@pytest.mark.django_db
+def test_a_restorer_the_loop_promoted_is_rolled_back_when_people_find_it_worse(project, versions):
+    in_use, candidate = versions
+    _promoted_by_the_loop(project, versions)
+    _judged(project, candidate=candidate, in_use=in_use, candidate_wins=4, in_use_wins=26)
+    event = services.loop_tick(project=project)
+    assert event.decision == Decision.ROLLED_BACK
+    assert event.reason.startswith(f"rolled back restorer {candidate} -> {in_use}: the human leaderboard")
+    assert "from 30 new-vs-in-use judgments" in event.reason
+    assert event.inputs["leaderboard"]["worse"] is True
+    state = LoopState.objects.get(project=project)
+    assert state.restorer == in_use and state.previous_restorer == candidate
+    change = VersionChange.objects.get(pk=event.inputs["version_change"])
+    assert change.action == VersionChange.Action.ROLLBACK and change.by is None and change.version == in_use
+    # Back in use by a rollback, the old restorer is not on probation against the rolled-back one.
+    assert services._probation_check(policy=selectors.loop_policy_get(project=project), state=state) is None
+
+
+@pytest.mark.django_db
+def test_probation_ends_once_people_do_not_find_it_worse(project, versions):
+    in_use, candidate = versions
+    _promoted_by_the_loop(project, versions)
+    _judged(project, candidate=candidate, in_use=in_use, candidate_wins=16, in_use_wins=14)
+    event = services.loop_tick(project=project)
+    assert event.decision == Decision.APPLIED and event.inputs["probation_passed"] == candidate.pk
+    assert f"restorer {candidate} kept after probation against {in_use}" in event.reason
+    assert LoopState.objects.get(project=project).restorer == candidate
+    services.loop_tick(project=project)
+    assert LoopEvent.objects.filter(project=project, inputs__probation_passed=candidate.pk).count() == 1
+
+
+@pytest.mark.django_db
+def test_probation_waits_for_enough_judgments(project, versions):
+    in_use, candidate = versions
+    state = _promoted_by_the_loop(project, versions)
+    _judged(project, candidate=candidate, in_use=in_use, candidate_wins=1, in_use_wins=15)
+    policy = selectors.loop_policy_get(project=project)
+    assert services._probation_check(policy=policy, state=state) is None  # 16 judgments < 20
+    assert LoopState.objects.get(project=project).restorer == candidate
+
+
+@pytest.mark.django_db
+def test_an_engineers_promotion_is_not_rolled_back_by_the_loop(project, versions, engineer):
+    in_use, candidate = versions
+    state = _promoted_by_the_loop(project, versions, by=engineer)
+    _judged(project, candidate=candidate, in_use=in_use, candidate_wins=0, in_use_wins=25)
+    policy = selectors.loop_policy_get(project=project)
+    assert services._probation_check(policy=policy, state=state) is None
+    assert LoopState.objects.get(project=project).restorer == candidate

@@ -1,0 +1,78 @@
+"""Two reward models scored on the same held-out judgments, so that "the new model beats the one in use" is a
+paired comparison and not two accuracies on two different validation sets.
+
+The judgments: those judged after the model in use was trained (`unseen`: it never trained on them) on the
+inputs the new model held out for validation (recomputed from its saved training config: the split `train`
+made). Neither model trained on one of them. The model in use may have trained on *older* judgments of the
+same faces; that can only flatter it, so the comparison leans towards keeping what is in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from restorer.artifacts import read_metrics
+from reward_model.data import ImageBank, JudgmentTensors, keys_of, split_by_input
+from reward_model.export import JudgmentRow
+from reward_model.model import RewardModel
+from reward_model.train import TrainConfig, evaluate
+
+# Fewer strict (a / b) judgments than this say nothing either way: the caller falls back and says so.
+MIN_SHARED_JUDGMENTS = 10
+
+
+@dataclass(frozen=True)
+class SharedComparison:
+    """`new` / `in_use`: pairwise accuracy on the `judgments` shared a / b judgments (None when too few)."""
+
+    judgments: int
+    new: float | None
+    in_use: float | None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"judgments": self.judgments, "new": self.new, "in_use": self.in_use}
+
+
+def validation_inputs(model_dir: str | Path, judgments: Sequence[JudgmentRow]) -> set[str]:
+    """The inputs a trained reward model held out for validation, from its saved training config."""
+    config = TrainConfig.from_dict(read_metrics(model_dir)["train_config"])
+    _, val_rows = split_by_input(
+        [row for row in judgments if not row.is_gold], val_fraction=config.val_fraction, seed=config.seed
+    )
+    return {row.input_id for row in val_rows}
+
+
+def shared_rows(
+    *, new_dir: str | Path, trained_on: Sequence[JudgmentRow], unseen: Sequence[JudgmentRow]
+) -> list[JudgmentRow]:
+    """Of `unseen` (non-gold), those on the inputs the new model (trained on `trained_on`) held out."""
+    held_out = validation_inputs(new_dir, trained_on)
+    return [row for row in unseen if not row.is_gold and row.input_id in held_out]
+
+
+def compare_on_shared_judgments(
+    *,
+    new_dir: str | Path,
+    in_use_dir: str | Path,
+    trained_on: Sequence[JudgmentRow],
+    unseen: Sequence[JudgmentRow],
+    images_root: str | Path,
+    device: str | torch.device = "cpu",
+) -> SharedComparison:
+    rows = shared_rows(new_dir=new_dir, trained_on=trained_on, unseen=unseen)
+    strict = sum(row.outcome in ("a", "b") for row in rows)
+    if strict < MIN_SHARED_JUDGMENTS:
+        return SharedComparison(judgments=strict, new=None, in_use=None)
+    accuracies = []
+    for model_dir in (new_dir, in_use_dir):
+        model = RewardModel.from_pretrained(model_dir, device=device)
+        # Each model reads the images at its own resolution.
+        bank = ImageBank.from_directory(images_root, keys_of(rows), model.config.resolution)
+        accuracies.append(
+            float(evaluate(model, JudgmentTensors.from_rows(rows, bank), bank)["pairwise_accuracy"])
+        )
+    return SharedComparison(judgments=strict, new=accuracies[0], in_use=accuracies[1])

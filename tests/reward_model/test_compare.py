@@ -1,0 +1,60 @@
+"""Two reward models scored on the same held-out judgments: the better-trained one wins, the judgments are
+those neither trained on, and too few of them say nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from reward_model.compare import MIN_SHARED_JUDGMENTS, compare_on_shared_judgments, shared_rows
+from reward_model.data import ImageBank
+from reward_model.train import train
+from tests.reward_model.test_train import CONFIG, save_pngs
+from tests.reward_model.toy import make_toy_data, oracle_rows
+
+
+def _trained(rows, images, out_dir, **changes):
+    config = dataclasses.replace(CONFIG, **changes)
+    train(config, judgments=rows, images=ImageBank(images, resolution=16), out_dir=out_dir, progress=False)
+    return out_dir
+
+
+def test_the_better_model_wins_on_judgments_neither_trained_on(tmp_path, toy_oracle_factory):
+    data = make_toy_data(24, seed=3)
+    reliable = {"r": toy_oracle_factory("reliable", 1)}
+    old_rows = oracle_rows(data, reliable, judgments_per_annotator=40, seed=1)
+    new_rows = oracle_rows(data, reliable, judgments_per_annotator=400, seed=2)
+    save_pngs(data.images, tmp_path / "storage")
+    # The model in use: two steps on a few judgments (near chance); the new one: trained on everything since.
+    in_use = _trained(old_rows, data.images, tmp_path / "in_use", max_steps=2, eval_every=1)
+    trained_on = old_rows + new_rows
+    new = _trained(trained_on, data.images, tmp_path / "new")
+
+    shared = shared_rows(new_dir=new, trained_on=trained_on, unseen=new_rows)
+    held_out_inputs = {row.input_id for row in shared}
+    assert shared and all(row in new_rows for row in shared)
+    # Only the inputs the new model held out: it trained on none of them.
+    assert len(held_out_inputs) < len({row.input_id for row in new_rows})
+
+    result = compare_on_shared_judgments(
+        new_dir=new,
+        in_use_dir=in_use,
+        trained_on=trained_on,
+        unseen=new_rows,
+        images_root=tmp_path / "storage",
+    )
+    assert result.judgments >= MIN_SHARED_JUDGMENTS
+    assert result.new is not None and result.in_use is not None
+    assert result.new > result.in_use + 0.1, result
+
+
+def test_too_few_shared_judgments_decide_nothing(tmp_path, toy_oracle_factory):
+    data = make_toy_data(12, seed=4)
+    reliable = {"r": toy_oracle_factory("reliable", 1)}
+    rows = oracle_rows(data, reliable, judgments_per_annotator=200, seed=1)
+    save_pngs(data.images, tmp_path / "storage")
+    model = _trained(rows, data.images, tmp_path / "m", max_steps=5, eval_every=5)
+    result = compare_on_shared_judgments(
+        new_dir=model, in_use_dir=model, trained_on=rows, unseen=rows[:3], images_root=tmp_path / "storage"
+    )
+    assert result.judgments < MIN_SHARED_JUDGMENTS
+    assert result.new is None and result.in_use is None
