@@ -192,6 +192,8 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         ("perceptual_trunks", "perceptual_trunks"),
         ("pessimism", "learned_reward_pessimism"),
         ("eval_every", "eval_every"),
+        ("hacking_patience", "hacking_patience"),
+        ("reward_augmentations", "learned_reward_augmentations"),
     ):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
@@ -1074,6 +1076,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--eval-every", type=int, help="RL steps between guard evaluations (the preset's: 10)"
+    )
+    parser.add_argument(
+        "--reward-augmentations",
+        type=int,
+        help="learned reward averaged over this many random shifts and flips (RLConfig."
+        "learned_reward_augmentations; the preset's: 0)",
+    )
+    parser.add_argument(
+        "--hacking-patience",
+        type=int,
+        help="guard evaluations of rising learned reward and falling held-out score before the guard stops the"
+        " run (the preset's: 3; a large value lets a run go on, to see where the learned reward leads)",
     )
     parser.add_argument(
         "--keep-best",

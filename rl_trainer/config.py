@@ -67,6 +67,12 @@ class RLConfig:
     # the learned reward is the ensemble's mean minus this many member standard deviations: where the members
     # disagree the reward model is guessing, and a policy that follows its gradient should not be paid for that
     learned_reward_pessimism: float = 0.0
+    # > 0: the learned reward is the mean over this many random shifts (up to `learned_reward_max_shift` pixels,
+    # reflected at the borders) and mirror flips of the input and the image together. A face restored well is
+    # as good shifted by a pixel; a pattern that fools the reward model at exact pixel positions is not, so its
+    # gradient averages out while that of a real improvement adds up.
+    learned_reward_augmentations: int = 0
+    learned_reward_max_shift: int = 2
     consistency_weight: float = 1.0
     perceptual_weight: float = 0.0
     # the perceptual term's distance: the mean over this many random LPIPS trunks (seeds 1, 2, ...)
@@ -157,6 +163,10 @@ class RLConfig:
             )
         if self.learned_reward_pessimism < 0:
             raise RLConfigError("RLConfig.learned_reward_pessimism must be >= 0")
+        if self.learned_reward_augmentations < 0 or self.learned_reward_max_shift < 0:
+            raise RLConfigError(
+                "RLConfig.learned_reward_augmentations and learned_reward_max_shift must be >= 0"
+            )
         if self.entropy_seeds < 2 and self.entropy_seeds != 0:
             raise RLConfigError("RLConfig.entropy_seeds must be 0 (off) or >= 2")
         if self.eval_entropy_seeds < 2 and self.eval_entropy_seeds != 0:

@@ -307,15 +307,48 @@ class CompositeReward:
 # -- the terms' callables --------------------------------------------------------------------------------------
 
 
-def learned_reward(reward_model: Any, *, pessimism: float = 0.0) -> RewardFn:
-    """The reward callable of a reward model: its ensemble mean, minus ``pessimism`` times the members' std.
-    Differentiable in the images (the reward_backprop update); the model's own weights stay frozen."""
+def shifted(images: Tensor, dx: int, dy: int, flip: bool) -> Tensor:
+    """``images`` mirrored (``flip``) and moved by (dx, dy) pixels, the uncovered border reflected."""
+    if flip:
+        images = images.flip(-1)
+    pad = max(abs(dx), abs(dy))
+    if pad == 0:
+        return images
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+    top, left = pad - dy, pad - dx  # out[y, x] = in[y - dy, x - dx]
+    return padded[..., top : top + height, left : left + width]
 
-    def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
+
+def learned_reward(
+    reward_model: Any,
+    *,
+    pessimism: float = 0.0,
+    augmentations: int = 0,
+    max_shift: int = 2,
+    seed: int = 0,
+) -> RewardFn:
+    """The reward callable of a reward model: its ensemble mean, minus ``pessimism`` times the members' std;
+    with ``augmentations`` > 0, the mean of that over as many random shifts and flips of the input and the
+    image together (``RLConfig.learned_reward_augmentations`` says why). Differentiable in the images (the
+    reward_backprop update); the model's own weights stay frozen."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def score(lq: Tensor, images: Tensor) -> Tensor:
         if pessimism == 0:
             return reward_model(lq, images).cpu()
         members = reward_model.member_rewards(lq, images)
         return (members.mean(dim=1) - pessimism * members.std(dim=1, unbiased=False)).cpu()
+
+    def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
+        if augmentations == 0:
+            return score(lq, images)
+        total = torch.zeros(images.shape[0])
+        for _ in range(augmentations):
+            dx, dy = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator).tolist()
+            flip = bool(torch.randint(2, (1,), generator=generator))
+            total = total + score(shifted(lq, dx, dy, flip), shifted(images, dx, dy, flip))
+        return total / augmentations
 
     return reward_fn
 

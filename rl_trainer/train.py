@@ -389,7 +389,13 @@ def train(
     for parameter in reward_model.parameters():
         parameter.requires_grad_(False)
 
-    reward_fn = learned_reward(reward_model, pessimism=config.learned_reward_pessimism)
+    reward_fn = learned_reward(
+        reward_model,
+        pessimism=config.learned_reward_pessimism,
+        augmentations=config.learned_reward_augmentations,
+        max_shift=config.learned_reward_max_shift,
+        seed=config.seed,
+    )
 
     entries = read_manifest(inputs_manifest)
     train_entries, eval_entries = split_entries(entries, config.eval_fraction)

@@ -4,7 +4,13 @@ import torch.nn.functional as F
 
 from restorer.degradations import apply_degradation, sample_degradation
 from rl_trainer.guard import HackingGuard, fidelity_evaluator
-from rl_trainer.rewards import CompositeReward, group_agreement, observation_consistency
+from rl_trainer.rewards import (
+    CompositeReward,
+    group_agreement,
+    learned_reward,
+    observation_consistency,
+    shifted,
+)
 
 
 def smooth(count: int, seed: int, size: int = 32) -> torch.Tensor:
@@ -225,3 +231,40 @@ def test_the_guard_with_hq_watches_the_seed_0_random_trunk_lpips_and_not_the_ide
     images = smooth(3, seed=5)
     expected = -distance(images, inputs.hq)
     assert torch.allclose(guard(inputs.lq, images, inputs.hq, inputs.degradations), expected)
+
+
+class _PixelProbe(torch.nn.Module):
+    """A 'reward model' that reads one exact pixel: the kind of pattern shifted rewards average out."""
+
+    def forward(self, lq: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return images[:, 0, 5, 5]
+
+
+def test_shifted_moves_and_mirrors_and_keeps_the_size():
+    image = torch.arange(64.0).view(1, 1, 8, 8)
+    moved = shifted(image, 1, 0, flip=False)
+    assert moved.shape == image.shape
+    assert torch.equal(moved[..., :, 1:], image[..., :, :-1])  # content moved one pixel right
+    assert torch.equal(shifted(image, 0, 0, flip=True), image.flip(-1))
+
+
+def test_an_augmented_learned_reward_spreads_a_single_pixel_exploit_and_keeps_its_gradient():
+    images = torch.zeros(2, 3, 16, 16, requires_grad=True)
+    lq = torch.zeros(2, 3, 16, 16)
+    plain = learned_reward(_PixelProbe())(lq, images)
+    plain.sum().backward()
+    assert images.grad is not None
+    assert int((images.grad != 0).sum()) == 2  # all of it on the one pixel of each image
+    images.grad = None
+    augmented = learned_reward(_PixelProbe(), augmentations=8, max_shift=2, seed=0)(lq, images)
+    augmented.sum().backward()
+    spread = images.grad[0, 0].abs()
+    assert (
+        spread[5, 5] < 1.0 and int((spread > 0).sum()) > 1
+    )  # shared with the neighbours it was shifted from
+    assert torch.isclose(images.grad.sum(), torch.tensor(2.0))  # the same total: a mean over shifts
+    # Seeded: the same config sees the same shifts.
+    again = learned_reward(_PixelProbe(), augmentations=8, max_shift=2, seed=0)
+    other = learned_reward(_PixelProbe(), augmentations=8, max_shift=2, seed=0)
+    probe = torch.rand(2, 3, 16, 16)
+    assert torch.equal(again(lq, probe), other(lq, probe))
