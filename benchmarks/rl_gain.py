@@ -194,6 +194,7 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         ("eval_every", "eval_every"),
         ("hacking_patience", "hacking_patience"),
         ("reward_augmentations", "learned_reward_augmentations"),
+        ("centered_disagreement", "learned_reward_centered_disagreement"),
     ):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
@@ -1082,6 +1083,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="learned reward averaged over this many random shifts and flips (RLConfig."
         "learned_reward_augmentations; the preset's: 0)",
+    )
+    parser.add_argument(
+        "--centered-disagreement",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pessimism on the members' centred disagreement (RLConfig.learned_reward_centered_disagreement)",
     )
     parser.add_argument(
         "--hacking-patience",

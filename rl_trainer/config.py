@@ -67,6 +67,12 @@ class RLConfig:
     # the learned reward is the ensemble's mean minus this many member standard deviations: where the members
     # disagree the reward model is guessing, and a policy that follows its gradient should not be paid for that
     learned_reward_pessimism: float = 0.0
+    # True: the members' disagreement is measured after removing each member's own level over the images scored
+    # together (its mean over the batch, held fixed). Each member learns its own offset, so raw member rewards
+    # differ by that offset on every image (std ~0.55 against a spread of ~0.05 between a face's versions on
+    # the tiny reward model); the raw std's gradient then pushes members above the mean down and those below up,
+    # whatever the images show. Centred, the std is the members' disagreement about which image is better.
+    learned_reward_centered_disagreement: bool = False
     # > 0: the learned reward is the mean over this many random shifts (up to `learned_reward_max_shift` pixels,
     # reflected at the borders) and mirror flips of the input and the image together. A face restored well is
     # as good shifted by a pixel; a pattern that fools the reward model at exact pixel positions is not, so its

@@ -307,6 +307,10 @@ class CompositeReward:
 # -- the terms' callables --------------------------------------------------------------------------------------
 
 
+# Variance (reward units squared) under which two members' relative scores count as agreeing.
+DISAGREEMENT_FLOOR = 1e-6
+
+
 def shifted(images: Tensor, dx: int, dy: int, flip: bool) -> Tensor:
     """``images`` mirrored (``flip``) and moved by (dx, dy) pixels, the uncovered border reflected."""
     if flip:
@@ -327,10 +331,13 @@ def learned_reward(
     augmentations: int = 0,
     max_shift: int = 2,
     seed: int = 0,
+    centered_disagreement: bool = False,
 ) -> RewardFn:
     """The reward callable of a reward model: its ensemble mean, minus ``pessimism`` times the members' std;
     with ``augmentations`` > 0, the mean of that over as many random shifts and flips of the input and the
-    image together (``RLConfig.learned_reward_augmentations`` says why). Differentiable in the images (the
+    image together (``RLConfig.learned_reward_augmentations`` says why); ``centered_disagreement``: the std is
+    taken of the members' rewards minus each member's mean over the images scored together
+    (``RLConfig.learned_reward_centered_disagreement``). Differentiable in the images (the
     reward_backprop update); the model's own weights stay frozen."""
     generator = torch.Generator().manual_seed(seed)
 
@@ -338,7 +345,13 @@ def learned_reward(
         if pessimism == 0:
             return reward_model(lq, images).cpu()
         members = reward_model.member_rewards(lq, images)
-        return (members.mean(dim=1) - pessimism * members.std(dim=1, unbiased=False)).cpu()
+        if not centered_disagreement:
+            return (members.mean(dim=1) - pessimism * members.std(dim=1, unbiased=False)).cpu()
+        # each member's level over these images, held fixed: only its relative scores are compared; the floor
+        # under the variance keeps the gradient of a near-zero disagreement finite (sqrt's slope at 0)
+        relative = members - members.mean(dim=0, keepdim=True).detach()
+        disagreement = (relative.var(dim=1, unbiased=False) + DISAGREEMENT_FLOOR).sqrt()
+        return (members.mean(dim=1) - pessimism * disagreement).cpu()
 
     def reward_fn(lq: Tensor, images: Tensor) -> Tensor:
         if augmentations == 0:

@@ -395,6 +395,7 @@ def train(
         augmentations=config.learned_reward_augmentations,
         max_shift=config.learned_reward_max_shift,
         seed=config.seed,
+        centered_disagreement=config.learned_reward_centered_disagreement,
     )
 
     entries = read_manifest(inputs_manifest)

@@ -268,3 +268,43 @@ def test_an_augmented_learned_reward_spreads_a_single_pixel_exploit_and_keeps_it
     other = learned_reward(_PixelProbe(), augmentations=8, max_shift=2, seed=0)
     probe = torch.rand(2, 3, 16, 16)
     assert torch.equal(again(lq, probe), other(lq, probe))
+
+
+class _OffsetMembers(torch.nn.Module):
+    """Three members that agree on which image is better (brighter) and differ only by their own offsets."""
+
+    offsets = torch.tensor([-1.0, 0.0, 1.0])
+
+    def member_rewards(self, lq: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return images.mean(dim=(1, 2, 3)).unsqueeze(1) * torch.tensor([1.0, 1.0, 1.0]) + self.offsets
+
+
+def test_centred_disagreement_leaves_members_that_only_differ_by_offsets_unpenalised():
+    images = torch.rand(4, 3, 8, 8, requires_grad=True)
+    lq = torch.zeros(4, 3, 8, 8)
+    raw = learned_reward(_OffsetMembers(), pessimism=1.0)(lq, images)
+    centred = learned_reward(_OffsetMembers(), pessimism=1.0, centered_disagreement=True)(lq, images)
+    brightness = images.mean(dim=(1, 2, 3))
+    # Raw: every image pays the offsets' std (0.816); centred: the members agree, nothing is subtracted.
+    assert torch.allclose(raw, brightness - torch.tensor(2 / 3).sqrt(), atol=1e-5)
+    assert torch.allclose(centred, brightness, atol=2e-3)  # the floor's 1e-3 only
+    centred.sum().backward()
+    assert torch.allclose(images.grad, torch.full_like(images, 1 / (3 * 8 * 8)), atol=1e-6)
+
+
+class _DisagreeingMembers(torch.nn.Module):
+    """Two members that rank images oppositely (one likes bright, the other dark)."""
+
+    def member_rewards(self, lq: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        brightness = images.mean(dim=(1, 2, 3)).unsqueeze(1)
+        return torch.cat([brightness + 5.0, -brightness], dim=1)
+
+
+def test_centred_disagreement_still_penalises_members_that_rank_images_differently():
+    images = torch.stack([torch.full((3, 8, 8), level) for level in (0.0, 0.2, 0.4, 0.6)])
+    lq = torch.zeros_like(images)
+    centred = learned_reward(_DisagreeingMembers(), pessimism=1.0, centered_disagreement=True)(lq, images)
+    mean_only = _DisagreeingMembers().member_rewards(lq, images).mean(dim=1)
+    penalty = mean_only - centred
+    # The images far from the batch's middle are where the two members disagree most.
+    assert penalty[0] > penalty[1] > 0.01 and penalty[3] > penalty[2] > 0.01
