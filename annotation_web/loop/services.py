@@ -729,8 +729,15 @@ def loop_promote(
         raise ServiceError("give exactly one of restorer_id and reward_id")
     kind = ModelKind.RESTORER if restorer_id is not None else ModelKind.REWARD
     wanted = restorer_id if restorer_id is not None else reward_id
-    version = ModelVersion.objects.filter(pk=wanted, kind=kind).first() if wanted is not None else None
-    if version is None:
+    version = (
+        ModelVersion.objects.filter(pk=wanted, kind=kind).select_related("made_by_job").first()
+        if wanted is not None
+        else None
+    )
+    # Another project's version is not this project's to promote (the registry's rule: a version a job made
+    # belongs to that job's project; one registered by hand is shared).
+    made_by = version.made_by_job if version is not None else None
+    if version is None or (made_by is not None and made_by.project_id not in (None, project.pk)):
         raise NotFound(f"no {kind} version {wanted}")
     if kind == ModelKind.RESTORER and version.config.get("resolution") not in (None, project.resolution):
         raise ServiceError(

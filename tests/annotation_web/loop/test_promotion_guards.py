@@ -338,3 +338,30 @@ def test_an_engineers_promotion_is_not_rolled_back_by_the_loop(project, versions
     policy = selectors.loop_policy_get(project=project)
     assert services._probation_check(policy=policy, state=state) is None
     assert LoopState.objects.get(project=project).restorer == candidate
+
+
+@pytest.mark.django_db
+def test_the_api_will_not_promote_a_version_another_projects_job_made(
+    project, versions, make_project, engineer
+):
+    other = make_project(pairs=0)
+    theirs = ModelVersion.objects.create(kind=ModelKind.RESTORER, name="theirs", version=1)
+    Job.objects.create(kind="train_rl", project=other, state=JobState.SUCCEEDED)
+    ModelVersion.objects.filter(pk=theirs.pk).update(made_by_job=Job.objects.filter(project=other).get())
+    client = engineer_client(engineer)
+    refused = client.post(
+        f"/api/projects/{project.slug}/loop/promote/",
+        {"restorer_id": theirs.pk, "reason": "borrowing"},
+        format="json",
+    )
+    assert refused.status_code == 404, refused.content
+    assert LoopState.objects.get(project=project).restorer == versions[0]
+    # A version registered by hand (no job) is shared and may be promoted anywhere.
+    shared = ModelVersion.objects.create(kind=ModelKind.RESTORER, name="shared", version=1)
+    accepted = client.post(
+        f"/api/projects/{project.slug}/loop/promote/",
+        {"restorer_id": shared.pk, "reason": "the shared baseline"},
+        format="json",
+    )
+    assert accepted.status_code in (200, 201), accepted.content
+    assert LoopState.objects.get(project=project).restorer == shared
