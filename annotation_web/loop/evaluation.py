@@ -7,10 +7,18 @@ stored on the candidate's `ModelVersion.metrics["evaluation"]` with the inputs' 
 cancelled or superseded run writes nothing): SSIM and the perceptual distance against the HQ where it is known,
 the solution entropy over the seeds, the learned reward of the reward model in use, and identity similarity
 where face embeddings are available.
+
+Beside the figures, a small gallery for people to look at (`metrics["evaluation"]["gallery"]`): for the first
+`GALLERY_INPUTS` held-out inputs, one restoration by each restorer, sampled again with the evaluation's first
+seed (`GALLERY_SEED`) and its deterministic sampling (`ml_bridge.restorer_held_out_scores` returns figures only),
+stored as PNGs under `gallery/<candidate id>/<random>/` (written once; never under the artifact's prefix, which
+holds the artifact's files only). The registry and compare pages show them to engineers and managers through
+signed URLs; the LQ and HQ beside them are the inputs' own keys.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from annotation_web import ml_bridge
@@ -39,13 +47,23 @@ MEASURES = (
     "images",
     "hq_inputs",
 )
+# The gallery: how many held-out inputs get their restorations stored, and with which seed. A constant, not a
+# setting: a page shows this many, and 8 small PNGs per restorer cost one more batch of sampling.
+GALLERY_INPUTS = 8
+GALLERY_SEED = 0
 
 
 def evaluation_record(
-    *, job: Job, in_use: dict[str, Any], candidate: dict[str, Any], reward_id: int | None
+    *,
+    job: Job,
+    in_use: dict[str, Any],
+    candidate: dict[str, Any],
+    reward_id: int | None,
+    gallery: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What is stored on the candidate: its measures, the same of the restorer in use (`in_use`), and what they
-    were measured on (inputs, seeds, steps, the reward model of `learned_reward`, the job)."""
+    """What is stored on the candidate: its measures, the same of the restorer in use (`in_use`), what they
+    were measured on (inputs, seeds, steps, the reward model of `learned_reward`, the job) and the gallery's
+    image keys (`evaluation_gallery_store`; None when none was stored)."""
     params = job.params
 
     def measures(row: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +82,60 @@ def evaluation_record(
         "in_use": measures(in_use),
         "reward_id": reward_id,
         "job": job.pk,
+        "gallery": gallery,
+    }
+
+
+def evaluation_gallery_store(
+    *,
+    job: Job,
+    faces: list[FaceInput],
+    lq_pngs: list[bytes],
+    in_use: ModelVersion,
+    candidate: ModelVersion,
+    num_steps: int,
+) -> dict[str, Any]:
+    """Restore the first `GALLERY_INPUTS` of `faces` (their LQ bytes in `lq_pngs`) with both restorers, seed
+    `GALLERY_SEED` and deterministic sampling (eta 0, as the evaluation samples), and store each image once
+    under a fresh `gallery/<candidate id>/<random>/` prefix (a second run of the job never meets the first's
+    keys). Returns what the evaluation record keeps: the keys per input, and how they were sampled."""
+    chosen = faces[:GALLERY_INPUTS]
+    if not chosen:
+        return {
+            "seed": GALLERY_SEED,
+            "eta": 0.0,
+            "num_steps": num_steps,
+            "project": job.project_id,
+            "images": [],
+        }
+    instructions = [face.instruction for face in chosen]
+    restored = {
+        role: ml_bridge.restorer_samples_png(
+            artifact_dir=str(artifact_local_dir(prefix=version.artifact_key)),
+            lq_pngs=lq_pngs[: len(chosen)],
+            instructions=instructions,
+            seeds=[GALLERY_SEED],
+            num_steps=num_steps,
+            eta=0.0,
+        )
+        for role, version in (("in_use", in_use), ("candidate", candidate))
+    }
+    storage = get_storage()
+    prefix = f"gallery/{candidate.pk}/{uuid.uuid4().hex}"
+    images = []
+    for index, face in enumerate(chosen):
+        row: dict[str, Any] = {"input": face.pk}
+        for role, file_name in (("in_use", "in-use.png"), ("candidate", "candidate.png")):
+            key = f"{prefix}/{face.pk}/{file_name}"
+            storage.put_new(key, restored[role][index][0], content_type="image/png")
+            row[role] = key
+        images.append(row)
+    return {
+        "seed": GALLERY_SEED,
+        "eta": 0.0,
+        "num_steps": num_steps,
+        "project": job.project_id,
+        "images": images,
     }
 
 
@@ -100,9 +172,24 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
     )
     if should_stop():
         return {"in_use_id": in_use.pk, "candidate_id": candidate.pk, "stopped": True}
-    progress(2, 2, f"in use {rows[0]}; candidate {rows[1]}")
+    progress(1, 2, f"in use {rows[0]}; candidate {rows[1]}")
+    gallery = evaluation_gallery_store(
+        job=job,
+        faces=faces,
+        lq_pngs=[one.lq_png for one in inputs],
+        in_use=in_use,
+        candidate=candidate,
+        num_steps=int(params.get("num_steps", 20)),
+    )
+    if should_stop():
+        return {"in_use_id": in_use.pk, "candidate_id": candidate.pk, "stopped": True}
+    progress(2, 2, f"stored a gallery of {len(gallery['images'])} held-out inputs")
     record = evaluation_record(
-        job=job, in_use=rows[0], candidate=rows[1], reward_id=reward.pk if reward else None
+        job=job,
+        in_use=rows[0],
+        candidate=rows[1],
+        reward_id=reward.pk if reward else None,
+        gallery=gallery,
     )
 
     def store() -> dict[str, Any]:

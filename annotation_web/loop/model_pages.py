@@ -1,7 +1,7 @@
 """The model registry as engineers and managers read it (here, above the registry, because a version's status
 is the loop's): every model version with its status in the loop and its headline metrics, and one
 version's page (lineage both ways, the job that made it, the judgment snapshot a reward model was trained
-on, every metric with its unit).
+on, every metric with its unit, the gallery of its evaluation, links to compare it with the version in use).
 
 Engineers and managers read them (as `/api/models/`); what a user may read is
 `selectors.model_version_list_visible`. There is no artifact download: the registry serves no artifact files
@@ -26,8 +26,11 @@ from annotation_web.registry import selectors
 from annotation_web.registry.models import ModelKind, ModelVersion
 
 VERSIONS_PER_PAGE = 50
-# Parts of a version's metrics that are settings or per-step records, not figures (shown on the API).
-NOT_FIGURES = frozenset({"rl_config", "train_config", "history", "evaluations", "annotator_reliability"})
+# Parts of a version's metrics that are settings, per-step records or image keys (an evaluation's gallery, shown
+# as images), not figures (all shown on the API).
+NOT_FIGURES = frozenset(
+    {"rl_config", "train_config", "history", "evaluations", "annotator_reliability", "gallery"}
+)
 # The figures a list row shows first, in this order, where a version has them.
 HIGHLIGHTS = (
     "val_psnr",
@@ -159,6 +162,9 @@ def model_list(request):
 @require_GET
 @login_required
 def model_detail(request, pk: int):
+    # Imported here: `loop.comparison` formats its figures with this module's `metric_rows`.
+    from annotation_web.loop import comparison
+
     _require_reader(request.user)
     try:
         version = selectors.model_version_get_visible(user=request.user, pk=pk)
@@ -182,5 +188,7 @@ def model_detail(request, pk: int):
         "snapshot": snapshot,
         "metrics": metric_rows(version.metrics),
         "can_read_jobs": request.user.is_engineer,
+        "compare_links": comparison.compare_links_for_version(user=request.user, version=version),
+        "gallery": comparison.version_gallery(version=version),
     }
     return render(request, "registry/detail.html", context)

@@ -7,6 +7,7 @@ from collections.abc import Hashable, Sequence
 from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySet
 
+from annotation_web.jobs.models import Job
 from annotation_web.labeling.models import Judgment, Outcome, Project
 from annotation_web.labeling.pairs import trusted_annotators
 from annotation_web.loop.leaderboard import FIRST, SECOND, TIE, Leaderboard, leaderboard_fit
@@ -124,7 +125,12 @@ def project_leaderboard(
 
 def project_leaderboard_data(*, project: Project, kinds: Sequence[str] = (ModelKind.RESTORER,)) -> dict:
     """What the API and the dashboards plot: versions best first with score, 95% interval and counts."""
-    board = project_leaderboard(project=project, kinds=kinds)
+    return leaderboard_data_of(project=project, board=project_leaderboard(project=project, kinds=kinds))
+
+
+def leaderboard_data_of(*, project: Project, board: Leaderboard) -> dict:
+    """`project_leaderboard_data` of a board already fitted (a page that also reads the board's differences
+    fits it once)."""
     names: dict[Hashable, ModelVersion] = {
         m.pk: m for m in ModelVersion.objects.filter(pk__in=list(board.versions))
     }
@@ -197,3 +203,14 @@ def version_statuses(*, user: AbstractUser | AnonymousUser) -> dict[int, list[di
         version_id: [{"status": status, "project": slug} for slug, status in sorted(by_project.items())]
         for version_id, by_project in found.items()
     }
+
+
+# --- the loop page -----------------------------------------------------------------------------------------
+
+
+def loop_round_jobs(*, project: Project, state: LoopState) -> list[Job]:
+    """The jobs of the project's current round, oldest first: those the round's events name, and the loop's job
+    in flight (one query)."""
+    named = LoopEvent.objects.filter(project=project, round=state.round, job__isnull=False).values("job_id")
+    jobs = Job.objects.filter(project=project).filter(Q(pk__in=named) | Q(pk=state.job_id or 0))
+    return list(jobs.order_by("pk"))
