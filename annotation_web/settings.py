@@ -317,3 +317,11 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 # Only the demo configuration may create the demo users with their published password (demo_setup).
 DEMO = env_bool("PREF_DEMO", False)
+
+# The dashboards' annotator flags (annotation_web.dashboards.selectors.people): too fast (a median time per
+# answer below this, over at least this many answers) and side-biased (a two-sided binomial test of the screen
+# side chosen, over at least this many decisive answers).
+DASHBOARD_TOO_FAST_MEDIAN_SECONDS = float(os.environ.get("PREF_DASHBOARD_TOO_FAST_MEDIAN_SECONDS", "1.5"))
+DASHBOARD_TOO_FAST_MIN_ANSWERS = 10
+DASHBOARD_SIDE_BIAS_P_VALUE = 0.01
+DASHBOARD_SIDE_BIAS_MIN_DECISIVE = 20

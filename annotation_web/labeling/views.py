@@ -8,7 +8,6 @@ import mimetypes
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
@@ -43,46 +42,6 @@ def annotate(request, slug: str):
     except NotFound as exc:
         raise Http404(str(exc)) from exc
     return render(request, "labeling/annotate.html", {"project": project})
-
-
-def _bars(rows: list[dict], value: str, label: str, *, width: int = 560, height: int = 140) -> dict:
-    """Geometry of a bar chart drawn as inline SVG (no script, no external library)."""
-    top = max((row[value] for row in rows), default=0) or 1
-    step = width / max(len(rows), 1)
-    bars = []
-    for index, row in enumerate(rows):
-        bar_height = (height - 20) * row[value] / top
-        bars.append(
-            {
-                "x": round(index * step + 2, 1),
-                "y": round(height - 16 - bar_height, 1),
-                "w": round(max(step - 4, 1), 1),
-                "h": round(bar_height, 1),
-                "value": row[value],
-                "label": str(row[label]),
-                "label_x": round(index * step + step / 2, 1),
-            }
-        )
-    return {"bars": bars, "width": width, "height": height, "max": top}
-
-
-@login_required
-def dashboard(request, slug: str):
-    if not (request.user.is_manager or request.user.is_engineer):
-        raise PermissionDenied("Dashboards are for managers and ML engineers.")
-    try:
-        project = access.project_get_for_member(user=request.user, slug=slug)
-    except NotFound as exc:
-        raise Http404(str(exc)) from exc
-    overview = selectors.dashboard_overview(project=project)
-    per_day = [{**row, "short": row["day"][5:]} for row in overview["per_day"]]
-    context = {
-        "project": project,
-        "overview": overview,
-        "per_day_chart": _bars(per_day, "judgments", "short"),
-        "outcome_chart": _bars(overview["outcomes"], "count", "outcome", width=360),
-    }
-    return render(request, "labeling/dashboard.html", context)
 
 
 @require_GET
