@@ -91,6 +91,7 @@ pages = [
     path("", include("annotation_web.dashboards.urls")),
     path("", include("annotation_web.training.urls")),
     path("", include("annotation_web.loop.urls")),
+    path("", include("annotation_web.registry.urls")),
 ]
 
 urlpatterns = api + pages

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
@@ -187,21 +189,57 @@ class DashboardApi(APIView):
         )
 
 
+class _ErrorsAsJson(DefaultContentNegotiation):
+    """`?format=` names the export's file format here (jsonl, parquet), not a renderer: every answer that is not
+    the file itself (a refusal, an error) is JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+# The export's file formats: media type and file name suffix.
+EXPORT_FORMATS = {
+    "jsonl": ("application/x-ndjson", "jsonl"),
+    "parquet": ("application/vnd.apache.parquet", "parquet"),
+}
+
+
 class ExportPreferencesApi(APIView):
-    """JSONL stream of the preference export contract (one judgment a line; skips are not exported)."""
+    """The preference export contract (one judgment a row; skips are not exported) as a JSONL stream (the
+    default) or, with `?format=parquet`, one Parquet file of the same rows and columns."""
 
     permission_classes = [IsEngineer]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _ErrorsAsJson
 
-    @extend_schema(responses={(200, "application/x-ndjson"): str})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="File format (jsonl)."),
+            OpenApiParameter("include_gold", bool, description="Export gold judgments too (true)."),
+        ],
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.STR,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+        },
+    )
     def get(self, request, slug: str):
         project = access.project_get_for_member(user=request.user, slug=slug)
+        file_format = request.query_params.get("format", "jsonl") or "jsonl"
+        if file_format not in EXPORT_FORMATS:
+            raise ValidationError({"format": [f"one of {', '.join(EXPORT_FORMATS)}, not {file_format!r}"]})
         include_gold = request.query_params.get("include_gold", "true").lower() != "false"
-        lines = (
-            json.dumps(row) + "\n"
-            for row in selectors.preference_export_rows(project=project, include_gold=include_gold)
-        )
-        response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="{project.slug}-preferences.jsonl"'
+        content_type, suffix = EXPORT_FORMATS[file_format]
+        response: StreamingHttpResponse
+        if file_format == "parquet":
+            handle = selectors.preference_export_parquet(project=project, include_gold=include_gold)
+            response = FileResponse(handle, content_type=content_type)
+        else:
+            lines = (
+                json.dumps(row) + "\n"
+                for row in selectors.preference_export_rows(project=project, include_gold=include_gold)
+            )
+            response = StreamingHttpResponse(lines, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{project.slug}-preferences.{suffix}"'
         return response
 
 

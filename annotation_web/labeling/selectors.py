@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
+from typing import IO
 from uuid import UUID
 
 from django.core import signing
@@ -224,6 +226,71 @@ def preference_export_rows(*, project: Project, include_gold: bool = True) -> It
             "b_seed": b.seed,
             "batch": pair.batch,
         }
+
+
+def preference_export_count(*, project: Project, include_gold: bool = True) -> int:
+    """How many rows `preference_export_rows` gives now: the judgments a reward job queued now would snapshot
+    (gold included, skips not)."""
+    rows = Judgment.objects.filter(pair__project=project, outcome__in=PREFERENCE_OUTCOMES)
+    return (rows if include_gold else rows.filter(is_gold=False)).count()
+
+
+# The Parquet file of the preference export: the JSONL rows' columns, in their order, with these types (ids and
+# `created_at` as the same text as in JSONL, so a row reads back equal whichever file it came from); the types are
+# pyarrow's type factories by name.
+EXPORT_PARQUET_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("schema_version", "int64"),
+    ("judgment_id", "string"),
+    ("pair_id", "string"),
+    ("input_id", "string"),
+    ("lq_key", "string"),
+    ("hq_key", "string"),
+    ("a_key", "string"),
+    ("b_key", "string"),
+    ("outcome", "string"),
+    ("annotator_id", "string"),
+    ("is_gold", "bool_"),
+    ("shown_left", "string"),
+    ("duration_ms", "int64"),
+    ("server_duration_ms", "int64"),
+    ("created_at", "string"),
+    ("a_model", "string"),
+    ("b_model", "string"),
+    ("a_seed", "int64"),
+    ("b_seed", "int64"),
+    ("batch", "string"),
+)
+# Rows per Parquet row group: one group is all the export holds in memory at a time.
+EXPORT_PARQUET_ROW_GROUP = 10_000
+
+
+def preference_export_parquet(*, project: Project, include_gold: bool = True) -> IO[bytes]:
+    """The preference export as one Parquet file (an anonymous temporary file, read from its start; closing it
+    deletes it), written a row group at a time from `preference_export_rows`. The schema version is in the
+    file's key-value metadata (`pref_restore_export_schema_version`) as well as in its column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [pa.field(name, getattr(pa, kind)()) for name, kind in EXPORT_PARQUET_COLUMNS],
+        metadata={"pref_restore_export_schema_version": str(EXPORT_SCHEMA_VERSION)},
+    )
+    handle = tempfile.TemporaryFile()
+    try:
+        with pq.ParquetWriter(handle, schema) as writer:
+            batch: list[dict] = []
+            for row in preference_export_rows(project=project, include_gold=include_gold):
+                batch.append(row)
+                if len(batch) >= EXPORT_PARQUET_ROW_GROUP:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch = []
+            if batch:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        handle.seek(0)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def pairs_for_engineer(*, project: Project) -> QuerySet[Pair]:

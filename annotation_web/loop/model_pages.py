@@ -4,8 +4,8 @@ version's page (lineage both ways, the job that made it, the judgment snapshot a
 on, every metric with its unit, the gallery of its evaluation, links to compare it with the version in use).
 
 Engineers and managers read them (as `/api/models/`); what a user may read is
-`selectors.model_version_list_visible`. There is no artifact download: the registry serves no artifact files
-(the API lists `artifact_key`, a storage prefix), so the page shows the key only.
+`selectors.model_version_list_visible`. The artifact's files are downloaded as one zip from
+`/api/models/<id>/artifact.zip` (`registry.downloads`), which the page links.
 """
 
 from __future__ import annotations

@@ -157,7 +157,8 @@ def test_the_detail_page_shows_lineage_both_ways_the_maker_and_the_snapshot(eng_
     assert f'href="/models/{v2.pk}/"' in rhtml  # a restorer tuned against it
     assert "used-by" in rhtml  # the RL job that took it as an input
     assert "3.20e-05" in rhtml and ">48<" in rhtml  # a small loss, a whole count
-    assert "models/reward/mine/abc/" in rhtml and "offers no download" in rhtml
+    assert "models/reward/mine/abc/" in rhtml
+    assert f'href="/api/models/{reward.pk}/artifact.zip"' in rhtml  # the artifact's download
 
 
 def test_versions_of_other_projects_answer_404_annotators_403_managers_read_anonymous_users_log_in(
