@@ -21,12 +21,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db import transaction
+
 from annotation_web import ml_bridge
+from annotation_web.accounts.models import User
 from annotation_web.errors import ServiceError
 from annotation_web.jobs.kinds import Progress, ShouldStop
 from annotation_web.jobs.models import Job
-from annotation_web.jobs.services import job_commit
-from annotation_web.labeling.models import FaceInput
+from annotation_web.jobs.services import job_commit, job_create
+from annotation_web.labeling.models import FaceInput, Project
+from annotation_web.loop.selectors import loop_state_get
 from annotation_web.registry import selectors as registry_selectors
 from annotation_web.registry.artifacts import artifact_local_dir
 from annotation_web.registry.models import ModelKind, ModelVersion
@@ -204,3 +208,43 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
         }
 
     return job_commit(job, store)
+
+
+@transaction.atomic
+def evaluation_job_create(
+    *,
+    project: Project,
+    user: User | None,
+    candidate_id: int,
+    against_id: int | None = None,
+    reward_id: int | None = None,
+    seeds: int = 2,
+    num_steps: int = 20,
+) -> Job:
+    """Queue an `evaluate` job as the loop does: the candidate against `against_id` (the restorer in use when
+    left out) on the project's held-out inputs, the learned reward from `reward_id` (the one in use when left
+    out). The held-out inputs are those the loop chose (RL never saw them); a project the loop has not ticked
+    yet has none, and the request is refused with that reason rather than evaluated on inputs RL trained on."""
+    state = loop_state_get(project=project)
+    in_use_id = against_id or state.restorer_id
+    if in_use_id is None:
+        raise ServiceError("no restorer in use to compare with: give against_id")
+    if in_use_id == candidate_id:
+        raise ServiceError(
+            f"restorer {candidate_id} would be evaluated against itself: give another against_id"
+        )
+    held_out = list(state.held_out_input_ids or [])
+    if not held_out:
+        raise ServiceError(
+            f"project {project.slug} has no held-out inputs yet: the loop chooses them on its first tick "
+            "(it needs at least 3 inputs)"
+        )
+    params = {
+        "candidate_id": candidate_id,
+        "in_use_id": in_use_id,
+        "reward_id": reward_id if reward_id is not None else state.reward_id,
+        "input_ids": held_out,
+        "seeds": seeds,
+        "num_steps": num_steps,
+    }
+    return job_create(kind=EVALUATE, project=project, user=user, params=params)

@@ -23,7 +23,6 @@ from annotation_web import ml_bridge
 from annotation_web.accounts.models import User
 from annotation_web.errors import NotFound, ServiceError
 from annotation_web.jobs.models import Job, JobState
-from annotation_web.jobs.services import job_create
 from annotation_web.labeling.models import FaceInput, Pair, Project
 from annotation_web.loop import evaluation, selectors
 from annotation_web.loop.models import LoopEvent, LoopPolicy, LoopState, VersionChange
@@ -541,20 +540,18 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
                 reason="waiting: evaluation needs at least 3 inputs (1 held out)",
                 repeat=False,
             )
-        params = {
-            "candidate_id": candidate.pk,
-            "in_use_id": restorer.pk,
-            # The learned reward of the evaluation is the reward model's in use.
-            "reward_id": state.reward_id,
-            "input_ids": held_out,
-            "seeds": policy.eval_seeds,
-            "num_steps": policy.num_steps,
-        }
+        # Against the restorer in use, on the held-out inputs, the learned reward of the reward model in use.
         return _start(
             state=state,
             kind=evaluation.EVALUATE,
             reason=f"evaluating candidate {candidate} against {restorer} on {len(held_out)} held-out inputs",
-            create=lambda: job_create(kind=evaluation.EVALUATE, project=project, params=params),
+            create=lambda: evaluation.evaluation_job_create(
+                project=project,
+                user=None,
+                candidate_id=candidate.pk,
+                seeds=policy.eval_seeds,
+                num_steps=policy.num_steps,
+            ),
         )
     if state.generated_from_id != restorer.pk:
         cross = state.previous_restorer_id if policy.cross_version_fraction > 0 else None

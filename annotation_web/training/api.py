@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -26,14 +25,12 @@ from rest_framework.views import APIView
 
 from annotation_web import ml_bridge
 from annotation_web.accounts.models import User
-from annotation_web.errors import NotFound, ServiceError
+from annotation_web.errors import NotFound
 from annotation_web.jobs.models import Job
 from annotation_web.jobs.serializers import JobSerializer
-from annotation_web.jobs.services import job_create
 from annotation_web.labeling import access
 from annotation_web.labeling.models import FaceInput, Project
 from annotation_web.loop import evaluation
-from annotation_web.loop import selectors as loop_selectors
 from annotation_web.parsers import SafeJSONParser
 from annotation_web.permissions import IsEngineer
 from annotation_web.registry.models import ModelKind, ModelVersion
@@ -293,48 +290,6 @@ class EvaluateRequest(_ProjectRequest):
     num_steps = serializers.IntegerField(default=20, min_value=1, max_value=EVALUATE_MAX_STEPS)
 
 
-# The loop builds the same params inline (`loop.services._next_step`); this is the one service both could call, kept
-# here until `loop.evaluation` has it.
-@transaction.atomic
-def evaluation_job_create(
-    *,
-    project: Project,
-    user: User | None,
-    candidate_id: int,
-    against_id: int | None = None,
-    reward_id: int | None = None,
-    seeds: int = 2,
-    num_steps: int = 20,
-) -> Job:
-    """Queue an `evaluate` job as the loop does: the candidate against `against_id` (the restorer in use when
-    left out) on the project's held-out inputs, the learned reward from `reward_id` (the one in use when left
-    out). The held-out inputs are those the loop chose (RL never saw them); a project the loop has not ticked
-    yet has none, and the request is refused with that reason rather than evaluated on inputs RL trained on."""
-    state = loop_selectors.loop_state_get(project=project)
-    in_use_id = against_id or state.restorer_id
-    if in_use_id is None:
-        raise ServiceError("no restorer in use to compare with: give against_id")
-    if in_use_id == candidate_id:
-        raise ServiceError(
-            f"restorer {candidate_id} would be evaluated against itself: give another against_id"
-        )
-    held_out = list(state.held_out_input_ids or [])
-    if not held_out:
-        raise ServiceError(
-            f"project {project.slug} has no held-out inputs yet: the loop chooses them on its first tick "
-            "(it needs at least 3 inputs)"
-        )
-    params = {
-        "candidate_id": candidate_id,
-        "in_use_id": in_use_id,
-        "reward_id": reward_id if reward_id is not None else state.reward_id,
-        "input_ids": held_out,
-        "seeds": seeds,
-        "num_steps": num_steps,
-    }
-    return job_create(kind=evaluation.EVALUATE, project=project, user=user, params=params)
-
-
 # --- the kinds a request may start, shared by the API and the forms -----------------------------------------
 
 
@@ -359,7 +314,7 @@ JOB_REQUESTS: dict[str, JobRequestKind] = {
         JobRequestKind("generate", GenerateRequest, services.generation_job_create),
         JobRequestKind("train-reward", RewardRequest, services.reward_job_create),
         JobRequestKind("train-rl", RLRequest, services.rl_job_create),
-        JobRequestKind("evaluate", EvaluateRequest, evaluation_job_create),
+        JobRequestKind("evaluate", EvaluateRequest, evaluation.evaluation_job_create),
     )
 }
 
