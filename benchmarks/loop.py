@@ -1,0 +1,268 @@
+"""The loop running itself, as `infra/demo.sh` runs it (SQLite, local files, the filesystem broker, one worker
+on both queues and the beat under `manage.py run_workers`, the demo's loop policy), with simulated annotators
+judging over HTTP: how long each round takes and what the loop decided in it, from its recorded events.
+
+    ~/.venvs/pref-restore/bin/python benchmarks/loop.py [--rounds 3] [--minutes 75] [--pace 1.0]
+
+A round ends with the evaluation of an RL candidate (promoted or not, the event says why). Prints, per round,
+the jobs with their durations, the reward model's held-out accuracy and its comparison with the one in use,
+the candidate's held-out and PSNR deltas, and the decision; then every loop event with its time. Exits 1 when
+fewer than `--rounds` rounds finished within `--minutes`. Heavy (2 cores): run it under the shared lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Settings of the installation that would point the run at a server instead of the embedded defaults.
+SERVER_SETTINGS = ("DATABASE_URL", "CELERY_BROKER_URL", "PREF_STORAGE", "PREF_S3_ENDPOINT")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL
+    )
+
+
+def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-u", "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopped with its children
+    )
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def query(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    connection.row_factory = sqlite3.Row
+    try:
+        return connection.execute(sql, params).fetchall()
+    finally:
+        connection.close()
+
+
+def loop_round(db: Path) -> int:
+    rows = query(db, "SELECT round FROM loop_loopstate")
+    return int(rows[0]["round"]) if rows else 1
+
+
+def seconds_since(start_iso: str, moment: str | None) -> float | None:
+    from datetime import datetime
+
+    if not moment:
+        return None
+    return (datetime.fromisoformat(moment) - datetime.fromisoformat(start_iso)).total_seconds()
+
+
+def minutes(value: float | None) -> str:
+    return "-" if value is None else f"{value / 60:5.1f}"
+
+
+def report(
+    db: Path, *, wanted: int, started: float, wall: float, args: argparse.Namespace
+) -> tuple[str, int]:
+    events = query(db, "SELECT * FROM loop_loopevent ORDER BY id")
+    jobs = {row["id"]: row for row in query(db, "SELECT * FROM jobs_job ORDER BY id")}
+    versions = {row["id"]: row for row in query(db, "SELECT * FROM registry_modelversion")}
+    judgments = query(db, "SELECT COUNT(*) AS n, MIN(created_at) AS first FROM labeling_judgment")[0]
+    origin = events[0]["created_at"] if events else None
+    finished = [e for e in events if e["decision"] in ("promoted", "not_promoted") and e["job_id"]]
+    lines = [
+        "loop benchmark: the loop of infra/demo.sh running itself (embedded defaults, demo policy), "
+        f"{args.annotators} simulated annotators (reliable oracle, pace {args.pace:g} s a judgment)",
+        f"machine: {platform.machine()} CPU, {os.cpu_count()} cores; {args.faces} demo faces; "
+        f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}; wall {wall / 60:.1f} min",
+        f"rounds finished: {len(finished)} of {wanted} wanted; judgments: {judgments['n']}; "
+        f"loop events: {len(events)}",
+        "",
+        "per round (times: minutes from the loop's first event):",
+    ]
+    for number in range(1, max((e["round"] for e in events), default=0) + 1):
+        in_round = [e for e in events if e["round"] == number]
+        started_jobs = [
+            jobs[e["job_id"]] for e in in_round if e["decision"] == "started" and e["job_id"] in jobs
+        ]
+        lines.append(f"  round {number}:")
+        for job in started_jobs:
+            took = None
+            if job["started_at"] and job["finished_at"]:
+                took = seconds_since(job["started_at"], job["finished_at"])
+            outputs = json.loads(job["outputs"] or "{}")
+            detail = ""
+            if job["kind"] == "train_reward" and "reward_id" in outputs:
+                metrics = outputs.get("metrics") or {}
+                detail = (
+                    f"val acc {metrics.get('val_pairwise_accuracy')}, on {outputs.get('judgments')} judgments"
+                )
+                if outputs.get("comparison"):
+                    detail += f"; vs in use on the same held-out judgments: {outputs['comparison']}"
+            elif job["kind"] == "train_rl":
+                summary = outputs.get("summary") or {}
+                detail = f"{summary.get('steps', '?')} steps, {summary.get('stop_reason', '?')}"
+            elif job["kind"] == "generate" and "pair_ids" in outputs:
+                detail = f"{len(outputs['pair_ids'])} pairs"
+            lines.append(
+                f"    {job['kind']:<15} job {job['id']:<4} {job['state']:<10} queued at "
+                f"{minutes(seconds_since(origin, job['created_at']))} min, ran {minutes(took)} min  {detail}"
+            )
+        for event in in_round:
+            if event["decision"] in ("promoted", "not_promoted", "rolled_back") or (
+                event["decision"] == "applied" and "reward model" in event["reason"]
+            ):
+                lines.append(
+                    f"    -> {event['decision']} at {minutes(seconds_since(origin, event['created_at']))} min: "
+                    f"{event['reason']}"
+                )
+    in_use = query(db, "SELECT restorer_id, reward_id FROM loop_loopstate")
+    if in_use:
+        restorer = versions.get(in_use[0]["restorer_id"])
+        reward = versions.get(in_use[0]["reward_id"])
+        lines.append(
+            f"in use at the end: restorer {restorer['name'] + '@v' + str(restorer['version']) if restorer else 'none'}, "
+            f"reward model {reward['name'] + '@v' + str(reward['version']) if reward else 'none'}"
+        )
+    lines += ["", "every loop event (minutes, round, decision, reason):"]
+    for event in events:
+        if event["decision"] == "waiting":
+            continue
+        lines.append(
+            f"  {minutes(seconds_since(origin, event['created_at']))}  r{event['round']}  "
+            f"{event['decision']:<12} {event['reason'][:220]}"
+        )
+    verdict = "met" if len(finished) >= wanted else "NOT MET"
+    lines.append(
+        f"verdict: {len(finished)} rounds finished in {wall / 60:.1f} min (wanted {wanted}): {verdict}"
+    )
+    return "\n".join(lines), 0 if len(finished) >= wanted else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds to wait for")
+    parser.add_argument("--minutes", type=float, default=75.0, help="give up after this long")
+    parser.add_argument("--faces", type=int, default=40)
+    parser.add_argument("--annotators", type=int, default=3)
+    parser.add_argument("--pace", type=float, default=1.0, help="seconds a simulated judgment takes")
+    parser.add_argument("--policy", default="{}", help="JSON policy fields over the demo's (loop_enable)")
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder (its path is printed)")
+    parser.add_argument("--results-name", default="loop", help="report file under benchmarks/results")
+    args = parser.parse_args()
+
+    var = Path(tempfile.mkdtemp(prefix="pref-loop-bench-"))
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
+    env.update(
+        PREF_VAR_DIR=str(var), DJANGO_DEBUG="1", PREF_DEMO="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"
+    )
+    db = var / "db.sqlite3"
+    manage(env, "migrate", "--noinput", "-v0")
+    manage(env, "demo_setup", "--faces", str(args.faces))
+    manage(env, "loop_enable", "--project", "demo", "--demo", "--policy", args.policy)
+    port = free_port()
+    started = time.time()
+    loads: list[float] = []  # the machine's 1-minute load average while it ran (2 cores: 2 is full)
+    processes = [
+        start(env, var / "worker.log", "run_workers", "--queues", "default,train", "--beat"),
+        start(env, var / "server.log", "runserver", f"127.0.0.1:{port}", "--noreload"),
+    ]
+    try:
+        deadline = time.monotonic() + args.minutes * 60
+        while time.monotonic() < deadline:  # the server answers before the annotators start
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(1)
+        processes.append(
+            start(
+                env,
+                var / "annotators.log",
+                "simulate_annotators",
+                "--project",
+                "demo",
+                "--count",
+                str(args.annotators),
+                "--forever",
+                "--poll",
+                "5",
+                "--pace",
+                str(args.pace),
+                "--base-url",
+                f"http://127.0.0.1:{port}",
+            )
+        )
+        seen = 0
+        while time.monotonic() < deadline:
+            time.sleep(10)
+            loads.append(os.getloadavg()[0])
+            events = query(
+                db, "SELECT id, round, decision, reason FROM loop_loopevent WHERE id > ? ORDER BY id", seen
+            )
+            for event in events:
+                seen = int(event["id"])
+                if event["decision"] != "waiting":
+                    print(
+                        f"[{(time.time() - started) / 60:5.1f} min] r{event['round']} {event['reason'][:160]}"
+                    )
+            if loop_round(db) > args.rounds:
+                break
+            dead = [p for p in processes[:2] if p.poll() is not None]
+            if dead:
+                print(f"a platform process stopped (exit {dead[0].returncode}); see {var}", file=sys.stderr)
+                break
+    finally:
+        stop(processes)
+    text, status = report(db, wanted=args.rounds, started=started, wall=time.time() - started, args=args)
+    if loads:
+        text += f"\nload average while it ran (1 min, {os.cpu_count()} cores): median {statistics.median(loads):.1f}, max {max(loads):.1f}"
+    command = "loop.py " + " ".join(sys.argv[1:])
+    text = f"command: {command}\n{text}\n"
+    print(text)
+    results = REPO / "benchmarks" / "results" / f"{args.results_name}.txt"
+    results.write_text(text)
+    print(f"written to {results}; run folder {var}" + ("" if args.keep else " (removed)"))
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(var, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
