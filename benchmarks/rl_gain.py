@@ -195,6 +195,7 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         ("hacking_patience", "hacking_patience"),
         ("reward_augmentations", "learned_reward_augmentations"),
         ("centered_disagreement", "learned_reward_centered_disagreement"),
+        ("policy_update", "policy_update"),
     ):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
@@ -461,6 +462,44 @@ def accuracy(
     return (correct / len(decided) if decided else float("nan")), len(decided), ties
 
 
+def judge_pairs(
+    pairs: list[tuple[str, str]],
+    pool: Pool,
+    annotator: OracleAnnotator,
+    args: argparse.Namespace,
+    *,
+    seed: int,
+) -> list:
+    """Every pair judged ``--judgments-per-pair`` times by the simulated annotators."""
+    return simulated_judgments(
+        [CandidatePair(pool.input_of[a], a, b) for a, b in pairs for _ in range(args.judgments_per_pair)],
+        annotator,
+        distances=pool.badness,
+        lq_keys={input_id: f"inputs/{input_id}/lq.png" for input_id in pool.candidates_of},
+        annotators=[f"reliable{index}" for index in range(args.judgments_per_pair)],
+        rng=np.random.default_rng(seed),
+        model="supervised",
+    )
+
+
+def reward_fit_config(args: argparse.Namespace, steps: int) -> RewardTrainConfig:
+    # the reward_learning benchmark's model (4 members); at 64 px
+    channels = (16, 32, 64) if args.reward_resolution <= 32 else (16, 32, 64, 64)
+    reward_config = RewardConfig(
+        resolution=args.reward_resolution,
+        channels=channels,
+        ensemble_size=4,
+        residual_input=True,
+        group_norm=True,
+    )
+    # no early stop (min_steps = the budget; the best validation step is still the one kept): with the sharpening
+    # ladder's pairs the validation accuracy first dips (the model learns "sharper is better" before it learns
+    # where that stops), and patience 4 stopped a fit at step 250 with the model of step 50 (chance accuracy)
+    return RewardTrainConfig(
+        reward=reward_config, max_steps=steps, eval_every=50, patience=4, min_steps=steps
+    )
+
+
 def build_reward_model(
     restorer: Restorer,
     faces: Faces,
@@ -503,45 +542,15 @@ def build_reward_model(
         )
     margin = annotator.tie_margin
     train_pairs = pool_pairs(train_pool)
-    pairs = [
-        CandidatePair(train_pool.input_of[a], a, b)
-        for a, b, _ in train_pairs
-        for _ in range(args.judgments_per_pair)
-    ]
-    rows = simulated_judgments(
-        pairs,
-        annotator,
-        distances=train_pool.badness,
-        lq_keys={input_id: f"inputs/{input_id}/lq.png" for input_id in train_pool.candidates_of},
-        annotators=[f"reliable{annotator}" for annotator in range(args.judgments_per_pair)],
-        rng=np.random.default_rng(0),
-        model="supervised",
-    )
+    rows = judge_pairs([(a, b) for a, b, _ in train_pairs], train_pool, annotator, args, seed=0)
     # what the judgments of each family of pairs say (ties dominate between raw samples)
     judged: dict[str, dict[str, int]] = {}
     family_of_pair = {(a, b): family for a, b, family in train_pairs}
     for row in rows:
         counts = judged.setdefault(family_of_pair[(row.a_key, row.b_key)], {})
         counts[row.outcome] = counts.get(row.outcome, 0) + 1
-    # the reward_learning benchmark's model (4 members); at 64 px
-    channels = (16, 32, 64) if args.reward_resolution <= 32 else (16, 32, 64, 64)
-    reward_config = RewardConfig(
-        resolution=args.reward_resolution,
-        channels=channels,
-        ensemble_size=4,
-        residual_input=True,
-        group_norm=True,
-    )
-    # no early stop (min_steps = the budget; the best validation step is still the one kept): with the sharpening
-    # ladder's pairs the validation accuracy first dips (the model learns "sharper is better" before it learns
-    # where that stops), and patience 4 stopped a fit at step 250 with the model of step 50 (chance accuracy)
-    config = RewardTrainConfig(
-        reward=reward_config,
-        max_steps=sizes.reward_steps,
-        eval_every=50,
-        patience=4,
-        min_steps=sizes.reward_steps,
-    )
+    config = reward_fit_config(args, sizes.reward_steps)
+    reward_config = config.reward
     out = work / "reward"
     shutil.rmtree(out, ignore_errors=True)
     fit_started = time.perf_counter()
@@ -961,6 +970,116 @@ def run_row(
     return Restorer.from_pretrained(rl_out), summary
 
 
+def relabelled_row(
+    name: str,
+    config: RLConfig,
+    restorer_dir: Path,
+    reward_dir: Path,
+    manifest: Path,
+    work: Path,
+    *,
+    faces: Faces,
+    annotator: OracleAnnotator,
+    args: argparse.Namespace,
+) -> tuple[Restorer, dict[str, Any]]:
+    """RL in rounds, as the loop runs it: RL for ``config.max_steps`` / rounds steps, then the policy's own samples
+    of the reward model's training faces are judged by the annotators (against the supervised samples of the
+    same face, and against each other) and the reward model is fitted on for ``--relabel-steps`` steps from its
+    weights on the old and the new judgments; the next round's RL starts from the policy and uses that model.
+    The judgments say what the reward model got wrong about the policy's samples: the hack it was climbing."""
+    saved = torch.load(work / "reward_pools.pt", weights_only=True)
+    base_pool = Pool(**saved["train"])
+    base_rows = judge_pairs([(a, b) for a, b, _ in pool_pairs(base_pool)], base_pool, annotator, args, seed=0)
+    images = dict(base_pool.images)
+    rows = list(base_rows)
+    chosen = list(range(min(args.relabel_inputs, len(faces.ids))))
+    subset = Faces(
+        ids=[faces.ids[i] for i in chosen],
+        hq=faces.hq[chosen],
+        lq=faces.lq[chosen],
+        params=[faces.params[i] for i in chosen],
+        instructions=[faces.instructions[i] for i in chosen],
+    )
+    rounds = args.relabel_rounds + 1
+    steps_per_round = max(1, config.max_steps // rounds)
+    policy_dir, current_reward = restorer_dir, reward_dir
+    summaries = []
+    relabel_log = []
+    for round_index in range(rounds):
+        round_config = dataclasses.replace(
+            config, max_steps=steps_per_round, seed=config.seed + round_index, max_minutes=config.max_minutes
+        )
+        policy, summary = run_row(
+            f"{name}_r{round_index}", round_config, policy_dir, current_reward, manifest, work
+        )
+        summaries.append(summary)
+        policy_dir = work / "rows" / f"{name}_r{round_index}" / "rl_out"
+        if round_index == rounds - 1:
+            break
+        started = time.perf_counter()
+        spec = PoolSpec(args.policy_samples, (), 0, 0, 0)
+        fresh = candidate_pool(
+            policy, subset, spec, annotator.distance, args.rollout_steps, 30_000_000 + 1_000_000 * round_index
+        )
+        # keys of this round, apart from the base pool's (which are the supervised restorer's)
+        renamed = {key: f"round{round_index}/{key}" for key in fresh.keys}
+        new_pool = Pool(
+            keys=[renamed[k] for k in fresh.keys],
+            kind={renamed[k]: "policy" for k in fresh.keys},
+            input_of={**base_pool.input_of, **{renamed[k]: fresh.input_of[k] for k in fresh.keys}},
+            images={renamed.get(k, k): v for k, v in fresh.images.items()},
+            badness={**base_pool.badness, **{renamed[k]: fresh.badness[k] for k in fresh.keys}},
+            candidates_of=base_pool.candidates_of,
+        )
+        pairs = []
+        for input_id in subset.ids:
+            mine = [renamed[k] for k in fresh.candidates_of[input_id]]
+            theirs = [k for k in base_pool.candidates_of[input_id] if base_pool.kind[k] == "policy"]
+            pairs += [(a, b) for a in mine for b in theirs] + list(itertools.combinations(mine, 2))
+        new_rows = judge_pairs(pairs, new_pool, annotator, args, seed=100 + round_index)
+        images.update(new_pool.images)
+        rows += new_rows
+        base_badness = statistics.fmean(
+            base_pool.badness[k]
+            for i in subset.ids
+            for k in base_pool.candidates_of[i]
+            if base_pool.kind[k] == "policy"
+        )
+        policy_badness = statistics.fmean(fresh.badness.values())
+        model = RewardModel.from_pretrained(current_reward)
+        out = work / "rows" / f"{name}_reward_r{round_index + 1}"
+        shutil.rmtree(out, ignore_errors=True)
+        train_reward_model(
+            dataclasses.replace(
+                reward_fit_config(args, args.relabel_steps), reward=model.config, seed=round_index + 1
+            ),
+            judgments=rows,
+            images=ImageBank(images, model.config.resolution),
+            out_dir=out,
+            progress=False,
+            init_model=model,
+        )
+        current_reward = out
+        relabel_log.append(
+            f"round {round_index + 1}: {len(new_rows)} new judgments of the policy's samples of {len(subset.ids)}"
+            f" faces (mean oracle badness {policy_badness:.4f} against the supervised samples' {base_badness:.4f});"
+            f" reward model fitted on for {args.relabel_steps} steps on {len(rows)} judgments in"
+            f" {time.perf_counter() - started:.0f} s"
+        )
+        log(relabel_log[-1])
+    last = summaries[-1]
+    summary = {
+        **last,
+        "steps": sum(s["steps"] for s in summaries),
+        "rollouts": sum(s["rollouts"] for s in summaries),
+        "minutes": sum(s["minutes"] for s in summaries),
+        "handed_back_step": sum(s["steps"] for s in summaries[:-1]) + last["handed_back_step"],
+        "curve": [line for s in summaries for line in s["curve"]],
+        "relabel": relabel_log,
+    }
+    return Restorer.from_pretrained(policy_dir), summary
+
+
 # ------------------------------------------------------------------------------------------------ report
 
 
@@ -1083,6 +1202,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="learned reward averaged over this many random shifts and flips (RLConfig."
         "learned_reward_augmentations; the preset's: 0)",
+    )
+    parser.add_argument(
+        "--relabel-rounds",
+        type=int,
+        default=0,
+        help="learned-reward rows: stop RL this many times to have the annotators judge the policy's own samples"
+        " and fit the reward model on (the loop's rounds, in one run)",
+    )
+    parser.add_argument(
+        "--relabel-inputs", type=int, default=96, help="faces whose policy samples are judged"
+    )
+    parser.add_argument("--relabel-steps", type=int, default=150, help="reward steps fitted on per round")
+    parser.add_argument(
+        "--policy-update",
+        choices=["reward_backprop", "ddpo"],
+        help="RLConfig.policy_update (the preset's: reward_backprop; ddpo: the policy gradient, which uses the"
+        " rewards of the samples and never the reward model's gradient)",
     )
     parser.add_argument(
         "--centered-disagreement",
@@ -1308,6 +1444,11 @@ def main(argv: list[str] | None = None) -> None:
                     "test": test_key,
                     "rl_inputs": sizes.rl_inputs,
                     "guard": sizes.guard_inputs,
+                    **(
+                        {"relabel": [args.relabel_rounds, args.relabel_inputs, args.relabel_steps]}
+                        if args.relabel_rounds
+                        else {}
+                    ),
                 }
             )
         )
@@ -1328,7 +1469,20 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"RL row {name}: budget cut from {config.max_minutes} to {budget:.1f} min (--finish-by)")
                 config = dataclasses.replace(config, max_minutes=round(budget, 2))
         configs[name] = config
-        tuned, summary = run_row(tag, config, restorer_dir, reward_dir, manifest, work)
+        if args.relabel_rounds and ROWS.get(name, ROWS["learned"]).learned:
+            tuned, summary = relabelled_row(
+                tag,
+                config,
+                restorer_dir,
+                reward_dir,
+                manifest,
+                work,
+                faces=reward_faces,
+                annotator=annotator,
+                args=args,
+            )
+        else:
+            tuned, summary = run_row(tag, config, restorer_dir, reward_dir, manifest, work)
         measured[name] = {
             sampler[0]: measure(tuned, test_faces, sampler, seeds, scorers) for sampler in samplers
         }
@@ -1409,6 +1563,7 @@ def main(argv: list[str] | None = None) -> None:
             f" {row_summary['trajectories_per_s']:.2f} trajectories/s"
         )
         lines += row_summary["curve"]
+        lines += [f"  relabelled: {line}" for line in row_summary.get("relabel", [])]
     lines.append(f"total wall time {(time.perf_counter() - total_started) / 60:.1f} min")
     report = "\n".join(lines) + "\n"
     print(report)
