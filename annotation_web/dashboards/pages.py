@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from annotation_web.dashboards.forms import DashboardFilterForm
-from annotation_web.dashboards.plots import PAGES, PLOT_PAGES, Page
+from annotation_web.dashboards.plots import PAGES, PLOTS, Page, plot_build
 from annotation_web.dashboards.selectors.filters import NO_FILTERS, DashboardFilters
 from annotation_web.errors import NotFound
 from annotation_web.labeling import access
@@ -30,14 +30,21 @@ def _project_for_reader(request, slug: str) -> Project:
         raise Http404(str(exc)) from exc
 
 
+def _filters(request, project: Project) -> tuple[DashboardFilterForm, DashboardFilters | None]:
+    """The filter form and its filter (None when the query string does not validate)."""
+    form = DashboardFilterForm(request.GET or None, project=project)
+    if form.is_bound and not form.is_valid():
+        return form, None
+    return form, form.filters() if form.is_bound else NO_FILTERS
+
+
 def _build(
     request, project: Project, page_name: str
 ) -> tuple[DashboardFilterForm, DashboardFilters, Page | None]:
     """The filter form, the filter, and the page's figures (None when the filter does not validate)."""
-    form = DashboardFilterForm(request.GET or None, project=project)
-    if form.is_bound and not form.is_valid():
+    form, filters = _filters(request, project)
+    if filters is None:
         return form, NO_FILTERS, None
-    filters = form.filters() if form.is_bound else NO_FILTERS
     _, builder = PAGES[page_name]
     return form, filters, builder(project=project, filters=filters, user=request.user)
 
@@ -85,16 +92,15 @@ def jobs(request, slug: str):
 @require_GET
 @login_required
 def plot_data(request, slug: str, plot: str, fmt: str):
-    """The rows of one plot, as plotted, with the same filter as the page's query string."""
+    """The rows of one plot, as plotted, with the same filter as the page's query string (only that plot's
+    figures are computed, not its page's others)."""
     project = _project_for_reader(request, slug)
-    if plot not in PLOT_PAGES:
+    if plot not in PLOTS:
         raise Http404(f"no plot {plot!r}")
-    form, _, page = _build(request, project, PLOT_PAGES[plot])
-    if page is None:
+    form, filters = _filters(request, project)
+    if filters is None:
         return HttpResponseBadRequest(f"bad filter: {form.errors.as_text()}", content_type="text/plain")
-    figure = page.plot(plot)
-    if figure is None:  # PLOT_PAGES names a plot its page does not build
-        raise Http404(f"no plot {plot!r}")
+    figure = plot_build(name=plot, project=project, filters=filters, user=request.user)
     if fmt == "json":
         return JsonResponse(figure.spec())
     response = HttpResponse(figure.csv(), content_type="text/csv; charset=utf-8")

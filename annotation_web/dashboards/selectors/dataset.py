@@ -156,12 +156,20 @@ def composition_by_model_version(*, project: Project, filters: DashboardFilters)
     judgments = (
         judgments_in(project=project, filters=filters).filter(is_gold=False).exclude(outcome=Outcome.SKIP)
     )
+    # One query for the pairs and one for the answers, grouped by the pair's two versions at once (a few
+    # groups), each group then counted for both its versions.
+    sides = ("a", "b")
+    label_fields = [
+        f"candidate_{side}__model_version__{part}" for side in sides for part in ("kind", "name", "version")
+    ]
     totals: dict[int, dict] = {}
-    for side in ("a", "b"):
-        version = f"candidate_{side}__model_version"
-        for row in pairs.values(
-            f"{version}_id", f"{version}__kind", f"{version}__name", f"{version}__version"
-        ).annotate(n=Count("pk")):
+    for row in (
+        pairs.values(*(f"candidate_{side}__model_version_id" for side in sides), *label_fields)
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        for side in sides:
+            version = f"candidate_{side}__model_version"
             entry = totals.setdefault(
                 row[f"{version}_id"],
                 {
@@ -171,12 +179,11 @@ def composition_by_model_version(*, project: Project, filters: DashboardFilters)
                 },
             )
             entry["pairs"] += row["n"]
-        for version_id, n in (
-            judgments.values_list(f"pair__{version}_id")
-            .annotate(n=Count("pk"))
-            .order_by()
-            .values_list(f"pair__{version}_id", "n")
-        ):
+    versions = [f"pair__candidate_{side}__model_version_id" for side in sides]
+    for *version_ids, n in (
+        judgments.values_list(*versions).annotate(n=Count("pk")).order_by().values_list(*versions, "n")
+    ):
+        for version_id in version_ids:
             if version_id in totals:
                 totals[version_id]["judgments"] += n
     return sorted(totals.values(), key=lambda row: (-row["pairs"], row["version"]))

@@ -3,21 +3,21 @@ reliability of each batch over time (Krippendorff's alpha), and the annotators a
 flag with the figures that raised it.
 
 Counts, medians and agreement with the majority are aggregates in the database (a fixed number of queries
-whatever the number of judgments). Alpha per batch over time reads the (batch, day, pair, answer) tuples of the
-filtered judgments once, in order, and keeps the coincidence matrix of each batch up to date as it goes: one
-pass, not one query or one recomputation per day.
+whatever the number of judgments). Alpha per batch over time reads the days each batch received answers, and the
+(batch, day, pair, answer) tuples of the pairs with two or more answers in the filter (the only ones alpha
+counts) once, in order, and keeps the coincidence matrix of each batch up to date as it goes: one pass, not one
+query or one recomputation per day.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Window
 from django.db.models.functions import TruncDate
 from scipy.stats import binomtest
 
@@ -87,20 +87,21 @@ def _majority_agreement(*, project: Project, filters: DashboardFilters) -> dict[
     """Per annotator, over their answers on ordinary pairs in the filter: how many were compared with a strict
     majority of the pair's *other* annotators (all of them, whatever their date) and how many agreed with it,
     as `labeling.agreement.agreement_with_majority` counts it. One statement (portable SQL: PostgreSQL and
-    SQLite), a raw one because the ORM has no derived tables: the pair's count of each answer is grouped
-    once, and an answer's *others* are that count less the answer itself. The others have a strict majority
-    when one answer's count is above each of the other three; the answer agreed when that one is its own."""
+    SQLite ≥ 3.25), a raw one because the ORM has no derived tables: one pass over the project's answers on
+    ordinary pairs (of the batch: a pair's answers share its batch), where a window over the pair counts each
+    answer, and an answer's *others* are that count less the answer itself; the date range then picks the
+    answers compared. The others have a strict majority when one answer's count is above each of the other
+    three; the answer agreed when that one is its own."""
     judgment = connection.ops.quote_name(Judgment._meta.db_table)
     pair = connection.ops.quote_name(Pair._meta.db_table)
     outcomes = [str(outcome) for outcome in PREFERENCE_OUTCOMES]
     placeholders = ", ".join(["%s"] * len(outcomes))
-    counts_sql = ", ".join(
-        f"SUM(CASE WHEN j2.outcome = %s THEN 1 ELSE 0 END) AS c{index}" for index in range(len(outcomes))
-    )
     others_sql = ", ".join(
-        f"pc.c{index} - CASE WHEN j.outcome = %s THEN 1 ELSE 0 END AS v{index}"
+        f"SUM(CASE WHEN j.outcome = %s THEN 1 ELSE 0 END) OVER (PARTITION BY j.pair_id)"
+        f" - CASE WHEN j.outcome = %s THEN 1 ELSE 0 END AS v{index}"
         for index in range(len(outcomes))
     )
+    others_params = [outcome for outcome in outcomes for _ in range(2)]
 
     def strict_top(index: int) -> str:
         return "(" + " AND ".join(f"v{index} > v{k}" for k in range(len(outcomes)) if k != index) + ")"
@@ -109,36 +110,32 @@ def _majority_agreement(*, project: Project, filters: DashboardFilters) -> dict[
     compared_sql = " OR ".join(strict_top(index) for index in range(len(outcomes)))
     where = ["p.project_id = %s", "j.is_gold = %s", f"j.outcome IN ({placeholders})"]
     where_params: list[Any] = [project.pk, False, *outcomes]
-    start, end = filters.start(), filters.end()
-    if start is not None:
-        where.append("j.created_at >= %s")
-        where_params.append(start)
-    if end is not None:
-        where.append("j.created_at < %s")
-        where_params.append(end)
     if filters.batch is not None:
         where.append("p.batch = %s")
         where_params.append(filters.batch)
+    in_range, range_params = ["1 = 1"], []
+    start, end = filters.start(), filters.end()
+    if start is not None:
+        in_range.append("j.created_at >= %s")
+        range_params.append(start)
+    if end is not None:
+        in_range.append("j.created_at < %s")
+        range_params.append(end)
     sql = f"""
         SELECT annotator_id,
                SUM(CASE WHEN {agreed_sql} THEN 1 ELSE 0 END) AS agreed,
                SUM(CASE WHEN {compared_sql} THEN 1 ELSE 0 END) AS compared
         FROM (
-            SELECT j.annotator_id AS annotator_id, j.outcome AS outcome, {others_sql}
+            SELECT j.annotator_id AS annotator_id, j.outcome AS outcome,
+                   CASE WHEN {" AND ".join(in_range)} THEN 1 ELSE 0 END AS in_range, {others_sql}
             FROM {judgment} j
             JOIN {pair} p ON p.id = j.pair_id
-            JOIN (
-                SELECT j2.pair_id AS pair_id, {counts_sql}
-                FROM {judgment} j2
-                JOIN {pair} p2 ON p2.id = j2.pair_id
-                WHERE p2.project_id = %s AND j2.is_gold = %s AND j2.outcome IN ({placeholders})
-                GROUP BY j2.pair_id
-            ) pc ON pc.pair_id = j.pair_id
             WHERE {" AND ".join(where)}
         ) mine
+        WHERE in_range = 1
         GROUP BY annotator_id
     """
-    params: list[Any] = [*outcomes, *outcomes, *outcomes, project.pk, False, *outcomes, *where_params]
+    params: list[Any] = [*outcomes, *range_params, *others_params, *where_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -148,10 +145,11 @@ def _majority_agreement(*, project: Project, filters: DashboardFilters) -> dict[
     }
 
 
-def annotator_table(*, project: Project, filters: DashboardFilters) -> list[dict]:
+def annotator_table(*, project: Project, filters: DashboardFilters, with_majority: bool = True) -> list[dict]:
     """One row per annotator who judged in the filter, by name: answers (gold included, skips not), skips,
     median server-measured seconds per answer, gold answered and right, agreement with the majority, the
-    decisive answers (A or B) and how many of them chose the candidate on the left of the screen."""
+    decisive answers (A or B) and how many of them chose the candidate on the left of the screen. Without
+    `with_majority` the agreement with the majority is not computed (its columns are None)."""
     rows = (
         judgments_in(project=project, filters=filters)
         .values("annotator_id", "annotator__username")
@@ -168,10 +166,14 @@ def annotator_table(*, project: Project, filters: DashboardFilters) -> list[dict
         )
         .order_by("annotator__username")
     )
-    agreement = _majority_agreement(project=project, filters=filters)
+    agreement = _majority_agreement(project=project, filters=filters) if with_majority else None
     table = []
     for row in rows:
-        majority = agreement.get(row["annotator_id"], {"agreed": 0, "compared": 0})
+        agreed: int | None = None
+        compared: int | None = None
+        if agreement is not None:
+            majority = agreement.get(row["annotator_id"], {"agreed": 0, "compared": 0})
+            agreed, compared = majority["agreed"], majority["compared"]
         table.append(
             {
                 "annotator_id": row["annotator_id"],
@@ -182,11 +184,9 @@ def annotator_table(*, project: Project, filters: DashboardFilters) -> list[dict
                 "gold_answered": row["gold_answered"],
                 "gold_correct": row["gold_correct"],
                 "gold_accuracy": row["gold_correct"] / row["gold_answered"] if row["gold_answered"] else None,
-                "majority_compared": majority["compared"],
-                "majority_agreed": majority["agreed"],
-                "majority_agreement": majority["agreed"] / majority["compared"]
-                if majority["compared"]
-                else None,
+                "majority_compared": compared,
+                "majority_agreed": agreed,
+                "majority_agreement": agreed / compared if compared and agreed is not None else None,
                 "decisive": row["decisive"],
                 "chose_left": row["chose_left"],
                 "left_share": row["chose_left"] / row["decisive"] if row["decisive"] else None,
@@ -321,24 +321,47 @@ def alpha_per_batch_over_time(*, project: Project, filters: DashboardFilters) ->
     """(batch, day, alpha, pairs with ≥ 2 answers) at the end of each day a batch received answers: alpha over
     the batch's answers on ordinary pairs (gold and skips left out, four categories: a, b, tie, both bad) from
     the start of the filter up to that day, so the last point of a batch is its alpha over the whole range."""
-    tuples: Iterable[tuple[str, object, int, str]] = (
+    # One pass over the answers (the ORM writes it, the window and all; the outer statement is raw because the
+    # ORM has no derived tables): an answer is read when its pair has two or more answers in the filter (on any
+    # other pair it adds nothing to alpha, nor to the count of pairable units), and each (batch, day) with
+    # answers is one more row (counted in a group, not sorted), so that every such day is a point.
+    day = TruncDate("created_at")
+    answers = (
         judgments_in(project=project, filters=filters)
         .filter(is_gold=False, outcome__in=PREFERENCE_OUTCOMES)
-        .annotate(day=TruncDate("created_at"))
-        .order_by("pair__batch", "day", "pk")
-        .values_list("pair__batch", "day", "pair_id", "outcome")
+        .order_by()
+        .values(
+            batch_name=F("pair__batch"),
+            answer_day=day,
+            unit=F("pair_id"),
+            answer=F("outcome"),
+            answer_id=F("pk"),
+            on_pair=Window(Count("pk"), partition_by=[F("pair_id")]),
+        )
     )
+    inner, params = answers.query.sql_with_params()
+    sql = f"""
+        WITH answers AS ({inner})
+        SELECT batch_name, answer_day, unit, answer, on_pair, answer_id FROM answers WHERE on_pair >= 2
+        UNION ALL
+        SELECT batch_name, answer_day, NULL, NULL, 0, MIN(answer_id) FROM answers GROUP BY batch_name, answer_day
+        ORDER BY 1, 2, 6
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     points: list[dict] = []
-    running: RunningAlpha | None = None
+    running = RunningAlpha()
     current: tuple[str, object] | None = None
-    for batch, day, pair_id, outcome in tuples:
-        if current is not None and (batch, day) != current and running is not None:
+    for batch, answer_day, unit, answer, on_pair, _ in rows:
+        if current is not None and (batch, answer_day) != current:
             points.append(_alpha_point(current, running))
-        if running is None or current is None or batch != current[0]:
+        if current is None or batch != current[0]:
             running = RunningAlpha()
-        running.add(pair_id, outcome)
-        current = (batch, day)
-    if current is not None and running is not None:
+        if on_pair >= 2:
+            running.add(unit, answer)
+        current = (batch, answer_day)
+    if current is not None:
         points.append(_alpha_point(current, running))
     return points
 

@@ -137,3 +137,18 @@ def test_queries_per_page_do_not_grow_with_the_judgments(
     assert set(small_counts) == set(PAGES)
     assert large_counts == small_counts
     assert max(large_counts.values()) < 40
+
+
+def test_a_download_computes_its_own_plot_only(make_project, make_user, ordinary_pairs, gold_pairs_of):
+    project = _judged_project(make_project, make_user, ordinary_pairs, gold_pairs_of, judgments=40)
+    client = _client(make_user(Role.MANAGER))
+    page_queries = _queries_per_page(client, project.slug)
+    for plot, page_name in PLOT_PAGES.items():
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(f"/dashboard/{project.slug}/data/{plot}.csv").status_code == 200
+        assert len(queries) <= page_queries[page_name], plot
+    # A plot of one selector reads only that selector's rows, not its page's other figures'.
+    for plot in ("judgments-per-day", "outcomes", "annotator-per-day", "alpha-over-time"):
+        with CaptureQueriesContext(connection) as queries:
+            client.get(f"/dashboard/{project.slug}/data/{plot}.csv")
+        assert len(queries) < page_queries[PLOT_PAGES[plot]] - 2, plot

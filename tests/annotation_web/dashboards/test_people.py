@@ -136,6 +136,31 @@ def test_alpha_per_batch_over_time_ends_at_the_batchs_alpha(make_project, make_u
         assert series[-1]["pairs_with_two_or_more"] == 10
 
 
+def test_alpha_has_a_point_for_a_day_of_single_answers_which_leave_it_unchanged(
+    make_project, make_user, ordinary_pairs
+):
+    project = make_project(pairs=20)
+    first, second = make_user(Role.ANNOTATOR, "ann-first"), make_user(Role.ANNOTATOR, "ann-second")
+    today = timezone.localdate()
+    pairs = [pair for pair in ordinary_pairs(project) if pair.batch == "b1"]
+    shared, single = pairs[:4], pairs[4:7]
+    for index, pair in enumerate(shared):  # two answers a pair, two days ago and one day ago
+        plant(pair=pair, annotator=first, outcome="a", day=today - timedelta(days=2))
+        plant(pair=pair, annotator=second, outcome="ab"[index % 2], day=today - timedelta(days=1))
+    for pair in single:  # today: one answer on each of three other pairs, none pairable
+        plant(pair=pair, annotator=first, outcome="tie", day=today)
+    series = people.alpha_per_batch_over_time(project=project, filters=NO_FILTERS)
+    assert [point["day"] for point in series] == [(today - timedelta(days=n)).isoformat() for n in (2, 1, 0)]
+    assert series[0]["alpha"] is None and series[0]["pairs_with_two_or_more"] == 0
+    units = {pair.pk: ["a", "ab"[index % 2]] for index, pair in enumerate(shared)}
+    assert series[1]["alpha"] == pytest.approx(krippendorff_alpha_nominal(units))
+    assert series[2]["alpha"] == series[1]["alpha"] and series[2]["pairs_with_two_or_more"] == 4
+    since_yesterday = DashboardFilters(date_from=today - timedelta(days=1))
+    later = people.alpha_per_batch_over_time(project=project, filters=since_yesterday)
+    # From yesterday on each shared pair has one answer in the filter: nothing is pairable.
+    assert [(point["alpha"], point["pairs_with_two_or_more"]) for point in later] == [(None, 0), (None, 0)]
+
+
 def test_below_gold_uses_the_loops_rule_with_its_evidence(make_project, make_user, gold_pairs_of):
     project = make_project(pairs=1, gold=6)
     sloppy, good = make_user(Role.ANNOTATOR, "sloppy"), make_user(Role.ANNOTATOR, "good")
