@@ -8,7 +8,9 @@ the reservation that was on screen, mapped from the screen side to the stored a/
 from __future__ import annotations
 
 import io
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +124,32 @@ def build_project(*, faces: int, with_gold: bool):
             pairs.gold_pair_create_for_input(face_input=project.inputs.get(pk=report.imported[0])) is not None
         )
     return project
+
+
+# Set to a folder to keep screenshots of the pages the browser tests visit.
+SCREENSHOTS = os.environ.get("PREF_BROWSER_SCREENSHOTS", "")
+
+
+def screenshot(page, name: str) -> None:  # noqa: F811 - the fixture's name
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+
+
+def collect_errors(page) -> list[str]:  # noqa: F811 - the fixture's name
+    """The page's uncaught errors and console errors from now on; the browser's own request for /favicon.ico
+    (the app has none) is not the page's error."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico")
+            else None
+        ),
+    )
+    return errors
 
 
 def log_in(page, base_url: str, *, username: str, next_path: str) -> None:

@@ -4,9 +4,6 @@ keyboard, and the page then shows the new version in use with who and why; no co
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from annotation_web.accounts.models import Role
@@ -18,19 +15,14 @@ from tests.annotation_web.test_browser import (  # noqa: F401 - fixtures
     PASSWORD,
     browser,
     browser_storage,
+    collect_errors,
     log_in,
     page,
     pytestmark,
 )
-
-# Set to a folder to keep screenshots of the page (before and after the promotion).
-SCREENSHOTS = os.environ.get("PREF_BROWSER_SCREENSHOTS", "")
-
-
-def _shot(page, name: str) -> None:  # noqa: F811 - the fixture's name
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+from tests.annotation_web.test_browser import (
+    screenshot as _shot,
+)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -40,16 +32,7 @@ def test_an_engineer_compares_two_versions_and_promotes_one(page, live_server, b
     membership_add(user=engineer, project=project)
     planted = plant_comparison(project)
     old, new = planted["old"], planted["new"]
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico")
-            else None
-        ),
-    )
+    errors = collect_errors(page)
 
     log_in(page, live_server.url, username=engineer.username, next_path=f"/projects/{project.slug}/compare/")
     assert page.get_attribute("#version-a", "data-version") == str(old.pk)

@@ -3,9 +3,7 @@ a reload, and Cancel stops it through the API (session auth, CSRF token) and say
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -18,19 +16,14 @@ from annotation_web.labeling.pairs import project_create
 from tests.annotation_web.test_browser import (  # noqa: F401 - fixtures
     PASSWORD,
     browser,
+    collect_errors,
     log_in,
     page,
     pytestmark,
 )
-
-# Set to a folder to keep screenshots of the page (before and after).
-SCREENSHOTS = os.environ.get("PREF_BROWSER_SCREENSHOTS", "")
-
-
-def _shot(page, name: str) -> None:  # noqa: F811 - the fixture's name
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+from tests.annotation_web.test_browser import (
+    screenshot as _shot,
+)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -52,17 +45,7 @@ def test_an_engineer_watches_a_running_job_move_and_cancels_it(page, live_server
         log_tail="step 3/10 reward 0.12\n",
         params={"restorer_id": 1, "reward_id": 2, "preset": "tiny"},
     )
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # The browser's own request for /favicon.ico (the app has none) is not the page's error.
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico")
-            else None
-        ),
-    )
+    errors = collect_errors(page)
     polls: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if r.url.endswith(f"/api/jobs/{job.pk}/") else None)
 

@@ -4,9 +4,7 @@ Content-Security-Policy would refuse an inline script or a script from elsewhere
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -19,14 +17,14 @@ from tests.annotation_web.dashboards.conftest import plant
 from tests.annotation_web.test_browser import (  # noqa: F401 - fixtures
     PASSWORD,
     browser,
+    collect_errors,
     log_in,
     page,
     pytestmark,
+    screenshot,
 )
 
 PAGES = ["", "people/", "models/", "jobs/"]
-# Set to a folder to keep a screenshot of each page.
-SCREENSHOTS = os.environ.get("PREF_BROWSER_SCREENSHOTS", "")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -62,16 +60,7 @@ def test_a_manager_sees_every_plot_drawn_without_errors(page, live_server, make_
     )
     manager = user_create(username="reading-manager", password=PASSWORD, role=Role.MANAGER)
     membership_add(user=manager, project=project)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico")
-            else None
-        ),
-    )
+    errors = collect_errors(page)
     log_in(page, live_server.url, username=manager.username, next_path=f"/dashboard/{project.slug}/")
     for path in PAGES:
         page.goto(f"{live_server.url}/dashboard/{project.slug}/{path}")
@@ -91,11 +80,7 @@ def test_a_manager_sees_every_plot_drawn_without_errors(page, live_server, make_
             )
             assert drawn, f"{path or 'dataset'}: {name}"
         assert not errors, f"{path or 'dataset'}: {errors}"
-        if SCREENSHOTS:
-            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-            page.screenshot(
-                path=str(Path(SCREENSHOTS) / f"dashboard-{path.strip('/') or 'dataset'}.png"), full_page=True
-            )
+        screenshot(page, f"dashboard-{path.strip('/') or 'dataset'}.png")
     # the tabs reach each other by keyboard: the People tab is a link
     page.goto(f"{live_server.url}/dashboard/{project.slug}/")
     page.locator('nav.tabs a:has-text("People")').focus()

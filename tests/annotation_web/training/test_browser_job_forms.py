@@ -3,9 +3,6 @@ on the job's page, and watches the job finish there without a reload (a worker's
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from annotation_web.accounts.models import Role
@@ -25,16 +22,10 @@ from tests.annotation_web.test_browser import (  # noqa: F401 - fixtures
     pytestmark,
     synthetic_face_png,
 )
+from tests.annotation_web.test_browser import (
+    screenshot as _shot,
+)
 from tests.annotation_web.training.test_ml_loop import tiny_restorer  # noqa: F401 - fixture
-
-# Set to a folder to keep screenshots of the pages.
-SCREENSHOTS = os.environ.get("PREF_BROWSER_SCREENSHOTS", "")
-
-
-def _shot(page, name: str) -> None:  # noqa: F811 - the fixture's name
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
 
 
 @pytest.mark.django_db(transaction=True)
