@@ -134,20 +134,33 @@ def _preference_rows(project: Project, batch: str | None = None) -> QuerySet[Jud
 
 
 def project_agreement(*, project: Project) -> dict:
-    triples = list(_preference_rows(project).values_list("pair_id", "annotator_id", "outcome"))
+    """Krippendorff's alpha (whole project and per batch) and each annotator's agreement with the majority.
+
+    Both read only the pairs with two or more preference judgments: a pair judged once carries no information on
+    agreement (alpha leaves it out, and nobody else answered it), so only those rows leave the database."""
+    rows = _preference_rows(project)
+    shared = rows.values("pair_id").annotate(n=Count("id")).filter(n__gte=2).values("pair_id")
+    quadruples = list(
+        rows.filter(pair_id__in=shared).values_list("pair_id", "annotator_id", "outcome", "pair__batch")
+    )
+    triples = [(pair_id, annotator_id, outcome) for pair_id, annotator_id, outcome, _ in quadruples]
     units: dict[int, list[str]] = {}
-    batch_of_pair = dict(Pair.objects.filter(project=project).values_list("pk", "batch"))
-    for pair_id, _, outcome in triples:
+    batch_of_pair: dict[int, str] = {}
+    for pair_id, _, outcome, batch in quadruples:
         units.setdefault(pair_id, []).append(outcome)
-    batches: dict[str, dict[int, list[str]]] = {}
+        batch_of_pair[pair_id] = batch
+    # every batch with a preference judgment is listed, those without a pair judged twice too
+    batches: dict[str, dict[int, list[str]]] = {
+        batch: {} for batch in rows.values_list("pair__batch", flat=True).distinct().order_by()
+    }
     for pair_id, values in units.items():
-        batches.setdefault(batch_of_pair.get(pair_id, ""), {})[pair_id] = values
+        batches.setdefault(batch_of_pair[pair_id], {})[pair_id] = values
     per_annotator = agreement_with_majority(triples)
     usernames = dict(User.objects.filter(pk__in=list(per_annotator)).values_list("pk", "username"))
     return {
         "alpha": krippendorff_alpha_nominal(units),
-        "pairs_with_two_or_more": sum(1 for v in units.values() if len(v) >= 2),
-        "judgments": len(triples),
+        "pairs_with_two_or_more": len(units),
+        "judgments": rows.count(),
         "per_batch": [
             {
                 "batch": batch,
