@@ -278,6 +278,10 @@ PRESETS: dict[str, RLConfig] = {
     # (benchmarks/results/rl_gain_ablation.txt, 5-minute budget) it handed back step 0; again with a reward model
     # whose pool has a sharpening ladder (no longer monotonic in sharpening; benchmarks/results/
     # rl_gain_ablation_seed0.txt, 8-minute budget) the guard stopped it at step 30 and it handed back step 0.
+    # Unguarded for 30 steps (benchmarks/results/probe14_*.txt) it loses to the supervised restorer under the
+    # oracle (win 27-43%) while the learned reward climbs +0.11-0.24 and the reward model ranks the policy's own
+    # samples against the oracle (0.18-0.44): its pixel gradient is exploited within 10 steps, with the raw or the
+    # centred disagreement, shifted rewards, and two rounds of judging the policy's samples; the guard is right.
     "tiny_preference": RLConfig(
         max_steps=200,
         max_minutes=20.0,
