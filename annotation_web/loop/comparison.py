@@ -304,9 +304,22 @@ def comparison_images(*, project: Project, a: ModelVersion, b: ModelVersion) -> 
 
 
 def version_gallery(*, version: ModelVersion) -> dict[str, Any] | None:
-    """The gallery of `version`'s own evaluation for its registry page: rows of (LQ, the output of the
-    restorer it was evaluated against, its own output, HQ where known); None when it has none."""
+    """The gallery of `version` for its registry page: rows of (LQ, the other restorer's output, its own
+    output, HQ where known). From its own evaluation; else, for a version that was only ever the one in use
+    (a first restorer), from the newest evaluation of a candidate against it (its outputs are there too);
+    None when there is neither."""
     record = (version.metrics or {}).get("evaluation")
+    own, other = "candidate", "in_use"
+    against_id = record.get("against") if isinstance(record, dict) else None
+    if _gallery_of(record if isinstance(record, dict) else None) is None:
+        challenger = (
+            ModelVersion.objects.filter(kind=version.kind, metrics__evaluation__against=version.pk)
+            .order_by("-pk")
+            .first()
+        )
+        record = (challenger.metrics or {}).get("evaluation") if challenger is not None else None
+        own, other = "in_use", "candidate"
+        against_id = challenger.pk if challenger is not None else None
     if not isinstance(record, dict):
         return None
     gallery = _gallery_of(record)
@@ -319,7 +332,6 @@ def version_gallery(*, version: ModelVersion) -> dict[str, Any] | None:
             project_id=int(gallery["project"]), pk__in=[row["input"] for row in images]
         )
     }
-    against_id = record.get("against")
     against = ModelVersion.objects.filter(pk=against_id).first() if isinstance(against_id, int) else None
     return {
         "against": against,
@@ -327,9 +339,7 @@ def version_gallery(*, version: ModelVersion) -> dict[str, Any] | None:
         "num_steps": gallery.get("num_steps"),
         "job": record.get("job"),
         "rows": [
-            _image_row(faces[row["input"]], row["in_use"], row["candidate"])
-            for row in images
-            if row["input"] in faces
+            _image_row(faces[row["input"]], row[other], row[own]) for row in images if row["input"] in faces
         ],
     }
 

@@ -385,10 +385,19 @@ def test_the_model_page_links_to_the_comparison_and_shows_the_gallery(client, pl
     ]
     src = re.search(r'alt="input \d+ restored by this version"', html)
     assert src is not None
-    # The version in use links to its candidate; it has no gallery of its own.
+    # The version in use links to its candidate; its gallery is its side of the candidate's evaluation.
     html = client.get(f"/models/{old.pk}/").content.decode()
     assert f'href="/projects/{project.slug}/compare/?a={old.pk}&amp;b={new.pk}"' in html
-    assert 'id="gallery"' not in html
+    assert 'id="gallery"' in html
+    assert f'href="/models/{new.pk}/"' in html  # shown beside the candidate it was measured against
+    assert [int(pk) for pk in re.findall(r'<tr data-input="(\d+)">', html)] == [
+        row["input"] for row in planted["gallery"]
+    ]
+    # Its own outputs (the in-use side of that evaluation), not the candidate's.
+    shown = re.findall(r'<img src="([^"]+)" alt="input \d+ restored by this version"', html)
+    assert [client.get(unescape(src)).content for src in shown] == [
+        get_storage().get(row["in_use"]) for row in planted["gallery"]
+    ]
 
 
 @pytest.mark.django_db
