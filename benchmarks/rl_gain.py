@@ -1038,7 +1038,8 @@ def relabelled_row(
             pairs += [(a, b) for a in mine for b in theirs] + list(itertools.combinations(mine, 2))
         new_rows = judge_pairs(pairs, new_pool, annotator, args, seed=100 + round_index)
         images.update(new_pool.images)
-        rows += new_rows
+        # the new judgments count --relabel-repeat times: a few thousand among ~30k would barely move the fit
+        rows += new_rows * args.relabel_repeat
         base_badness = statistics.fmean(
             base_pool.badness[k]
             for i in subset.ids
@@ -1214,6 +1215,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--relabel-inputs", type=int, default=96, help="faces whose policy samples are judged"
     )
     parser.add_argument("--relabel-steps", type=int, default=150, help="reward steps fitted on per round")
+    parser.add_argument(
+        "--relabel-repeat",
+        type=int,
+        default=1,
+        help="each new judgment of the policy's samples counts this often",
+    )
     parser.add_argument(
         "--policy-update",
         choices=["reward_backprop", "ddpo"],
@@ -1445,7 +1452,14 @@ def main(argv: list[str] | None = None) -> None:
                     "rl_inputs": sizes.rl_inputs,
                     "guard": sizes.guard_inputs,
                     **(
-                        {"relabel": [args.relabel_rounds, args.relabel_inputs, args.relabel_steps]}
+                        {
+                            "relabel": [
+                                args.relabel_rounds,
+                                args.relabel_inputs,
+                                args.relabel_steps,
+                                args.relabel_repeat,
+                            ]
+                        }
                         if args.relabel_rounds
                         else {}
                     ),
