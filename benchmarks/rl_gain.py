@@ -196,6 +196,8 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         ("reward_augmentations", "learned_reward_augmentations"),
         ("centered_disagreement", "learned_reward_centered_disagreement"),
         ("policy_update", "policy_update"),
+        ("ranked_strengths", "ranked_edit_strengths"),
+        ("ranked_fit_weight", "ranked_fit_weight"),
     ):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
@@ -1223,10 +1225,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--policy-update",
-        choices=["reward_backprop", "ddpo"],
-        help="RLConfig.policy_update (the preset's: reward_backprop; ddpo: the policy gradient, which uses the"
-        " rewards of the samples and never the reward model's gradient)",
+        choices=["reward_backprop", "ddpo", "reward_ranked"],
+        help="RLConfig.policy_update (ddpo: the policy gradient, which uses the rewards of the samples and never"
+        " the reward model's gradient; reward_ranked: each group pulled towards its best sample or edit by the"
+        " reward terms, which only rank)",
     )
+    parser.add_argument(
+        "--ranked-strengths",
+        type=float,
+        nargs="+",
+        help="RLConfig.ranked_edit_strengths: the unsharp-mask strengths proposed by reward_ranked",
+    )
+    parser.add_argument("--ranked-fit-weight", type=float, help="RLConfig.ranked_fit_weight")
     parser.add_argument(
         "--centered-disagreement",
         action=argparse.BooleanOptionalAction,

@@ -13,7 +13,7 @@ from restorer.artifacts import reject_unknown_fields
 RL_CONFIG_VERSION = 1
 
 
-POLICY_UPDATES = ("ddpo", "reward_backprop")
+POLICY_UPDATES = ("ddpo", "reward_backprop", "reward_ranked")
 AGREEMENT_TARGETS = ("mean", "best")
 
 
@@ -48,6 +48,11 @@ class RLConfig:
     # "reward_backprop" (AlignProp / DRaFT-1): the reward's gradient through the last denoising step, for a
     # differentiable reward; the rollouts are the same, minibatches hold whole groups (the agreement term), the KL
     # leash is that of the last step and normalize_reward_terms does not apply (there are no advantages).
+    # "reward_ranked" (RAFT, reward-ranked fine-tuning, with edits as proposals): each group's samples and
+    # ``ranked_edit_strengths`` unsharp masks of each (negative: towards a blur) are scored by the reward terms
+    # (not the agreement term), and every sample of the group is pulled, through its last denoising step, towards
+    # the group's best candidate. The reward ranks images and is never differentiated, so a pattern that fools
+    # its gradient cannot be learned; the policy learns only changes the reward model was shown and judged.
     policy_update: str = "ddpo"
     inner_epochs: int = 2
     minibatch_size: int = 8
@@ -61,6 +66,12 @@ class RLConfig:
     clip_range: float = 1e-2
     advantage_clip: float = 5.0
     kl_weight: float = 0.01
+
+    # reward_ranked: the proposals (0, the sample itself, is always one) and their blur radius (px); the weight of
+    # the mean squared distance to the target against the KL leash
+    ranked_edit_strengths: tuple[float, ...] = (-0.5, 0.25, 0.5, 1.0)
+    ranked_edit_sigma: float = 1.0
+    ranked_fit_weight: float = 1e4
 
     # reward: learned reward plus fidelity terms (each logged on its own)
     learned_reward_weight: float = 1.0
@@ -128,6 +139,8 @@ class RLConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
+        # a JSON round trip gives a list; the config stays hashable and equal to the one saved
+        object.__setattr__(self, "ranked_edit_strengths", tuple(float(s) for s in self.ranked_edit_strengths))
         positive = [
             "max_steps",
             "inputs_per_step",
@@ -152,6 +165,8 @@ class RLConfig:
             raise RLConfigError(
                 f"RLConfig.policy_update must be one of {', '.join(POLICY_UPDATES)}, got {self.policy_update!r}"
             )
+        if self.ranked_edit_sigma <= 0 or self.ranked_fit_weight <= 0:
+            raise RLConfigError("RLConfig.ranked_edit_sigma and ranked_fit_weight must be > 0")
         if self.group_size < 2:
             raise RLConfigError("RLConfig.group_size must be >= 2: advantages are normalised within a group")
         if self.eta <= 0:
@@ -195,7 +210,11 @@ class RLConfig:
         return self.inputs_per_step * self.group_size
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON's values: tuples as lists, so that a saved config and a live one compare equal."""
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RLConfig:

@@ -106,6 +106,15 @@ class RLTrainer:
             agreement_target=config.agreement_target,
             fallback_downsample=config.fallback_downsample,
         )
+        # what reward_ranked ranks candidates by: every term but agreement (the targets are what the group agrees on)
+        self.selection = CompositeReward(
+            reward_fn,
+            learned_weight=config.learned_reward_weight,
+            consistency_weight=config.consistency_weight,
+            perceptual_weight=config.perceptual_weight,
+            perceptual=perceptual,
+            fallback_downsample=config.fallback_downsample,
+        )
         self.guard = HackingGuard(patience=config.hacking_patience, min_delta=config.hacking_min_delta)
 
         for parameter in self.reference.parameters():
@@ -161,6 +170,8 @@ class RLTrainer:
     def step(self) -> dict[str, float]:
         if self.config.policy_update == "reward_backprop":
             return self._reward_backprop_step()
+        if self.config.policy_update == "reward_ranked":
+            return self._reward_ranked_step()
         return self._ddpo_step()
 
     def _sample_and_score(self, step: int) -> tuple[RLInputs, Rollout, RewardBreakdown, float]:
@@ -344,6 +355,103 @@ class RLTrainer:
         elapsed = time.perf_counter() - started
         count = len(groups)
         metrics = {name: value / updates for name, value in totals.items()}
+        metrics.update(rewards.means(group_size))
+        metrics.update(self._speed_metrics(count, elapsed, sampling_seconds))
+        return metrics
+
+    def ranked_targets(self, groups: RLInputs, images: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Each group's best candidate by the reward terms (the agreement term aside), repeated for every sample of
+        the group: ``[B, C, H, W]``, and what was chosen. The candidates are the group's samples and, of each,
+        an unsharp mask at every ``ranked_edit_strengths``; the strength 0 is the sample itself."""
+        from restorer.classical import unsharp_mask
+
+        config = self.config
+        group_size = config.group_size
+        strengths = (0.0,) + tuple(s for s in config.ranked_edit_strengths if s != 0.0)
+        # [K, B, C, H, W]: every strength of every sample
+        candidates = torch.stack(
+            [
+                images
+                if strength == 0.0
+                else unsharp_mask(images, strength, sigma=config.ranked_edit_sigma).clamp(-1.0, 1.0)
+                for strength in strengths
+            ]
+        )
+        count = len(strengths)
+        repeat = [row for row in range(len(groups)) for _ in range(count)]
+        flat = candidates.transpose(0, 1).reshape(-1, *images.shape[1:])  # sample-major: [B*K, ...]
+        with torch.no_grad(), self.forward_precision():
+            scores = self.selection(
+                groups.lq[repeat],
+                flat,
+                hq=groups.hq[repeat],
+                has_hq=groups.has_hq[repeat],
+                degradations=[groups.degradations[row] for row in repeat],
+            ).total.float()
+        per_group = scores.view(-1, group_size * count)  # [groups, G*K]: sample g's strength k at g*K + k
+        best = per_group.argmax(dim=1)
+        sample_of, strength_of = best // count, best % count
+        group_index = torch.arange(per_group.shape[0])
+        chosen = candidates[strength_of, group_index * group_size + sample_of]
+        targets = chosen.repeat_interleave(group_size, dim=0)
+        own = per_group.view(-1, group_size, count)[:, :, 0]  # the samples as they are
+        chosen_strengths = torch.tensor(strengths)[strength_of]
+        return targets, {
+            "ranked/strength": float(chosen_strengths.mean()),
+            "ranked/edited_share": float((strength_of != 0).float().mean()),
+            "ranked/gain": float((per_group.max(dim=1).values - own.mean(dim=1)).mean()),
+        }
+
+    def _reward_ranked_step(self) -> dict[str, float]:
+        """RAFT with edits as proposals: the same rollouts; each group's best candidate (``ranked_targets``) is
+        the target every sample of the group is pulled towards, through its last denoising step, minus that
+        step's KL leash. The reward only ranks finished images, so no gradient of it is ever followed."""
+        config = self.config
+        started = time.perf_counter()
+        step = self.step_count
+        group_size = config.group_size
+        groups, rollout, rewards, sampling_seconds = self._sample_and_score(step)
+        targets, chosen = self.ranked_targets(groups, rollout.images)
+        with torch.no_grad():
+            last_step = len(rollout.timesteps) - 1
+            reference = self._reference_distribution(groups, rollout, steps=[last_step])
+
+        generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
+        totals = {"loss/fit": 0.0, "kl": 0.0}
+        updates = 0
+        group_count = len(groups) // group_size
+        groups_per_update = max(1, config.minibatch_size // group_size)
+        for _ in range(config.inner_epochs):
+            order = torch.randperm(group_count, generator=generator).tolist()
+            for start in range(0, group_count, groups_per_update):
+                rows = [
+                    group * group_size + k
+                    for group in order[start : start + groups_per_update]
+                    for k in range(group_size)
+                ]
+                index = torch.as_tensor(rows)
+                with self.forward_precision():
+                    images, current = self.sampler.final_images(
+                        self.policy,
+                        groups.lq[index],
+                        [groups.instructions[row] for row in rows],
+                        rollout.trajectory[index],
+                        rollout.timesteps,
+                        eta=config.eta,
+                    )
+                images, current = images.float(), _float32(current)
+                fit = ((images - targets[index].to(images)) ** 2).flatten(1).mean(dim=1).mean()
+                kl = self._kl(current, reference, index, [0]).mean()
+                self._update(config.ranked_fit_weight * fit + config.kl_weight * kl)
+                totals["loss/fit"] += float(fit.detach())
+                totals["kl"] += float(kl.detach())
+                updates += 1
+
+        self.step_count += 1
+        elapsed = time.perf_counter() - started
+        count = len(groups)
+        metrics = {name: value / updates for name, value in totals.items()}
+        metrics.update(chosen)
         metrics.update(rewards.means(group_size))
         metrics.update(self._speed_metrics(count, elapsed, sampling_seconds))
         return metrics

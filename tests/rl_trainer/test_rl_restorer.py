@@ -269,6 +269,23 @@ def test_reward_backprop_trains_the_real_restorer_and_records_the_update(artifac
     assert rl["perceptual_reward"] == "lpips_randtrunk_seed1+lpips_randtrunk_seed2"
 
 
+def test_reward_ranked_trains_the_real_restorer_towards_the_reward_models_choice(artifacts, tmp_path):
+    config = RLConfig.preset(
+        "test", policy_update="reward_ranked", max_steps=2, eval_every=1, entropy_seeds=0, kl_weight=0.1
+    )
+    result = train(config, out_dir=tmp_path / "tuned", **artifact_paths(artifacts))
+    assert result.stop_reason == STOP_COMPLETED and result.steps == 2
+    last = result.history[-1]
+    assert {"loss/fit", "kl", "ranked/strength", "ranked/edited_share", "ranked/gain"} <= set(last)
+    assert last["ranked/gain"] >= 0  # the best candidate scores at least what the samples do on average
+    tuned = Restorer.from_pretrained(tmp_path / "tuned")
+    parent = Restorer.from_pretrained(artifacts / "restorer")
+    assert not torch.equal(tuned.unet.conv_out.weight, parent.unet.conv_out.weight)
+    assert Restorer.read_metrics(tmp_path / "tuned")["rl"]["rl_config"]["ranked_edit_strengths"] == list(
+        config.ranked_edit_strengths
+    )
+
+
 def test_the_pessimistic_learned_reward_is_the_mean_less_the_member_spread_and_keeps_a_gradient(artifacts):
     reward_model = RewardModel.from_pretrained(artifacts / "reward").eval().requires_grad_(False)
     lq, images = smooth_faces(3, seed=5), smooth_faces(3, seed=6)
