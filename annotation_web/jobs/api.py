@@ -21,7 +21,8 @@ from annotation_web.permissions import IsEngineer
 
 
 def _jobs_visible(user) -> QuerySet[Job]:
-    return selectors.job_list_visible(user=user)  # the rule the pages use too
+    # the rule the pages use too; each row's waiting_for in the same query
+    return selectors.with_waiting_for(selectors.job_list_visible(user=user))
 
 
 class JobListApi(generics.ListAPIView):

@@ -6,7 +6,19 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, AnonymousUser
-from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import (
+    Case,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
@@ -40,12 +52,36 @@ def queues_alive() -> dict[str, int]:
     return counts
 
 
+def _running_sibling() -> Subquery:
+    """Per row of a job queryset: the running job of the same kind and project (one runs at a time)."""
+    running = Job.objects.filter(
+        project_id=OuterRef("project_id"), kind=OuterRef("kind"), state=JobState.RUNNING
+    ).order_by("pk")
+    return Subquery(running.values("pk")[:1])
+
+
+def with_waiting_for(jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """``jobs`` with ``waiting_for_job_id`` on every row (what :func:`job_waiting_for` reads), in the same query:
+    a list of queued jobs costs no query per row."""
+    return jobs.annotate(
+        waiting_for_job_id=Case(
+            When(state=JobState.QUEUED, project__isnull=False, then=_running_sibling()),
+            default=Value(None),
+            output_field=IntegerField(),
+        )
+    )
+
+
 def job_waiting_for(job: Job) -> int | None:
-    """The running job of the same kind and project that a queued job waits for (one runs at a time)."""
+    """The running job of the same kind and project that a queued job waits for (one runs at a time); read from
+    :func:`with_waiting_for`'s annotation when the job came through it."""
+    if hasattr(job, "waiting_for_job_id"):
+        return job.waiting_for_job_id
     if job.state != JobState.QUEUED or job.project_id is None:
         return None
     return (
         Job.objects.filter(project_id=job.project_id, kind=job.kind, state=JobState.RUNNING)
+        .order_by("pk")
         .values_list("pk", flat=True)
         .first()
     )

@@ -7,7 +7,8 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -154,6 +155,32 @@ def test_one_job_of_a_kind_per_project_runs_and_the_next_waits(
     job_run(job_id=second.pk, worker="w2:2")
     second.refresh_from_db()
     assert second.state == JobState.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_the_job_list_says_what_each_queued_job_waits_for_in_a_bounded_number_of_queries(
+    echo_kind, make_project, engineer
+):
+    project, other = make_project(pairs=0), make_project(pairs=0)
+    first = running(job_create(kind="test_lease", params={}, project=project))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for_user(user=engineer)}")
+
+    def listed() -> tuple[dict[int, int | None], int]:
+        with CaptureQueriesContext(connection) as queries:
+            body = client.get("/api/jobs/").json()
+        rows = body["results"] if isinstance(body, dict) else body
+        return {row["id"]: row["waiting_for"] for row in rows}, len(queries)
+
+    waiting = [job_create(kind="test_lease", params={}, project=project) for _ in range(2)]
+    alone = job_create(kind="test_lease", params={}, project=other)
+    few, few_queries = listed()
+    waiting += [job_create(kind="test_lease", params={}, project=project) for _ in range(6)]
+    many, many_queries = listed()
+    assert many_queries == few_queries, "one query per queued row"
+    assert {pk: many[pk] for pk in [job.pk for job in waiting]} == {job.pk: first.pk for job in waiting}
+    assert many[first.pk] is None and many[alone.pk] is None, "running, or nothing of its kind runs"
+    assert few[alone.pk] is None
 
 
 @pytest.mark.django_db
