@@ -917,7 +917,7 @@ def sharpening_lines(reference: Measured, faces: Faces, scorers: Scorers) -> lis
 def curve_lines(result: RLResult) -> list[str]:
     lines = [
         f"  {'step':>5} {'learned r':>10} {'held-out':>9} {'h-o win':>8} {'H ratio':>8} {'rollout r':>10}"
-        f" {'consist.':>9} {'agree.':>9} {'percept.':>9} {'KL':>8}"
+        f" {'consist.':>9} {'agree.':>9} {'percept.':>9} {'KL':>8} {'strength':>8}"
     ]
     previous = 0
     for evaluation in result.evaluations:
@@ -933,7 +933,7 @@ def curve_lines(result: RLResult) -> list[str]:
             f"  {step:>5} {evaluation['eval/learned_reward']:>10.4f} {evaluation.get('eval/held_out', float('nan')):>9.5f}"
             f" {evaluation.get('eval/held_out_win', float('nan')):>8.3f} {evaluation.get('eval/entropy_ratio', float('nan')):>8.3f}"
             f" {mean_of('reward/learned'):>10.4f} {mean_of('reward/consistency'):>9.5f} {mean_of('reward/agreement'):>9.2e}"
-            f" {mean_of('reward/perceptual'):>9.5f} {mean_of('kl'):>8.4f}"
+            f" {mean_of('reward/perceptual'):>9.5f} {mean_of('kl'):>8.4f} {mean_of('ranked/strength'):>8.3f}"
         )
     return lines
 
