@@ -156,9 +156,10 @@ class Row:
 
 
 ROWS: dict[str, Row] = {
-    "fixed": Row(
-        "fixed", "RL fixed terms only (consist+KL+agree+GT percept)", learned=False, perceptual=True
-    ),
+    # the recipe's own fixed terms without the learned reward: what the preferences add is learned - fixed
+    "fixed": Row("fixed", "RL fixed terms only (consist+KL+agree)", learned=False, perceptual=False),
+    # the same with the GT perceptual term, which reads the HQ: what a fixed term with the HQ in hand finds
+    "fixed_gt": Row("fixed_gt", "RL fixed terms + GT percept (reads HQ)", learned=False, perceptual=True),
     "learned": Row("learned", "RL learned reward only (+consist+KL+agree)", learned=True, perceptual=False),
     "both": Row("both", "RL learned reward + fixed terms (+GT percept)", learned=True, perceptual=True),
 }
@@ -198,6 +199,8 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         ("policy_update", "policy_update"),
         ("ranked_strengths", "ranked_edit_strengths"),
         ("ranked_fit_weight", "ranked_fit_weight"),
+        ("ranked_candidates", "ranked_candidates"),
+        ("held_out_evaluator", "held_out_evaluator"),
     ):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
@@ -1133,7 +1136,7 @@ def table_lines(label: str, figures: dict[str, dict], summaries: dict[str, dict 
 
 def verdict_lines(figures: dict[str, dict]) -> list[str]:
     lines = []
-    for name in ("learned", "both", "fixed"):
+    for name in ("learned", "both", "fixed", "fixed_gt"):
         if name not in figures:
             continue
         row = figures[name]
@@ -1237,6 +1240,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="RLConfig.ranked_edit_strengths: the unsharp-mask strengths proposed by reward_ranked",
     )
     parser.add_argument("--ranked-fit-weight", type=float, help="RLConfig.ranked_fit_weight")
+    parser.add_argument(
+        "--held-out-evaluator",
+        choices=["perceptual", "fidelity"],
+        help="RLConfig.held_out_evaluator: what the guard and keep-best watch",
+    )
+    parser.add_argument("--ranked-candidates", choices=["samples", "mean"], help="RLConfig.ranked_candidates")
     parser.add_argument(
         "--centered-disagreement",
         action=argparse.BooleanOptionalAction,
@@ -1370,6 +1379,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     guard_distance = PerceptualDistance()  # what rl_trainer.train hands default_held_out
     guard_name = f"oracle_neg_{guard_distance.name}"
+    held_out_override = {"held_out_evaluator": args.held_out_evaluator} if args.held_out_evaluator else {}
     if guard_distance.name == args.oracle:
         log(
             f"WARNING: the guard's held-out evaluator ({guard_name}) is the oracle: the benchmark is not honest"
@@ -1527,10 +1537,20 @@ def main(argv: list[str] | None = None) -> None:
         + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]] if argv is None else ["rl_gain.py", *argv]),
         f"supervised restorer: {restorer_note}",
         f"oracle (annotators' utility and the report's score; RL never calls it): {oracle_definition(annotator)}",
-        f"guard's held-out evaluator (early stop, --keep-best): {guard_name} = minus the seed-0 random-trunk LPIPS"
-        " distance to the HQ (rl_trainer.guard.default_held_out); "
-        + (
-            "NOT the oracle" if guard_distance.name != args.oracle else "THE ORACLE ITSELF: not an honest run"
+        (
+            "guard's held-out evaluator (early stop, --keep-best; RLConfig.held_out_evaluator, "
+            "rl_trainer.guard.default_held_out): "
+            + (
+                f"{guard_name} = minus the seed-0 random-trunk LPIPS distance to the HQ"
+                if RLConfig.preset(PRESET, **held_out_override).held_out_evaluator == "perceptual"
+                else "observation_psnr = the PSNR between the LQ and the restoration degraded again (never the HQ)"
+            )
+            + "; "
+            + (
+                "NOT the oracle"
+                if guard_distance.name != args.oracle
+                else "THE ORACLE ITSELF: not an honest run"
+            )
         ),
         *reward_lines(reward_info),
         f"RL preset {PRESET}: "

@@ -15,6 +15,8 @@ RL_CONFIG_VERSION = 1
 
 POLICY_UPDATES = ("ddpo", "reward_backprop", "reward_ranked")
 AGREEMENT_TARGETS = ("mean", "best")
+RANKED_CANDIDATES = ("samples", "mean")
+HELD_OUT_EVALUATORS = ("perceptual", "fidelity")
 
 
 class RLConfigError(ValueError):
@@ -69,9 +71,13 @@ class RLConfig:
 
     # reward_ranked: the proposals (0, the sample itself, is always one) and their blur radius (px); the weight of
     # the mean squared distance to the target against the KL leash
-    ranked_edit_strengths: tuple[float, ...] = (-0.5, 0.25, 0.5, 1.0)
+    ranked_edit_strengths: tuple[float, ...] = (-1.0, -0.5, 0.5, 1.0)
     ranked_edit_sigma: float = 1.0
     ranked_fit_weight: float = 1e4
+    # what the edits are made of: "samples" (each sample of the group) or "mean" (the group's mean image, the
+    # consensus of its seeds). An unsharp mask amplifies what differs between seeds along with the detail, so a
+    # sharpened sample as every seed's target raises the solution entropy; the sharpened consensus lowers it.
+    ranked_candidates: str = "samples"
 
     # reward: learned reward plus fidelity terms (each logged on its own)
     learned_reward_weight: float = 1.0
@@ -115,6 +121,12 @@ class RLConfig:
     lora_alpha: int = 4
 
     # evaluation, reward-hacking guard, solution entropy
+    # what the guard and keep_best watch (rl_trainer.guard.default_held_out): "perceptual", minus the seed-0
+    # random-trunk LPIPS distance to the HQ where every evaluation input has one (else as "fidelity");
+    # "fidelity", the PSNR between the LQ and the restoration degraded again, which never reads the HQ and has no
+    # opinion on detail the input cannot show. The LPIPS distance grows with sharpening that people prefer
+    # (benchmarks/results/rl_gain_ablation.txt): as a guard it stops such runs as hacks.
+    held_out_evaluator: str = "perceptual"
     eval_every: int = 5
     eval_inputs: int = 4
     eval_steps: int = 8
@@ -167,6 +179,16 @@ class RLConfig:
             )
         if self.ranked_edit_sigma <= 0 or self.ranked_fit_weight <= 0:
             raise RLConfigError("RLConfig.ranked_edit_sigma and ranked_fit_weight must be > 0")
+        if self.ranked_candidates not in RANKED_CANDIDATES:
+            raise RLConfigError(
+                f"RLConfig.ranked_candidates must be one of {', '.join(RANKED_CANDIDATES)},"
+                f" got {self.ranked_candidates!r}"
+            )
+        if self.held_out_evaluator not in HELD_OUT_EVALUATORS:
+            raise RLConfigError(
+                f"RLConfig.held_out_evaluator must be one of {', '.join(HELD_OUT_EVALUATORS)},"
+                f" got {self.held_out_evaluator!r}"
+            )
         if self.group_size < 2:
             raise RLConfigError("RLConfig.group_size must be >= 2: advantages are normalised within a group")
         if self.eta <= 0:

@@ -62,8 +62,9 @@ def fidelity_evaluator(fallback_downsample: int) -> HeldOutEvaluator:
 def default_held_out(
     eval_inputs: RLInputs, config: RLConfig, distance: DistanceFn, name: str
 ) -> HeldOutEvaluator:
-    """The oracle's noise-free score when every evaluation input has its HQ, else observation fidelity."""
-    if bool(eval_inputs.has_hq.all()):
+    """``config.held_out_evaluator``: the perceptual score when every evaluation input has its HQ, else (or when
+    the config asks for it) observation fidelity."""
+    if config.held_out_evaluator == "perceptual" and bool(eval_inputs.has_hq.all()):
         return oracle_evaluator(distance, name)
     return fidelity_evaluator(config.fallback_downsample)
 

@@ -361,12 +361,18 @@ class RLTrainer:
 
     def ranked_targets(self, groups: RLInputs, images: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Each group's best candidate by the reward terms (the agreement term aside), repeated for every sample of
-        the group: ``[B, C, H, W]``, and what was chosen. The candidates are the group's samples and, of each,
-        an unsharp mask at every ``ranked_edit_strengths``; the strength 0 is the sample itself."""
+        the group: ``[B, C, H, W]``, and what was chosen. The candidates are the group's samples (or, with
+        ``ranked_candidates="mean"``, its mean image) and, of each, an unsharp mask at every
+        ``ranked_edit_strengths``; the strength 0 is the image itself."""
         from restorer.classical import unsharp_mask
 
         config = self.config
         group_size = config.group_size
+        if config.ranked_candidates == "mean":
+            # one source per group: its consensus, standing in for each of its samples
+            images = images.view(-1, group_size, *images.shape[1:]).mean(dim=1)
+            groups = groups.select(range(0, len(groups), group_size))
+            group_size = 1
         strengths = (0.0,) + tuple(s for s in config.ranked_edit_strengths if s != 0.0)
         # [K, B, C, H, W]: every strength of every sample
         candidates = torch.stack(
@@ -393,7 +399,7 @@ class RLTrainer:
         sample_of, strength_of = best // count, best % count
         group_index = torch.arange(per_group.shape[0])
         chosen = candidates[strength_of, group_index * group_size + sample_of]
-        targets = chosen.repeat_interleave(group_size, dim=0)
+        targets = chosen.repeat_interleave(config.group_size, dim=0)
         own = per_group.view(-1, group_size, count)[:, :, 0]  # the samples as they are
         chosen_strengths = torch.tensor(strengths)[strength_of]
         return targets, {

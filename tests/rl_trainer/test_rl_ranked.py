@@ -9,7 +9,12 @@ from restorer.classical import unsharp_mask
 from rl_trainer.config import RLConfig, RLConfigError
 from rl_trainer.train import STOP_COMPLETED
 from rl_trainer.trainer import RLTrainer
-from tests.rl_trainer.rl_standin import GaussianStepPolicy, GaussianStepSampling, make_inputs
+from tests.rl_trainer.rl_standin import (
+    GaussianStepPolicy,
+    GaussianStepSampling,
+    HesitantStepPolicy,
+    make_inputs,
+)
 from tests.rl_trainer.test_rl_training import config, run
 
 
@@ -68,6 +73,28 @@ def test_the_targets_are_each_groups_best_sample_or_edit_and_shared_by_the_group
     assert chosen["ranked/edited_share"] == 1.0 and chosen["ranked/gain"] > 0
 
 
+def test_mean_candidates_edit_each_groups_consensus():
+    cfg = ranked(ranked_edit_strengths=(-0.5, 0.5, 1.0), ranked_candidates="mean")
+    trainer = trainer_for(cfg, smoothness)
+    groups = trainer.train_inputs.select([0, 1]).repeat_each(cfg.group_size)
+    images = torch.rand(len(groups), 3, 8, 8, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    targets, chosen = trainer.ranked_targets(groups, images)
+    for group in range(2):
+        rows = slice(group * cfg.group_size, (group + 1) * cfg.group_size)
+        consensus = images[rows].mean(dim=0, keepdim=True)
+        edits = [unsharp_mask(consensus, s, sigma=1.0).clamp(-1, 1)[0] for s in (0.0, -0.5, 0.5, 1.0)]
+        best = max(edits, key=lambda edit: float(smoothness(None, edit[None])))
+        assert all(torch.allclose(target, best, atol=1e-6) for target in targets[rows])
+    assert chosen["ranked/strength"] == pytest.approx(-0.5)  # the smoothest of the proposals
+
+
+def test_one_target_per_group_lowers_the_solution_entropy(tmp_path):
+    cfg = ranked(ranked_candidates="mean", max_steps=8, entropy_seeds=4, eval_every=8)
+    result, policy, reference = run(tmp_path, cfg, reward_fn=sharpness, policy=HesitantStepPolicy())
+    assert result.entropy_after < 0.8 * result.entropy_before
+    assert float(torch.sigmoid(policy.reach.detach())) > float(torch.sigmoid(reference.reach.detach()))
+
+
 @pytest.mark.parametrize(
     ("reward_fn", "direction"), [(sharpness, 1.0), (smoothness, -1.0)], ids=["sharper", "smoother"]
 )
@@ -123,3 +150,5 @@ def test_the_proposals_survive_a_json_round_trip_and_bad_values_are_refused(tmp_
         RLConfig.preset("test", ranked_edit_sigma=0.0)
     with pytest.raises(RLConfigError, match="ranked_fit_weight"):
         RLConfig.preset("test", ranked_fit_weight=-1.0)
+    with pytest.raises(RLConfigError, match="ranked_candidates"):
+        RLConfig.preset("test", ranked_candidates="best")

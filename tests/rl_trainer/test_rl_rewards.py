@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from restorer.degradations import apply_degradation, sample_degradation
+from rl_trainer.config import RLConfigError
 from rl_trainer.guard import HackingGuard, fidelity_evaluator
 from rl_trainer.rewards import (
     CompositeReward,
@@ -226,11 +227,29 @@ def test_the_guard_with_hq_watches_the_seed_0_random_trunk_lpips_and_not_the_ide
 
     inputs = make_inputs(3, size=32)
     distance = PerceptualDistance(trunk_seed=RANDOM_TRUNK_SEED)
-    guard = default_held_out(inputs, RLConfig.preset("tiny_preference"), distance, "lpips_randtrunk")
+    guard = default_held_out(inputs, RLConfig.preset("tiny"), distance, "lpips_randtrunk")
     assert guard.name == "oracle_neg_lpips_randtrunk" and "identity" not in guard.name
     images = smooth(3, seed=5)
     expected = -distance(images, inputs.hq)
     assert torch.allclose(guard(inputs.lq, images, inputs.hq, inputs.degradations), expected)
+
+
+def test_a_fidelity_guard_never_reads_the_hq_even_when_every_input_has_one():
+    from restorer.metrics import PerceptualDistance
+    from rl_trainer.config import RLConfig
+    from rl_trainer.guard import default_held_out
+    from tests.rl_trainer.rl_standin import make_inputs
+
+    inputs = make_inputs(3, size=32)
+    config = RLConfig.preset("tiny", held_out_evaluator="fidelity")
+    guard = default_held_out(inputs, config, PerceptualDistance(), "lpips_randtrunk")
+    assert guard.name == "observation_psnr"
+    images = smooth(3, seed=5)
+    scores = guard(inputs.lq, images, inputs.hq, inputs.degradations)
+    assert torch.equal(scores, guard(inputs.lq, images, torch.zeros_like(inputs.hq), inputs.degradations))
+    assert torch.allclose(scores, fidelity_evaluator(4)(inputs.lq, images, inputs.hq, inputs.degradations))
+    with pytest.raises(RLConfigError, match="held_out_evaluator"):
+        RLConfig.preset("tiny", held_out_evaluator="oracle")
 
 
 class _PixelProbe(torch.nn.Module):
