@@ -200,6 +200,7 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         ("ranked_strengths", "ranked_edit_strengths"),
         ("ranked_fit_weight", "ranked_fit_weight"),
         ("ranked_candidates", "ranked_candidates"),
+        ("ranked_fit_steps", "ranked_fit_steps"),
         ("held_out_evaluator", "held_out_evaluator"),
     ):
         if getattr(args, flag) is not None:
@@ -1240,6 +1241,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="RLConfig.ranked_edit_strengths: the unsharp-mask strengths proposed by reward_ranked",
     )
     parser.add_argument("--ranked-fit-weight", type=float, help="RLConfig.ranked_fit_weight")
+    parser.add_argument("--ranked-fit-steps", type=int, help="RLConfig.ranked_fit_steps")
     parser.add_argument(
         "--held-out-evaluator",
         choices=["perceptual", "fidelity"],

@@ -78,6 +78,10 @@ class RLConfig:
     # consensus of its seeds). An unsharp mask amplifies what differs between seeds along with the detail, so a
     # sharpened sample as every seed's target raises the solution entropy; the sharpened consensus lowers it.
     ranked_candidates: str = "samples"
+    # how many of the last denoising steps have their clean-image estimate pulled towards the target: 1, the
+    # image itself; more, and the earlier states learn to point at the same image whatever the seed (lower
+    # solution entropy), at the cost of as many more forward and backward passes
+    ranked_fit_steps: int = 1
 
     # reward: learned reward plus fidelity terms (each logged on its own)
     learned_reward_weight: float = 1.0
@@ -169,6 +173,7 @@ class RLConfig:
             "fallback_downsample",
             "lora_rank",
             "perceptual_trunks",
+            "ranked_fit_steps",
         ]
         for name in positive:
             if getattr(self, name) < 1:
@@ -184,6 +189,8 @@ class RLConfig:
                 f"RLConfig.ranked_candidates must be one of {', '.join(RANKED_CANDIDATES)},"
                 f" got {self.ranked_candidates!r}"
             )
+        if self.ranked_fit_steps > self.rollout_steps:
+            raise RLConfigError("RLConfig.ranked_fit_steps must be at most rollout_steps")
         if self.held_out_evaluator not in HELD_OUT_EVALUATORS:
             raise RLConfigError(
                 f"RLConfig.held_out_evaluator must be one of {', '.join(HELD_OUT_EVALUATORS)},"

@@ -144,3 +144,23 @@ class RestorerSampling:
             restorer, lq, instructions, trajectory, timesteps, eta=eta, steps=[last], with_x0=True
         )
         return restorer.to_image(x0[:, 0], lq), means, std
+
+    def step_images(
+        self,
+        restorer: Restorer,
+        lq: Tensor,
+        instructions: list[str],
+        trajectory: Tensor,
+        timesteps: Tensor,
+        *,
+        eta: float,
+        steps: Sequence[int],
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The clean-image estimates of recorded trajectories at ``steps`` (``[B, S, 3, H, W]``), differentiable
+        in the restorer's parameters, with those steps' Gaussians (means ``[B, S, 3, H, W]``, std ``[S]``)."""
+        means, std, x0 = trajectory_step_means(
+            restorer, lq, instructions, trajectory, timesteps, eta=eta, steps=list(steps), with_x0=True
+        )
+        count = x0.shape[1]
+        images = restorer.to_image(x0.flatten(0, 1), lq.repeat_interleave(count, dim=0))
+        return images.view(x0.shape), means, std

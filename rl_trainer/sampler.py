@@ -143,6 +143,37 @@ class SamplerAdapter:
         pixels = trajectory[0, 0].numel()
         return StepDistribution(log_probs=log_probs[:, chosen] / pixels, means=None, std=None)
 
+    def step_images(
+        self,
+        policy: nn.Module,
+        lq: Tensor,
+        instructions: list[str],
+        trajectory: Tensor,
+        timesteps: Tensor,
+        *,
+        eta: float,
+        steps: Sequence[int],
+    ) -> tuple[Tensor, StepDistribution]:
+        """The policy's clean-image estimates at ``steps`` of recorded trajectories (``[B, S, C, H, W]``), with
+        gradients, and its Gaussians there. Only the last step needs no ``step_images`` of the sampler (its
+        ``final_images`` is that estimate)."""
+        chosen = list(steps)
+        last = len(timesteps) - 1
+        if chosen == [last]:
+            images, distribution = self.final_images(policy, lq, instructions, trajectory, timesteps, eta=eta)
+            return images.unsqueeze(1), distribution
+        if not callable(getattr(self.functions, "step_images", None)):
+            raise TypeError(
+                f"{self.functions!r} has no step_images(): it can fit only the last denoising step"
+            )
+        images, means, std = self.functions.step_images(
+            policy, lq, instructions, trajectory, timesteps, eta=eta, steps=chosen
+        )
+        next_states = trajectory[:, [step + 1 for step in chosen]]
+        return images, StepDistribution(
+            log_probs=gaussian_log_prob(next_states, means, std), means=means, std=std
+        )
+
     def final_images(
         self,
         policy: nn.Module,

@@ -418,9 +418,10 @@ class RLTrainer:
         group_size = config.group_size
         groups, rollout, rewards, sampling_seconds = self._sample_and_score(step)
         targets, chosen = self.ranked_targets(groups, rollout.images)
+        total_steps = len(rollout.timesteps)
+        fitted = list(range(total_steps - min(config.ranked_fit_steps, total_steps), total_steps))
         with torch.no_grad():
-            last_step = len(rollout.timesteps) - 1
-            reference = self._reference_distribution(groups, rollout, steps=[last_step])
+            reference = self._reference_distribution(groups, rollout, steps=fitted)
 
         generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
         totals = {"loss/fit": 0.0, "kl": 0.0}
@@ -437,17 +438,18 @@ class RLTrainer:
                 ]
                 index = torch.as_tensor(rows)
                 with self.forward_precision():
-                    images, current = self.sampler.final_images(
+                    images, current = self.sampler.step_images(
                         self.policy,
                         groups.lq[index],
                         [groups.instructions[row] for row in rows],
                         rollout.trajectory[index],
                         rollout.timesteps,
                         eta=config.eta,
+                        steps=fitted,
                     )
-                images, current = images.float(), _float32(current)
-                fit = ((images - targets[index].to(images)) ** 2).flatten(1).mean(dim=1).mean()
-                kl = self._kl(current, reference, index, [0]).mean()
+                images, current = images.float(), _float32(current)  # images: [b, len(fitted), C, H, W]
+                fit = ((images - targets[index].to(images).unsqueeze(1)) ** 2).flatten(1).mean(dim=1).mean()
+                kl = self._kl(current, reference, index, list(range(len(fitted)))).mean()
                 self._update(config.ranked_fit_weight * fit + config.kl_weight * kl)
                 totals["loss/fit"] += float(fit.detach())
                 totals["kl"] += float(kl.detach())

@@ -269,9 +269,19 @@ def test_reward_backprop_trains_the_real_restorer_and_records_the_update(artifac
     assert rl["perceptual_reward"] == "lpips_randtrunk_seed1+lpips_randtrunk_seed2"
 
 
-def test_reward_ranked_trains_the_real_restorer_towards_the_reward_models_choice(artifacts, tmp_path):
+@pytest.mark.parametrize("fit_steps", [1, 3])
+def test_reward_ranked_trains_the_real_restorer_towards_the_reward_models_choice(
+    artifacts, tmp_path, fit_steps
+):
     config = RLConfig.preset(
-        "test", policy_update="reward_ranked", max_steps=2, eval_every=1, entropy_seeds=0, kl_weight=0.1
+        "test",
+        policy_update="reward_ranked",
+        max_steps=2,
+        eval_every=1,
+        entropy_seeds=0,
+        kl_weight=0.1,
+        ranked_candidates="mean",
+        ranked_fit_steps=fit_steps,
     )
     result = train(config, out_dir=tmp_path / "tuned", **artifact_paths(artifacts))
     assert result.stop_reason == STOP_COMPLETED and result.steps == 2
