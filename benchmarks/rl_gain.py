@@ -94,7 +94,7 @@ from reward_model.simulated import simulated_judgments
 from reward_model.train import TrainConfig as RewardTrainConfig
 from reward_model.train import train as train_reward_model
 from rl_trainer.config import RLConfig
-from rl_trainer.guard import win_rate
+from rl_trainer.guard import fidelity_evaluator, win_rate
 from rl_trainer.manifest import write_manifest
 from rl_trainer.rewards import group_agreement, observation_consistency, perceptual_reward_distance
 from rl_trainer.train import RLResult
@@ -120,7 +120,7 @@ class Sizes:
     reward_inputs: int
     reward_steps: int
     eval_seeds: int
-    rl_max_steps: int
+    rl_max_steps: int | None  # None: the preset's
 
 
 FULL = Sizes(
@@ -131,7 +131,7 @@ FULL = Sizes(
     reward_inputs=192,
     reward_steps=800,
     eval_seeds=4,
-    rl_max_steps=200,
+    rl_max_steps=None,
 )
 QUICK = Sizes(
     rl_inputs=8,
@@ -157,10 +157,10 @@ class Row:
 
 ROWS: dict[str, Row] = {
     # the recipe's own fixed terms without the learned reward: what the preferences add is learned - fixed
-    "fixed": Row("fixed", "RL fixed terms only (consist+KL+agree)", learned=False, perceptual=False),
+    "fixed": Row("fixed", "RL fixed terms only (consist+KL)", learned=False, perceptual=False),
     # the same with the GT perceptual term, which reads the HQ: what a fixed term with the HQ in hand finds
     "fixed_gt": Row("fixed_gt", "RL fixed terms + GT percept (reads HQ)", learned=False, perceptual=True),
-    "learned": Row("learned", "RL learned reward only (+consist+KL+agree)", learned=True, perceptual=False),
+    "learned": Row("learned", "RL learned reward only (+consist+KL)", learned=True, perceptual=False),
     "both": Row("both", "RL learned reward + fixed terms (+GT percept)", learned=True, perceptual=True),
 }
 
@@ -175,14 +175,13 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         perceptual_weight = (perceptual_weight or ABLATION_PERCEPTUAL_WEIGHT) if row.perceptual else 0.0
     overrides: dict[str, Any] = {
         "seed": args.seed,
-        "max_steps": sizes.rl_max_steps,
+        "max_steps": sizes.rl_max_steps if sizes.rl_max_steps is not None else preset.max_steps,
         "max_minutes": args.rl_minutes,
         "rollout_steps": args.rollout_steps,
         "eval_steps": args.rollout_steps,
         "eval_inputs": sizes.guard_inputs,
         "learned_reward_weight": learned_weight,
         "perceptual_weight": perceptual_weight or 0.0,
-        "keep_best": args.keep_best,
         "use_lora": args.lora,
     }
     for flag, field in (
@@ -207,7 +206,9 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
             overrides[field] = getattr(args, flag)
     if args.quick:
         overrides["eval_every"] = 1
-    if not args.keep_best:
+    if args.keep_best is not None:
+        overrides["keep_best"] = args.keep_best
+    if args.keep_best is False:
         overrides["keep_best_entropy_ratio"] = None
     return dataclasses.replace(preset, **overrides)
 
@@ -900,10 +901,12 @@ def sharpening_lines(reference: Measured, faces: Faces, scorers: Scorers) -> lis
     images = reference.samples[0]
     lines = [
         "the reward model along the sharpening axis (unsharp mask of strength s, sigma 1, on the supervised"
-        f" restorer's test samples, first seed, {len(images)} faces): mean oracle badness, learned reward, guard"
-        " lpips seed-0 distance",
-        f"  {'s':>5} {'oracle':>8} {'learned':>8} {'lpips0':>8}",
+        f" restorer's test samples, first seed, {len(images)} faces): mean oracle badness, learned reward, the"
+        " perceptual guard's lpips seed-0 distance, the fidelity guard's observation PSNR (dB; the LQ against the"
+        " image degraded again)",
+        f"  {'s':>5} {'oracle':>8} {'learned':>8} {'lpips0':>8} {'obs PSNR':>9}",
     ]
+    observation = fidelity_evaluator(fallback_downsample=4)
     with torch.no_grad():
         for strength in SHARPENING:
             edited = unsharp_mask(images, strength, sigma=1.0).clamp(-1, 1)
@@ -911,6 +914,7 @@ def sharpening_lines(reference: Measured, faces: Faces, scorers: Scorers) -> lis
                 f"  {strength:>5.1f} {float(badness(scorers.oracle, edited, faces.hq).mean()):>8.4f}"
                 f" {float(scorers.reward(faces.lq, quantize(edited)).mean()):>8.4f}"
                 f" {float(badness(scorers.guard, edited, faces.hq).mean()):>8.5f}"
+                f" {float(observation(faces.lq, edited, faces.hq, faces.params).mean()):>9.3f}"
             )
     return lines
 
@@ -1177,7 +1181,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", default="/tmp/pref-artifacts/rl_bench")
     parser.add_argument("--rl-minutes", type=float, default=18.0, help="wall-clock budget of each RL run")
     parser.add_argument(
-        "--rl-steps", type=int, help="RL steps at most (default 200; --rl-minutes may end it first)"
+        "--rl-steps", type=int, help="RL steps at most (default: the preset's; --rl-minutes may end it first)"
     )
     parser.add_argument("--rollout-steps", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, help=f"default: the {PRESET} preset's")
@@ -1263,9 +1267,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-best",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="hand back the policy of the guard evaluation with the best held-out win (val inputs, never the test"
-        " faces) among those within the preset's entropy ratio",
+        " faces) among those within the preset's entropy ratio (default: the preset's choice)",
     )
     parser.add_argument(
         "--lora", action="store_true", help="train LoRA adapters (rank 4) instead of the whole UNet"
@@ -1603,8 +1607,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, row_summary in summaries.items():
         if row_summary is None:
             continue
+        watched = (
+            "minus lpips seed-0"
+            if name in configs and configs[name].held_out_evaluator == "perceptual"
+            else "observation PSNR"
+        )
         lines.append(
-            f"training curve of row {name} (guard evaluations on val: held-out = minus lpips seed-0, h-o win = its win"
+            f"training curve of row {name} (guard evaluations on val: held-out = {watched}, h-o win = its win"
             f" rate vs the supervised restorer, H ratio = entropy / the supervised's); {row_summary['message']};"
             f" {row_summary['trajectories_per_s']:.2f} trajectories/s"
         )

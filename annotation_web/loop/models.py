@@ -23,7 +23,7 @@ class LoopPolicy(models.Model):
     reward_size = models.CharField(max_length=16, default="small")
     reward_max_steps = models.PositiveIntegerField(default=2000)
     # RL
-    rl_preset = models.CharField(max_length=32, default="tiny")
+    rl_preset = models.CharField(max_length=32, default="tiny_preference")
     rl_overrides = models.JSONField(default=dict, blank=True)
     # generation: stochastic by default (eta 1), so that the samples of one input differ
     samples_per_input = models.PositiveIntegerField(default=4)

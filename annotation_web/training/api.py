@@ -41,7 +41,7 @@ REWARD_MAX_STEPS = 200_000
 GENERATE_MAX_INPUTS = 100_000
 GENERATE_MAX_PAIRS = 1_000_000
 # The named configs of `rl_trainer.config.PRESETS` and `restorer.train.named_config` a request may ask for.
-RL_PRESETS = ["test", "tiny", "base"]
+RL_PRESETS = ["test", "tiny", "tiny_preference", "base"]
 RESTORER_CONFIGS = ["test", "tiny", "base"]
 EVALUATE_MAX_SEEDS = 16
 EVALUATE_MAX_STEPS = 1000
@@ -216,7 +216,8 @@ class RLRequest(_ProjectRequest):
     version_fields = (("restorer_id", ModelKind.RESTORER), ("reward_id", ModelKind.REWARD))
     restorer_id = serializers.IntegerField(min_value=1)
     reward_id = serializers.IntegerField(min_value=1)
-    preset = serializers.ChoiceField(choices=RL_PRESETS, default="tiny")
+    # the recipe that learns from the preferences (benchmarks/rl_gain.py); "tiny" is the plain DDPO one
+    preset = serializers.ChoiceField(choices=RL_PRESETS, default="tiny_preference")
     overrides = serializers.DictField(
         required=False, default=dict, help_text="Fields of rl_trainer.config.RLConfig and their values."
     )

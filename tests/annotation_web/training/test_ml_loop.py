@@ -177,3 +177,13 @@ def test_cancelling_a_queued_job(make_project, engineer, tiny_restorer):
 
     job_run(job_id=job["id"])  # a late delivery of the task does nothing
     assert Job.objects.get(pk=job["id"]).state == JobState.CANCELLED
+
+
+def test_rl_jobs_and_the_loop_default_to_the_recipe_that_learns_from_the_preferences():
+    from annotation_web.loop.models import LoopPolicy
+    from annotation_web.training.api import RL_PRESETS, RLRequest
+    from rl_trainer.config import RLConfig
+
+    assert RLRequest().fields["preset"].default == "tiny_preference" and "tiny_preference" in RL_PRESETS
+    assert LoopPolicy().rl_preset == "tiny_preference"
+    assert RLConfig.preset("tiny_preference").policy_update == "reward_ranked"

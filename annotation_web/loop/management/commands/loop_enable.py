@@ -52,7 +52,7 @@ class Command(BaseCommand):
         changes["enabled"] = not options["off"]
         try:  # the same checks as the API's, before anything is stored
             ml_bridge.rl_config_validate(
-                preset=changes.get("rl_preset", "tiny"), overrides=changes.get("rl_overrides", {})
+                preset=changes.get("rl_preset", "tiny_preference"), overrides=changes.get("rl_overrides", {})
             )
             ml_bridge.restorer_train_config(
                 config=changes.get("restorer_config", "tiny"), overrides=changes.get("restorer_overrides", {})
