@@ -54,7 +54,9 @@ def test_the_preference_preset_learns_from_the_reward_model_alone():
     target (the determinism goal), the KL leash kept, a guard that never reads the HQ either."""
     config = RLConfig.preset("tiny_preference")
     assert config.policy_update == "reward_ranked" and config.ranked_candidates == "mean"
-    assert sorted(config.ranked_edit_strengths) == sorted(-s for s in config.ranked_edit_strengths), "symmetric"
+    assert sorted(config.ranked_edit_strengths) == sorted(-s for s in config.ranked_edit_strengths), (
+        "symmetric"
+    )
     assert config.perceptual_weight == 0
     assert config.learned_reward_weight > 0 and config.learned_reward_pessimism > 0
     assert config.kl_weight > 0 and config.consistency_weight > 0
