@@ -32,12 +32,14 @@ Pipeline (every phase is what the platform does, at CPU scale):
    accuracy against the noise-free oracle is measured on held-out (*val*) inputs' pools, by kind of pair, and
    in the ablation on each policy's own test samples.
 5. **RL**: ``rl_trainer.train`` (the job runner's entry point) on a JSONL manifest, recipe = the
-   ``tiny_preference`` preset of ``rl_trainer.config`` (reward_backprop: the reward's gradient through the
-   last denoising step; learned reward with pessimism 1, observation consistency, agreement towards each
-   group's best sample, KL leash 20; ``--keep-best``: the policy handed back is that of the guard evaluation
-   with the best held-out win on 48 *val* faces among those within 0.65 x the supervised entropy). The guard's
-   held-out evaluator is ``rl_trainer.guard.default_held_out``: minus the seed-0 random-trunk LPIPS distance to
-   the HQ (the *old* oracle; not the oracle of this benchmark, which RL never sees).
+   ``tiny_preference`` preset of ``rl_trainer.config`` (reward_ranked: each input's 4 samples averaged, the
+   consensus and its unsharp masks at strengths -1, -0.5, 0.5, 1 ranked by the learned reward with pessimism 1
+   plus observation consistency, every sample pulled through its last denoising step towards the winner
+   against a KL leash of 20; ``--policy-update reward_backprop`` follows the reward's gradient instead). The
+   guard's held-out evaluator (``RLConfig.held_out_evaluator``, ``rl_trainer.guard.default_held_out``) is the
+   preset's observation PSNR (the LQ against the image degraded again: it never reads the HQ), or with
+   ``--held-out-evaluator perceptual`` minus the seed-0 random-trunk LPIPS distance to the HQ (the *old*
+   oracle); neither is the oracle of this benchmark, which RL never sees.
 6. **Report** on held-out test inputs, supervised vs RL-tuned, same seeds: oracle win rate, PSNR, the seed-0
    random-trunk LPIPS (*not* LPIPS: no ImageNet weights offline), the learned reward, solution entropy (mean
    per-pixel std across seeds); the correlation of every fixed RL term with the oracle on the models' test samples;
@@ -45,10 +47,11 @@ Pipeline (every phase is what the platform does, at CPU scale):
    reward keeps rising past the oracle's best strength, its gradient over-sharpens).
 
 ``--ablation`` runs the rows of the issue's table, reusing one reward model: the supervised restorer; RL with
-the fixed terms only (consistency, KL, agreement and the GT perceptual term: LPIPS heads on random trunks of
-seeds 1-5 against the HQ, weight 5000); RL with the learned reward only (the preset: + consistency, KL,
-agreement); RL with both. ``--rows`` picks rows, ``--reuse-rows`` reuses rows measured by an earlier call with
-the same settings (so a long ablation can run as several calls).
+the recipe's fixed terms only (consistency and KL: the same update with the learned reward's weight 0);
+``fixed_gt``, the same plus the GT perceptual term (LPIPS heads on random trunks of seeds 1-5 against the HQ,
+weight 5000); RL with the learned reward (the preset: + consistency, KL); RL with both (+ the GT perceptual
+term). ``--rows`` picks rows, ``--reuse-rows`` reuses rows measured by an earlier call with the same settings
+(so a long ablation can run as several calls).
 
 Heavy: run it under the shared lock (2-core CPU)::
 
@@ -1534,8 +1537,8 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "rl_gain"
         + (" --ablation" if args.ablation else "")
-        + ": on-policy RL of the tiny restorer (reward_backprop: the reward's gradient through the last denoising"
-        " step, KL to the reference) against a reward model learned from simulated judgments",
+        + f": on-policy RL of the tiny restorer ({RLConfig.preset(PRESET).policy_update} unless --policy-update"
+        " says otherwise, KL to the reference) against a reward model learned from simulated judgments",
         f"machine: {platform.machine()} CPU, {os.cpu_count()} cores (shared), torch {torch.__version__},"
         f" {torch.get_num_threads()} threads; started {started_at}; run"
         f" {'--quick (sizes too small to mean anything)' if args.quick else 'full'}",
