@@ -203,6 +203,7 @@ def rl_config(args: argparse.Namespace, sizes: Sizes, row: Row | None) -> RLConf
         ("ranked_fit_weight", "ranked_fit_weight"),
         ("ranked_candidates", "ranked_candidates"),
         ("ranked_fit_steps", "ranked_fit_steps"),
+        ("agreement_target", "agreement_target"),
         ("held_out_evaluator", "held_out_evaluator"),
     ):
         if getattr(args, flag) is not None:
@@ -1249,6 +1250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ranked-fit-weight", type=float, help="RLConfig.ranked_fit_weight")
     parser.add_argument("--ranked-fit-steps", type=int, help="RLConfig.ranked_fit_steps")
+    parser.add_argument("--agreement-target", choices=["mean", "best"], help="RLConfig.agreement_target")
     parser.add_argument(
         "--held-out-evaluator",
         choices=["perceptual", "fidelity"],
