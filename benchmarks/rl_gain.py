@@ -907,18 +907,22 @@ def sharpening_lines(reference: Measured, faces: Faces, scorers: Scorers) -> lis
         "the reward model along the sharpening axis (unsharp mask of strength s, sigma 1, on the supervised"
         f" restorer's test samples, first seed, {len(images)} faces): mean oracle badness, learned reward, the"
         " perceptual guard's lpips seed-0 distance, the fidelity guard's observation PSNR (dB; the LQ against the"
-        " image degraded again)",
-        f"  {'s':>5} {'oracle':>8} {'learned':>8} {'lpips0':>8} {'obs PSNR':>9}",
+        " image degraded again), and the solution entropy change of the sharpened samples of every seed (an"
+        " unsharp mask amplifies what differs between seeds along with the detail)",
+        f"  {'s':>5} {'oracle':>8} {'learned':>8} {'lpips0':>8} {'obs PSNR':>9} {'dH':>7}",
     ]
     observation = fidelity_evaluator(fallback_downsample=4)
     with torch.no_grad():
         for strength in SHARPENING:
             edited = unsharp_mask(images, strength, sigma=1.0).clamp(-1, 1)
+            every_seed = unsharp_mask(reference.samples.flatten(0, 1), strength, sigma=1.0).clamp(-1, 1)
+            entropy = solution_entropy(every_seed.view(reference.samples.shape))
             lines.append(
                 f"  {strength:>5.1f} {float(badness(scorers.oracle, edited, faces.hq).mean()):>8.4f}"
                 f" {float(scorers.reward(faces.lq, quantize(edited)).mean()):>8.4f}"
                 f" {float(badness(scorers.guard, edited, faces.hq).mean()):>8.5f}"
                 f" {float(observation(faces.lq, edited, faces.hq, faces.params).mean()):>9.3f}"
+                f" {float(entropy) / max(reference.entropy, 1e-12) - 1:>+7.1%}"
             )
     return lines
 
