@@ -470,10 +470,12 @@ def restorer_held_out_scores(
     seeds: list[int],
     num_steps: int,
     reward_dir: str | None = None,
+    held_out_evaluator: str = "perceptual",
 ) -> list[dict]:
     """Each restorer (artifact folder) on the same held-out inputs and seeds (deterministic DDIM, eta 0):
-    mean PSNR against the HQ (dB) and mean score of `rl_trainer.guard`'s held-out evaluator, plus the win rate
-    of each restorer's images against the first restorer's (`rl_trainer.guard.win_rate`).
+    mean PSNR against the HQ (dB) and mean score of `rl_trainer.guard`'s held-out evaluator (the one
+    `RLConfig.held_out_evaluator` names: the RL run's guard, so that promotion judges as the guard did), plus the
+    win rate of each restorer's images against the first restorer's (`rl_trainer.guard.win_rate`).
 
     Also, per restorer: SSIM and the perceptual distance (`restorer.metrics.PerceptualDistance`, named in
     `perceptual_metric`) against the HQ over the inputs whose HQ is known (None when none is), the solution
@@ -498,7 +500,9 @@ def restorer_held_out_scores(
         resolution = int(loaded[0].config.resolution)
         batch = load_inputs(entries, resolution)
     distance = PerceptualDistance(device=on_device)
-    evaluator = default_held_out(batch, RLConfig.preset("tiny"), distance, distance.name)
+    evaluator = default_held_out(
+        batch, RLConfig.preset("tiny", held_out_evaluator=held_out_evaluator), distance, distance.name
+    )
     reward = RewardModel.from_pretrained(reward_dir, device=on_device) if reward_dir else None
     known = batch.has_hq.cpu()
     rows, reference_scores = [], None

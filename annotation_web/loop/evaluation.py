@@ -173,6 +173,7 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
         seeds=list(range(int(params.get("seeds", 2)))),
         num_steps=int(params.get("num_steps", 20)),
         reward_dir=str(artifact_local_dir(prefix=reward.artifact_key)) if reward else None,
+        held_out_evaluator=str(params.get("held_out_evaluator", "perceptual")),
     )
     if should_stop():
         return {"in_use_id": in_use.pk, "candidate_id": candidate.pk, "stopped": True}
@@ -220,11 +221,14 @@ def evaluation_job_create(
     reward_id: int | None = None,
     seeds: int = 2,
     num_steps: int = 20,
+    held_out_evaluator: str = "perceptual",
 ) -> Job:
     """Queue an `evaluate` job as the loop does: the candidate against `against_id` (the restorer in use when
     left out) on the project's held-out inputs, the learned reward from `reward_id` (the one in use when left
     out). The held-out inputs are those the loop chose (RL never saw them); a project the loop has not ticked
-    yet has none, and the request is refused with that reason rather than evaluated on inputs RL trained on."""
+    yet has none, and the request is refused with that reason rather than evaluated on inputs RL trained on.
+    `held_out_evaluator`: `RLConfig.held_out_evaluator` of the RL run that made the candidate (the loop passes its
+    preset's), so that promotion watches what the run's guard watched."""
     state = loop_state_get(project=project)
     in_use_id = against_id or state.restorer_id
     if in_use_id is None:
@@ -246,5 +250,6 @@ def evaluation_job_create(
         "input_ids": held_out,
         "seeds": seeds,
         "num_steps": num_steps,
+        "held_out_evaluator": held_out_evaluator,
     }
     return job_create(kind=EVALUATE, project=project, user=user, params=params)

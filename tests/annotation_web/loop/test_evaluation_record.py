@@ -124,3 +124,25 @@ def test_a_cancelled_evaluation_writes_nothing_on_the_candidate(
     with pytest.raises(JobStopped):
         evaluation.evaluation_run(job=job, progress=lambda *args: None, should_stop=lambda: False)
     assert "evaluation" not in ModelVersion.objects.get(pk=candidate.pk).metrics
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("preset", "evaluator", "name"),
+    [
+        ("tiny_preference", "fidelity", "observation_psnr"),
+        ("test", "perceptual", "oracle_neg_lpips_randtrunk"),
+    ],
+)
+def test_the_evaluation_judges_by_what_the_rl_runs_guard_watched(
+    loop_project, restorer_in_use, restorer_folder, eager_jobs, preset, evaluator, name
+):
+    # the preference recipe's guard watches the observation PSNR, not the LPIPS distance to the HQ (which grows
+    # with the sharpening people prefer): promotion must not veto what the run's own guard let through
+    services.loop_policy_update(project=loop_project, user=None, changes={"rl_preset": preset})
+    candidate = _with_candidate(loop_project, restorer_folder)
+    job = Job.objects.get(pk=tick(loop_project, eager_jobs).job_id)
+    assert job.kind == evaluation.EVALUATE and job.state == JobState.SUCCEEDED, job.error
+    assert job.params["held_out_evaluator"] == evaluator
+    record = ModelVersion.objects.get(pk=candidate.pk).metrics["evaluation"]
+    assert record["evaluator"] == name and record["in_use"]["evaluator"] == name
