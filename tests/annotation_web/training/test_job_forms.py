@@ -205,6 +205,7 @@ def test_the_evaluate_form_queues_the_candidate_against_the_restorer_in_use(
         "input_ids": in_use.held_out_input_ids,
         "seeds": 3,
         "num_steps": 4,
+        "held_out_evaluator": "perceptual",  # an engineer's evaluation: the default evaluator
     }
 
 
