@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -295,6 +295,23 @@ class RLTrainer:
         metrics.update(self._speed_metrics(count, elapsed, sampling_seconds))
         return metrics
 
+    def _group_minibatches(self, step: int, count: int) -> Iterator[list[int]]:
+        """The rows of each update of ``step``: whole groups (the agreement term and the ranked targets compare a
+        sample with the other seeds of its input), ``inner_epochs`` passes in a seeded order."""
+        config = self.config
+        group_size = config.group_size
+        generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
+        group_count = count // group_size
+        groups_per_update = max(1, config.minibatch_size // group_size)
+        for _ in range(config.inner_epochs):
+            order = torch.randperm(group_count, generator=generator).tolist()
+            for start in range(0, group_count, groups_per_update):
+                yield [
+                    group * group_size + k
+                    for group in order[start : start + groups_per_update]
+                    for k in range(group_size)
+                ]
+
     def _reward_backprop_step(self) -> dict[str, float]:
         """AlignProp / DRaFT-1: the same on-policy rollouts, then gradient ascent on the reward of each image
         recomputed from the state before its last denoising step, minus the KL leash of that step.
@@ -312,44 +329,34 @@ class RLTrainer:
             last_step = len(rollout.timesteps) - 1
             reference = self._reference_distribution(groups, rollout, steps=[last_step])
 
-        generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
         totals = {"loss/reward": 0.0, "kl": 0.0}
         updates = 0
-        group_count = len(groups) // group_size
-        groups_per_update = max(1, config.minibatch_size // group_size)
-        for _ in range(config.inner_epochs):
-            order = torch.randperm(group_count, generator=generator).tolist()
-            for start in range(0, group_count, groups_per_update):
-                rows = [
-                    group * group_size + k
-                    for group in order[start : start + groups_per_update]
-                    for k in range(group_size)
-                ]
-                index = torch.as_tensor(rows)
-                with self.forward_precision():
-                    images, current = self.sampler.final_images(
-                        self.policy,
-                        groups.lq[index],
-                        [groups.instructions[row] for row in rows],
-                        rollout.trajectory[index],
-                        rollout.timesteps,
-                        eta=config.eta,
-                    )
-                    scored = self.reward.differentiable(
-                        groups.lq[index],
-                        images,
-                        hq=groups.hq[index],
-                        has_hq=groups.has_hq[index],
-                        degradations=[groups.degradations[row] for row in rows],
-                        group_size=group_size,
-                    )
-                current, scored = _float32(current), _float32(scored)
-                reward_loss = -scored.total.mean()
-                kl = self._kl(current, reference, index, [0]).mean()
-                self._update(reward_loss + config.kl_weight * kl)
-                totals["loss/reward"] += float(reward_loss.detach())
-                totals["kl"] += float(kl.detach())
-                updates += 1
+        for rows in self._group_minibatches(step, len(groups)):
+            index = torch.as_tensor(rows)
+            with self.forward_precision():
+                images, current = self.sampler.final_images(
+                    self.policy,
+                    groups.lq[index],
+                    [groups.instructions[row] for row in rows],
+                    rollout.trajectory[index],
+                    rollout.timesteps,
+                    eta=config.eta,
+                )
+                scored = self.reward.differentiable(
+                    groups.lq[index],
+                    images,
+                    hq=groups.hq[index],
+                    has_hq=groups.has_hq[index],
+                    degradations=[groups.degradations[row] for row in rows],
+                    group_size=group_size,
+                )
+            current, scored = _float32(current), _float32(scored)
+            reward_loss = -scored.total.mean()
+            kl = self._kl(current, reference, index, [0]).mean()
+            self._update(reward_loss + config.kl_weight * kl)
+            totals["loss/reward"] += float(reward_loss.detach())
+            totals["kl"] += float(kl.detach())
+            updates += 1
 
         self.step_count += 1
         elapsed = time.perf_counter() - started
@@ -423,37 +430,27 @@ class RLTrainer:
         with torch.no_grad():
             reference = self._reference_distribution(groups, rollout, steps=fitted)
 
-        generator = torch.Generator().manual_seed(config.seed * 104_729 + step)
         totals = {"loss/fit": 0.0, "kl": 0.0}
         updates = 0
-        group_count = len(groups) // group_size
-        groups_per_update = max(1, config.minibatch_size // group_size)
-        for _ in range(config.inner_epochs):
-            order = torch.randperm(group_count, generator=generator).tolist()
-            for start in range(0, group_count, groups_per_update):
-                rows = [
-                    group * group_size + k
-                    for group in order[start : start + groups_per_update]
-                    for k in range(group_size)
-                ]
-                index = torch.as_tensor(rows)
-                with self.forward_precision():
-                    images, current = self.sampler.step_images(
-                        self.policy,
-                        groups.lq[index],
-                        [groups.instructions[row] for row in rows],
-                        rollout.trajectory[index],
-                        rollout.timesteps,
-                        eta=config.eta,
-                        steps=fitted,
-                    )
-                images, current = images.float(), _float32(current)  # images: [b, len(fitted), C, H, W]
-                fit = ((images - targets[index].to(images).unsqueeze(1)) ** 2).flatten(1).mean(dim=1).mean()
-                kl = self._kl(current, reference, index, list(range(len(fitted)))).mean()
-                self._update(config.ranked_fit_weight * fit + config.kl_weight * kl)
-                totals["loss/fit"] += float(fit.detach())
-                totals["kl"] += float(kl.detach())
-                updates += 1
+        for rows in self._group_minibatches(step, len(groups)):
+            index = torch.as_tensor(rows)
+            with self.forward_precision():
+                images, current = self.sampler.step_images(
+                    self.policy,
+                    groups.lq[index],
+                    [groups.instructions[row] for row in rows],
+                    rollout.trajectory[index],
+                    rollout.timesteps,
+                    eta=config.eta,
+                    steps=fitted,
+                )
+            images, current = images.float(), _float32(current)  # images: [b, len(fitted), C, H, W]
+            fit = ((images - targets[index].to(images).unsqueeze(1)) ** 2).flatten(1).mean(dim=1).mean()
+            kl = self._kl(current, reference, index, list(range(len(fitted)))).mean()
+            self._update(config.ranked_fit_weight * fit + config.kl_weight * kl)
+            totals["loss/fit"] += float(fit.detach())
+            totals["kl"] += float(kl.detach())
+            updates += 1
 
         self.step_count += 1
         elapsed = time.perf_counter() - started
