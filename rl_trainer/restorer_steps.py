@@ -140,10 +140,10 @@ class RestorerSampling:
         step's Gaussian (means ``[B, 1, 3, H, W]``, std ``[1]``): ``restorer.sampling`` returns the clean estimate
         of the last step, so the image is a function of the state before it, recomputed here with gradients."""
         last = len(timesteps) - 1
-        means, std, x0 = trajectory_step_means(
-            restorer, lq, instructions, trajectory, timesteps, eta=eta, steps=[last], with_x0=True
+        images, means, std = self.step_images(
+            restorer, lq, instructions, trajectory, timesteps, eta=eta, steps=[last]
         )
-        return restorer.to_image(x0[:, 0], lq), means, std
+        return images[:, 0], means, std
 
     def step_images(
         self,
