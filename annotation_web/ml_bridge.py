@@ -351,6 +351,8 @@ RL_MAX_SAMPLES_PER_STEP = 4096
 RL_MAX_MINUTES = 7 * 24 * 60.0
 # Overrides a request may not set: the config's version is the artifact format's, not a setting.
 RL_FIXED_FIELDS = frozenset({"version"})
+# rl_trainer.config.HELD_OUT_EVALUATORS, named here so that a request is checked without importing torch.
+HELD_OUT_EVALUATORS = ("perceptual", "fidelity")
 
 
 def rl_config_validate(*, preset: str, overrides: dict) -> dict:

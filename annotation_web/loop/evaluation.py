@@ -30,7 +30,8 @@ from annotation_web.jobs.kinds import Progress, ShouldStop
 from annotation_web.jobs.models import Job
 from annotation_web.jobs.services import job_commit, job_create
 from annotation_web.labeling.models import FaceInput, Project
-from annotation_web.loop.selectors import loop_state_get
+from annotation_web.loop.models import LoopPolicy
+from annotation_web.loop.selectors import loop_policy_get, loop_state_get
 from annotation_web.registry import selectors as registry_selectors
 from annotation_web.registry.artifacts import artifact_local_dir
 from annotation_web.registry.models import ModelKind, ModelVersion
@@ -212,6 +213,20 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
 
 
 @transaction.atomic
+def policy_held_out_evaluator(policy: LoopPolicy) -> str:
+    """What the guard of the policy's RL runs watches (`RLConfig.held_out_evaluator`): evaluations judge the
+    candidate by it. A policy whose RL settings no longer validate is judged by the perceptual default (its next
+    RL job is refused with the reason)."""
+    try:
+        return str(
+            ml_bridge.rl_config_validate(preset=policy.rl_preset, overrides=policy.rl_overrides)[
+                "held_out_evaluator"
+            ]
+        )
+    except ValueError:
+        return "perceptual"
+
+
 def evaluation_job_create(
     *,
     project: Project,
@@ -221,14 +236,14 @@ def evaluation_job_create(
     reward_id: int | None = None,
     seeds: int = 2,
     num_steps: int = 20,
-    held_out_evaluator: str = "perceptual",
+    held_out_evaluator: str | None = None,
 ) -> Job:
     """Queue an `evaluate` job as the loop does: the candidate against `against_id` (the restorer in use when
     left out) on the project's held-out inputs, the learned reward from `reward_id` (the one in use when left
     out). The held-out inputs are those the loop chose (RL never saw them); a project the loop has not ticked
     yet has none, and the request is refused with that reason rather than evaluated on inputs RL trained on.
-    `held_out_evaluator`: `RLConfig.held_out_evaluator` of the RL run that made the candidate (the loop passes its
-    preset's), so that promotion watches what the run's guard watched."""
+    `held_out_evaluator`: an `RLConfig.held_out_evaluator` name; left out, what the guard of the loop policy's RL
+    runs watches (`policy_held_out_evaluator`), so that an engineer's evaluation judges as promotion does."""
     state = loop_state_get(project=project)
     in_use_id = against_id or state.restorer_id
     if in_use_id is None:
@@ -250,6 +265,7 @@ def evaluation_job_create(
         "input_ids": held_out,
         "seeds": seeds,
         "num_steps": num_steps,
-        "held_out_evaluator": held_out_evaluator,
+        "held_out_evaluator": held_out_evaluator
+        or policy_held_out_evaluator(loop_policy_get(project=project)),
     }
     return job_create(kind=EVALUATE, project=project, user=user, params=params)

@@ -354,20 +354,6 @@ def _reward_comparison(*, new: ModelVersion, in_use: ModelVersion, outputs: dict
     }
 
 
-def _guard_evaluator(policy: LoopPolicy) -> str:
-    """What the guard of the policy's RL runs watches (`RLConfig.held_out_evaluator`): the evaluation judges the
-    candidate by it. A policy whose RL settings no longer validate is judged by the perceptual default (its next
-    RL job is refused with the reason)."""
-    try:
-        return str(
-            ml_bridge.rl_config_validate(preset=policy.rl_preset, overrides=policy.rl_overrides)[
-                "held_out_evaluator"
-            ]
-        )
-    except ValueError:
-        return "perceptual"
-
-
 def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEvent:
     """A candidate passes when the held-out evaluator is not worse than for the restorer in use, its PSNR
     drops by at most the policy's limit, and, once people judged enough new-vs-in-use pairs
@@ -565,7 +551,7 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
                 candidate_id=candidate.pk,
                 seeds=policy.eval_seeds,
                 num_steps=policy.num_steps,
-                held_out_evaluator=_guard_evaluator(policy),
+                held_out_evaluator=evaluation.policy_held_out_evaluator(policy),
             ),
         )
     if state.generated_from_id != restorer.pk:

@@ -289,6 +289,13 @@ class EvaluateRequest(_ProjectRequest):
     )
     seeds = serializers.IntegerField(default=2, min_value=1, max_value=EVALUATE_MAX_SEEDS)
     num_steps = serializers.IntegerField(default=20, min_value=1, max_value=EVALUATE_MAX_STEPS)
+    held_out_evaluator = serializers.ChoiceField(
+        choices=list(ml_bridge.HELD_OUT_EVALUATORS),
+        required=False,
+        allow_null=True,
+        help_text="What judges the two on the held-out inputs beside PSNR (default: what the guard of the loop"
+        " policy's RL runs watches, as promotion does).",
+    )
 
 
 # --- the kinds a request may start, shared by the API and the forms -----------------------------------------

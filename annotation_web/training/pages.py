@@ -383,6 +383,13 @@ FORM_KINDS: dict[str, FormKind] = {
                 ),
                 FormField("seeds", "Seeds per input", help=f"1–{api.EVALUATE_MAX_SEEDS}."),
                 FormField("num_steps", "Denoising steps", help=f"1–{api.EVALUATE_MAX_STEPS}."),
+                FormField(
+                    "held_out_evaluator",
+                    "Held-out evaluator",
+                    "select",
+                    choices=_static(list(ml_bridge.HELD_OUT_EVALUATORS)),
+                    empty_label="what the loop's RL guard watches",
+                ),
             ],
         ),
     )

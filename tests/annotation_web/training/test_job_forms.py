@@ -20,7 +20,7 @@ from annotation_web.accounts.services import membership_add, user_create
 from annotation_web.jobs.models import Job, JobState
 from annotation_web.labeling.models import JudgmentSnapshot
 from annotation_web.labeling.pairs import project_create
-from annotation_web.loop.models import LoopState
+from annotation_web.loop.models import LoopPolicy, LoopState
 from annotation_web.registry.models import ModelKind, ModelVersion
 from tests.annotation_web.conftest import face_png
 from tests.annotation_web.training.test_ml_loop import engineer_client, judge_everything
@@ -205,8 +205,31 @@ def test_the_evaluate_form_queues_the_candidate_against_the_restorer_in_use(
         "input_ids": in_use.held_out_input_ids,
         "seeds": 3,
         "num_steps": 4,
-        "held_out_evaluator": "perceptual",  # an engineer's evaluation: the default evaluator
+        # left to the form's default: what the loop policy's RL guard watches (tiny_preference: fidelity)
+        "held_out_evaluator": "fidelity",
     }
+
+
+def test_an_evaluation_judges_by_the_evaluator_asked_for_else_by_the_policys_rl_guard(
+    project_with_faces, in_use, engineer
+):
+    project = project_with_faces
+    candidate = fake_version(ModelKind.RESTORER, "tiny-rl")
+    url = form_url(project, "evaluate")
+    chosen = browser_for(engineer).post(
+        url, {"candidate_id": candidate.pk, "held_out_evaluator": "perceptual"}
+    )
+    assert queued_job(chosen).params["held_out_evaluator"] == "perceptual"
+
+    LoopPolicy.objects.update_or_create(project=project, defaults={"rl_preset": "tiny"})
+    followed = browser_for(engineer).post(url, {"candidate_id": candidate.pk})
+    assert queued_job(followed).params["held_out_evaluator"] == "perceptual"  # the tiny preset's guard
+
+    jobs_before = Job.objects.count()
+    refused = browser_for(engineer).post(url, {"candidate_id": candidate.pk, "held_out_evaluator": "oracle"})
+    assert refused.status_code == 400
+    assert "oracle" in refused.content.decode()
+    assert Job.objects.count() == jobs_before
 
 
 def test_the_import_form_queues_an_upload_or_an_s3_prefix(make_project, engineer, local_storage):
