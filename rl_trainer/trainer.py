@@ -34,7 +34,7 @@ from rl_trainer.config import RLConfig
 from rl_trainer.guard import HackingGuard, HeldOutEvaluator, win_rate
 from rl_trainer.losses import clipped_policy_loss, gaussian_kl, group_advantages, sampled_kl
 from rl_trainer.manifest import RLInputs
-from rl_trainer.rewards import CompositeReward, DistanceFn, RewardBreakdown, RewardFn
+from rl_trainer.rewards import CompositeReward, DistanceFn, RewardBreakdown, RewardFn, group_agreement
 from rl_trainer.sampler import Rollout, SamplerAdapter, StepDistribution
 
 EVAL_SEED_BASE = 1_000_000_007
@@ -431,6 +431,8 @@ class RLTrainer:
             reference = self._reference_distribution(groups, rollout, steps=fitted)
 
         totals = {"loss/fit": 0.0, "kl": 0.0}
+        if config.agreement_weight > 0:
+            totals["loss/disagreement"] = 0.0
         updates = 0
         for rows in self._group_minibatches(step, len(groups)):
             index = torch.as_tensor(rows)
@@ -447,7 +449,13 @@ class RLTrainer:
             images, current = images.float(), _float32(current)  # images: [b, len(fitted), C, H, W]
             fit = ((images - targets[index].to(images).unsqueeze(1)) ** 2).flatten(1).mean(dim=1).mean()
             kl = self._kl(current, reference, index, list(range(len(fitted)))).mean()
-            self._update(config.ranked_fit_weight * fit + config.kl_weight * kl)
+            loss = config.ranked_fit_weight * fit + config.kl_weight * kl
+            if config.agreement_weight > 0:
+                # the shared target moves what a group restores; this makes the seeds restore the same thing
+                disagreement = -group_agreement(images[:, -1], group_size, differentiable=True).mean()
+                loss = loss + config.agreement_weight * disagreement
+                totals["loss/disagreement"] += float(disagreement.detach())
+            self._update(loss)
             totals["loss/fit"] += float(fit.detach())
             totals["kl"] += float(kl.detach())
             updates += 1

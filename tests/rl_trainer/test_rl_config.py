@@ -51,7 +51,8 @@ def test_unknown_preset():
 def test_the_preference_preset_learns_from_the_reward_model_alone():
     """tiny_preference (benchmarks/rl_gain.py's learned-reward row, the train-rl default): no fixed term that reads
     the HQ, the reward model ranks and is never differentiated, every sample of an input pulled towards one
-    target (the determinism goal), the KL leash kept, a guard that never reads the HQ either."""
+    target and towards the other samples of its input (the determinism goal), the KL leash kept, a guard that
+    never reads the HQ either."""
     config = RLConfig.preset("tiny_preference")
     assert config.policy_update == "reward_ranked" and config.ranked_candidates == "mean"
     assert sorted(config.ranked_edit_strengths) == sorted(-s for s in config.ranked_edit_strengths), (
@@ -60,6 +61,7 @@ def test_the_preference_preset_learns_from_the_reward_model_alone():
     assert config.perceptual_weight == 0
     assert config.learned_reward_weight > 0 and config.learned_reward_pessimism > 0
     assert config.kl_weight > 0 and config.consistency_weight > 0
+    assert config.agreement_weight > 0 and config.agreement_target == "mean"
     assert config.held_out_evaluator == "fidelity" and config.hacking_patience >= 1
     assert config.max_minutes is not None and config.max_minutes <= 20
     assert RLConfig.from_dict(config.to_dict()) == config

@@ -95,6 +95,34 @@ def test_one_target_per_group_lowers_the_solution_entropy(tmp_path):
     assert float(torch.sigmoid(policy.reach.detach())) > float(torch.sigmoid(reference.reach.detach()))
 
 
+def test_the_agreement_term_joins_the_ranked_loss_and_its_seeds_come_to_agree(tmp_path):
+    def first_update_losses(cfg: RLConfig) -> tuple[list[float], dict[str, float]]:
+        trainer = trainer_for(cfg, sharpness)
+        losses: list[float] = []
+        update = trainer._update
+        trainer._update = lambda loss: (losses.append(float(loss.detach())), update(loss))[1]
+        return losses, trainer.step()
+
+    one_update = {"inner_epochs": 1, "minibatch_size": 64}  # every group of the step in one update
+    without, _ = first_update_losses(ranked(**one_update))
+    weight = 50.0
+    with_agreement, metrics = first_update_losses(ranked(agreement_weight=weight, **one_update))
+    # the same rollouts, the same policy: the losses differ by the weighted disagreement alone
+    assert len(with_agreement) == 1 and metrics["loss/disagreement"] > 0
+    assert with_agreement[0] - without[0] == pytest.approx(weight * metrics["loss/disagreement"], rel=1e-4)
+
+    agreeing, policy, reference = run(
+        tmp_path,
+        ranked(agreement_weight=weight, max_steps=8, entropy_seeds=4, eval_every=8),
+        reward_fn=sharpness,
+        policy=HesitantStepPolicy(),
+    )
+    assert agreeing.entropy_after < 0.8 * agreeing.entropy_before
+    assert agreeing.history[-1]["loss/disagreement"] < agreeing.history[0]["loss/disagreement"]
+    with pytest.raises(RLConfigError, match="agreement_target"):
+        RLConfig.preset("test", policy_update="reward_ranked", agreement_weight=1.0, agreement_target="best")
+
+
 @pytest.mark.parametrize(
     ("reward_fn", "direction"), [(sharpness, 1.0), (smoothness, -1.0)], ids=["sharper", "smoother"]
 )
