@@ -6,8 +6,11 @@ judging over HTTP: how long each round takes and what the loop decided in it, fr
 
 A round ends with the evaluation of an RL candidate (promoted or not, the event says why). Prints, per round,
 the jobs with their durations, the reward model's held-out accuracy and its comparison with the one in use,
-the candidate's held-out and PSNR deltas, and the decision; then every loop event with its time. Exits 1 when
-fewer than `--rounds` rounds finished within `--minutes`. Heavy (2 cores): run it under the shared lock.
+the candidate's held-out and PSNR deltas, and the decision; then every loop event with its time; then the
+restorer in use after each round on test faces the loop never saw, scored by the annotators' own oracle (win rate
+against the first restorer, PSNR and entropy changes; `--measure-only DIR` prints that for a folder kept with
+`--keep`). Exits 1 when fewer than `--rounds` rounds finished within `--minutes`. Heavy (2 cores): run it under
+the shared lock.
 """
 
 from __future__ import annotations
@@ -171,6 +174,81 @@ def report(
     return "\n".join(lines), 0 if len(finished) >= wanted else 1
 
 
+def in_use_by_round(db: Path) -> list[tuple[int, int]]:
+    """(round, the restorer in use when the round ended) for each finished round, after (0, the first one)."""
+    changes = query(
+        db, "SELECT version_id, created_at FROM loop_versionchange WHERE kind = 'restorer' ORDER BY id"
+    )
+    ends = query(
+        db,
+        "SELECT round, MAX(created_at) AS at FROM loop_loopevent"
+        " WHERE decision IN ('promoted', 'not_promoted') GROUP BY round ORDER BY round",
+    )
+    rows = [(0, int(changes[0]["version_id"]))] if changes else []
+    for end in ends:
+        before = [change for change in changes if change["created_at"] <= end["at"]]
+        if before:
+            rows.append((int(end["round"]), int(before[-1]["version_id"])))
+    return rows
+
+
+def oracle_lines(var: Path, db: Path, *, faces: int, seeds: int) -> list[str]:
+    """The restorer in use after each round on faces the loop never saw, scored by the simulated annotators'
+    own oracle without its noise: win rate against the first restorer, PSNR, solution entropy."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import rl_gain  # the RL benchmark's test faces, sampler and scoring
+
+    from restorer.images import quantize
+    from restorer.metrics import psnr, solution_entropy
+    from restorer.model import Restorer
+    from reward_model.oracle import default_distance
+
+    rounds = in_use_by_round(db)
+    if not rounds:
+        return ["oracle measure: no restorer was ever in use"]
+    versions = {
+        int(row["id"]): row
+        for row in query(db, "SELECT id, name, version, artifact_key FROM registry_modelversion")
+    }
+    distance = default_distance()
+    test = rl_gain.make_faces("test", faces)
+    measured: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
+    for _, version_id in rounds:
+        if version_id in measured:
+            continue
+        folder = var / "storage" / versions[version_id]["artifact_key"].rstrip("/")
+        model = Restorer.from_pretrained(folder, device="cpu").eval()
+        samples, _ = rl_gain.evaluate(model, test, num_steps=20, eta=0.0, seeds=seeds)
+        flat = quantize(samples.reshape(-1, *samples.shape[2:]))
+        hq = test.hq.repeat(seeds, 1, 1, 1)
+        measured[version_id] = (
+            rl_gain.badness(distance, flat, hq),
+            psnr(flat, hq),
+            float(solution_entropy(samples)),
+        )
+    first_bad, first_psnr, first_entropy = measured[rounds[0][1]]
+    lines = [
+        "",
+        f"the restorer in use after each round, on {faces} synthetic test faces (rl_gain's test split, gfpgan"
+        f" degradations; never in the loop) x {seeds} seeds, deterministic sampler (eta 0, 20 steps), scored by the"
+        f" simulated annotators' oracle without its noise ({type(distance).__name__} to the HQ, lower is better):"
+        " win = share of images with a lower badness than the first restorer's (ties half)",
+        "  round  restorer           oracle win  badness  PSNR dB   dPSNR      dH",
+    ]
+    for number, version_id in rounds:
+        bad, values, entropy = measured[version_id]
+        win = float(((bad < first_bad).float() + 0.5 * (bad == first_bad).float()).mean())
+        row = versions[version_id]
+        lines.append(
+            f"  {number:>5}  {row['name'] + '@v' + str(row['version']):<18} {win:>10.3f}  {float(bad.mean()):.4f}"
+            f"  {float(values.mean()):7.2f}  {float(values.mean() - first_psnr.mean()):+6.2f}"
+            f"  {100 * (entropy / first_entropy - 1):+5.1f}%"
+        )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -183,7 +261,22 @@ def main() -> int:
     parser.add_argument("--policy", default="{}", help="JSON policy fields over the demo's (loop_enable)")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (its path is printed)")
     parser.add_argument("--results-name", default="loop", help="report file under benchmarks/results")
+    parser.add_argument("--test-faces", type=int, default=64, help="faces of the oracle measure")
+    parser.add_argument("--test-seeds", type=int, default=2, help="seeds of the oracle measure")
+    parser.add_argument(
+        "--measure-only",
+        type=Path,
+        help="a folder kept by an earlier run (--keep): print its oracle measure and exit",
+    )
     args = parser.parse_args()
+    if args.measure_only:
+        folder = args.measure_only
+        print(
+            "\n".join(
+                oracle_lines(folder, folder / "db.sqlite3", faces=args.test_faces, seeds=args.test_seeds)
+            )
+        )
+        return 0
 
     var = Path(tempfile.mkdtemp(prefix="pref-loop-bench-"))
     env = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
@@ -253,8 +346,10 @@ def main() -> int:
         text += f"\nload average while it ran (1 min, {os.cpu_count()} cores): median {statistics.median(loads):.1f}, max {max(loads):.1f}"
     command = "loop.py " + " ".join(sys.argv[1:])
     text = f"command: {command}\n{text}\n"
-    print(text)
     results = REPO / "benchmarks" / "results" / f"{args.results_name}.txt"
+    results.write_text(text)  # the rounds are on record even if the measure below fails
+    text += "\n".join(oracle_lines(var, db, faces=args.test_faces, seeds=args.test_seeds)) + "\n"
+    print(text)
     results.write_text(text)
     print(f"written to {results}; run folder {var}" + ("" if args.keep else " (removed)"))
     if not args.keep:
