@@ -160,11 +160,11 @@ class Row:
 
 ROWS: dict[str, Row] = {
     # the recipe's own fixed terms without the learned reward: what the preferences add is learned - fixed
-    "fixed": Row("fixed", "RL fixed terms only (consist+KL)", learned=False, perceptual=False),
+    "fixed": Row("fixed", "RL fixed terms only", learned=False, perceptual=False),
     # the same with the GT perceptual term, which reads the HQ: what a fixed term with the HQ in hand finds
-    "fixed_gt": Row("fixed_gt", "RL fixed terms + GT percept (reads HQ)", learned=False, perceptual=True),
-    "learned": Row("learned", "RL learned reward only (+consist+KL)", learned=True, perceptual=False),
-    "both": Row("both", "RL learned reward + fixed terms (+GT percept)", learned=True, perceptual=True),
+    "fixed_gt": Row("fixed_gt", "RL fixed terms (GT percept reads the HQ)", learned=False, perceptual=True),
+    "learned": Row("learned", "RL learned reward", learned=True, perceptual=False),
+    "both": Row("both", "RL learned reward + fixed terms", learned=True, perceptual=True),
 }
 
 
@@ -1120,7 +1120,29 @@ def row_figures(
     }
 
 
-def table_lines(label: str, figures: dict[str, dict], summaries: dict[str, dict | None]) -> list[str]:
+def row_title(name: str, config: RLConfig | None) -> str:
+    """The row's name and the reward terms its configuration has (a weight > 0), as run."""
+    if name == "supervised":
+        return "supervised restorer"
+    title = ROWS[name].title if name in ROWS else name
+    if config is None:
+        return title
+    weights = (
+        ("learned", config.learned_reward_weight),
+        ("consist", config.consistency_weight),
+        ("agree", config.agreement_weight),
+        ("GT percept", config.perceptual_weight),
+        ("KL", config.kl_weight),
+    )
+    return f"{title} ({'+'.join(term for term, weight in weights if weight > 0)})"
+
+
+def table_lines(
+    label: str,
+    figures: dict[str, dict],
+    summaries: dict[str, dict | None],
+    configs: dict[str, RLConfig] | None = None,
+) -> list[str]:
     lines = [
         f"sampler: {label}",
         f"  {'row':<50} {'oracle win':>10} {'badness':>8} {'PSNR dB':>8} {'dPSNR':>7} {'dH':>7} {'d learned':>9}"
@@ -1128,9 +1150,7 @@ def table_lines(label: str, figures: dict[str, dict], summaries: dict[str, dict 
     ]
     for name, row in figures.items():
         summary = summaries.get(name)
-        title = (
-            "supervised restorer" if name == "supervised" else (ROWS[name].title if name in ROWS else name)
-        )
+        title = row_title(name, (configs or {}).get(name))
         rollouts = f"{summary['rollouts']}" if summary else "0"
         minutes = f"{summary['minutes']:.1f}" if summary else "-"
         handed = (
@@ -1598,7 +1618,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in measured
         }
         figures_by_sampler[label] = figures
-        lines += table_lines(label, figures, summaries)
+        lines += table_lines(label, figures, summaries, configs)
         lines += verdict_lines(figures)
         lines.append("")
     lines += sharpening_lines(reference[samplers[0][0]], test_faces, scorers)

@@ -212,7 +212,11 @@ class RLConfig:
                 f"RLConfig.agreement_target must be {' or '.join(map(repr, AGREEMENT_TARGETS))},"
                 f" got {self.agreement_target!r}"
             )
-        if self.policy_update == "reward_ranked" and self.agreement_weight > 0 and self.agreement_target != "mean":
+        if (
+            self.policy_update == "reward_ranked"
+            and self.agreement_weight > 0
+            and self.agreement_target != "mean"
+        ):
             raise RLConfigError(
                 "RLConfig.agreement_target must be 'mean' with reward_ranked: the ranked target is the group's best"
             )
