@@ -1175,7 +1175,7 @@ def verdict_lines(figures: dict[str, dict]) -> list[str]:
         row = figures[name]
         line = (
             f"  {name}: win {row['win']:.1%} (target >= 65%: {verdict(row['win'] >= 0.65)}), PSNR change"
-            f" {row['psnr_change']:+.2f} dB (limit -0.5 dB: {verdict(row['psnr_change'] >= -0.5)}), solution entropy"
+            f" {row['psnr_change']:+.3f} dB (limit -0.5 dB: {verdict(row['psnr_change'] >= -0.5)}), solution entropy"
             f" {row['entropy_change']:+.1%} (target <= -30%: {verdict(row['entropy_change'] <= -0.30)})"
         )
         if name == "learned" and "fixed" in figures:
