@@ -338,7 +338,9 @@ PRESETS: dict[str, RLConfig] = {
     # along the sharpening axis it peaks where the annotators' oracle does, while the seed-0 LPIPS distance to the
     # HQ grows with any sharpening) and stops a run in which the learned reward rises while it falls for 3
     # evaluations (without the agreement term it stopped every run: the sharpening alone lowers it); the last
-    # policy is handed back. 30 steps: ~2 minutes.
+    # policy is handed back. 30 steps: ~2 minutes. Measured (benchmarks/results/rl_gain_ablation_seed{0,1}.txt):
+    # oracle win 76.6% / 71.1% against the supervised restorer (the same run without the learned reward: 21.1% /
+    # 21.1%, the agreement's blur), PSNR -0.50 / -0.37 dB, solution entropy -32% / -33%.
     "tiny_preference": RLConfig(
         max_steps=30,
         max_minutes=20.0,
