@@ -8,8 +8,8 @@ A round ends with the evaluation of an RL candidate (promoted or not, the event 
 the jobs with their durations, the reward model's held-out accuracy and its comparison with the one in use,
 the candidate's held-out and PSNR deltas, and the decision; then every loop event with its time; then the
 restorer in use after each round on test faces the loop never saw, scored by the annotators' own oracle (win rate
-against the first restorer, PSNR and entropy changes; `--measure-only DIR` prints that for a folder kept with
-`--keep`). Exits 1 when fewer than `--rounds` rounds finished within `--minutes`. Heavy (2 cores): run it under
+against the first restorer, PSNR and entropy changes) and the human leaderboard at the end; `--measure-only DIR`
+prints those two for a folder kept with `--keep`. Exits 1 when fewer than `--rounds` rounds finished within `--minutes`. Heavy (2 cores): run it under
 the shared lock.
 """
 
@@ -44,6 +44,56 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run(
         [sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL
     )
+
+
+def platform_env(var: Path) -> dict[str, str]:
+    """The environment of the demo's embedded platform on the folder `var`."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
+    env.update(
+        PREF_VAR_DIR=str(var), DJANGO_DEBUG="1", PREF_DEMO="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"
+    )
+    return env
+
+
+# Printed by `manage.py shell`: the project's human leaderboard as its API returns it.
+LEADERBOARD_SCRIPT = (
+    "import json; from annotation_web.labeling.models import Project;"
+    " from annotation_web.loop.selectors import project_leaderboard_data;"
+    " print(json.dumps(project_leaderboard_data(project=Project.objects.get(slug='demo'))))"
+)
+
+
+def leaderboard_lines(env: dict[str, str]) -> list[str]:
+    """The human leaderboard at the end of the run (Bradley-Terry with ties over the restorer versions, fitted
+    on the simulated annotators' judgments of cross-version pairs, bootstrap intervals)."""
+    output = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", LEADERBOARD_SCRIPT],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    data = json.loads(output.strip().splitlines()[-1])
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:+.3f}"
+
+    lines = [
+        "",
+        f"human leaderboard at the end ({data['model']}; {data['level']:.0%} bootstrap intervals,"
+        f" {data['resamples']} resamples; {data['judgments']} judgments; excluded: {data['excluded']}):",
+    ]
+    for row in data["versions"]:
+        low, high = row["interval"]
+        lines.append(
+            f"  {row['rank']:>2}. {row['version']:<24} score {number(row['score'])}"
+            f" [{number(low)}, {number(high)}]  judgments {row['judgments']}"
+            f" (won {row['wins']}, lost {row['losses']}, tied {row['ties']}){'  in use' if row['in_use'] else ''}"
+        )
+    if not data["versions"]:
+        lines.append("  (no cross-version judgments yet)")
+    return lines
 
 
 def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
@@ -271,18 +321,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.measure_only:
         folder = args.measure_only
-        print(
-            "\n".join(
-                oracle_lines(folder, folder / "db.sqlite3", faces=args.test_faces, seeds=args.test_seeds)
-            )
-        )
+        lines = oracle_lines(folder, folder / "db.sqlite3", faces=args.test_faces, seeds=args.test_seeds)
+        print("\n".join(lines + leaderboard_lines(platform_env(folder))))
         return 0
 
     var = Path(tempfile.mkdtemp(prefix="pref-loop-bench-"))
-    env = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
-    env.update(
-        PREF_VAR_DIR=str(var), DJANGO_DEBUG="1", PREF_DEMO="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"
-    )
+    env = platform_env(var)
     db = var / "db.sqlite3"
     manage(env, "migrate", "--noinput", "-v0")
     manage(env, "demo_setup", "--faces", str(args.faces))
@@ -348,7 +392,8 @@ def main() -> int:
     text = f"command: {command}\n{text}\n"
     results = REPO / "benchmarks" / "results" / f"{args.results_name}.txt"
     results.write_text(text)  # the rounds are on record even if the measure below fails
-    text += "\n".join(oracle_lines(var, db, faces=args.test_faces, seeds=args.test_seeds)) + "\n"
+    lines = oracle_lines(var, db, faces=args.test_faces, seeds=args.test_seeds) + leaderboard_lines(env)
+    text += "\n".join(lines) + "\n"
     print(text)
     results.write_text(text)
     print(f"written to {results}; run folder {var}" + ("" if args.keep else " (removed)"))
