@@ -154,7 +154,14 @@ def report(
     versions = {row["id"]: row for row in query(db, "SELECT * FROM registry_modelversion")}
     judgments = query(db, "SELECT COUNT(*) AS n, MIN(created_at) AS first FROM labeling_judgment")[0]
     origin = events[0]["created_at"] if events else None
-    finished = [e for e in events if e["decision"] in ("promoted", "not_promoted") and e["job_id"]]
+    # a round ends with the decision on an evaluated RL candidate (a reward model kept out is "not_promoted" too)
+    finished = [
+        e
+        for e in events
+        if e["decision"] in ("promoted", "not_promoted")
+        and e["job_id"] in jobs
+        and jobs[e["job_id"]]["kind"] == "evaluate"
+    ]
     lines = [
         "loop benchmark: the loop of infra/demo.sh running itself (embedded defaults, demo policy), "
         f"{args.annotators} simulated annotators (reliable oracle, pace {args.pace:g} s a judgment)",
@@ -231,8 +238,8 @@ def in_use_by_round(db: Path) -> list[tuple[int, int]]:
     )
     ends = query(
         db,
-        "SELECT round, MAX(created_at) AS at FROM loop_loopevent"
-        " WHERE decision IN ('promoted', 'not_promoted') GROUP BY round ORDER BY round",
+        "SELECT e.round, MAX(e.created_at) AS at FROM loop_loopevent e JOIN jobs_job j ON j.id = e.job_id"
+        " WHERE e.decision IN ('promoted', 'not_promoted') AND j.kind = 'evaluate' GROUP BY e.round ORDER BY e.round",
     )
     rows = [(0, int(changes[0]["version_id"]))] if changes else []
     for end in ends:
