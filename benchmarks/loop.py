@@ -9,8 +9,8 @@ the jobs with their durations, the reward model's held-out accuracy and its comp
 the candidate's held-out and PSNR deltas, and the decision; then every loop event with its time; then the
 restorer in use after each round on test faces the loop never saw, scored by the annotators' own oracle (win rate
 against the first restorer, PSNR and entropy changes) and the human leaderboard at the end; `--measure-only DIR`
-prints those two for a folder kept with `--keep`. Exits 1 when fewer than `--rounds` rounds finished within `--minutes`. Heavy (2 cores): run it under
-the shared lock.
+prints those two for a folder kept with `--keep`. Exits 1 when fewer than `--rounds` rounds finished within
+`--minutes`. Heavy (2 cores): run it under the shared lock.
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ def main() -> int:
     parser.add_argument(
         "--measure-only",
         type=Path,
-        help="a folder kept by an earlier run (--keep): print its oracle measure and exit",
+        help="a folder kept by an earlier run (--keep): print its oracle measure and leaderboard, and exit",
     )
     args = parser.parse_args()
     if args.measure_only:

@@ -212,7 +212,6 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
     return job_commit(job, store)
 
 
-@transaction.atomic
 def policy_held_out_evaluator(policy: LoopPolicy) -> str:
     """What the guard of the policy's RL runs watches (`RLConfig.held_out_evaluator`): evaluations judge the
     candidate by it. A policy whose RL settings no longer validate is judged by the perceptual default (its next
@@ -227,6 +226,7 @@ def policy_held_out_evaluator(policy: LoopPolicy) -> str:
         return "perceptual"
 
 
+@transaction.atomic
 def evaluation_job_create(
     *,
     project: Project,

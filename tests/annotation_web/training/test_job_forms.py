@@ -232,6 +232,12 @@ def test_an_evaluation_judges_by_the_evaluator_asked_for_else_by_the_policys_rl_
     assert Job.objects.count() == jobs_before
 
 
+def test_the_web_names_the_same_held_out_evaluators_as_rl_trainer():
+    from rl_trainer.config import HELD_OUT_EVALUATORS
+
+    assert ml_bridge.HELD_OUT_EVALUATORS == HELD_OUT_EVALUATORS
+
+
 def test_the_import_form_queues_an_upload_or_an_s3_prefix(make_project, engineer, local_storage):
     project = make_project(pairs=0)
     archive = io.BytesIO()
