@@ -238,8 +238,8 @@ def reward_models_compare(
     *, new_dir: str, in_use_dir: str, trained_on_path: str, unseen_path: str, images_root: str
 ) -> dict:
     """Pairwise accuracy of a new reward model and the one in use on the same held-out judgments: those of
-    `unseen_path` (judged after the one in use was trained) on the inputs the new model (trained on
-    `trained_on_path`) held out. `new` / `in_use` are None when fewer than
+    `trained_on_path` on the inputs the new model held out that the one in use did not train on (on faces it
+    held out too, or in `unseen_path`: judged after it was trained). `new` / `in_use` are None when fewer than
     `reward_model.compare.MIN_SHARED_JUDGMENTS` a / b answers are shared."""
     from reward_model.compare import compare_on_shared_judgments
     from reward_model.export import read_judgments

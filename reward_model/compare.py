@@ -1,10 +1,12 @@
 """Two reward models scored on the same held-out judgments, so that "the new model beats the one in use" is a
 paired comparison and not two accuracies on two different validation sets.
 
-The judgments: those judged after the model in use was trained (`unseen`: it never trained on them) on the
-inputs the new model held out for validation (recomputed from its saved training config: the split `train`
-made). Neither model trained on one of them. The model in use may have trained on *older* judgments of the
-same faces; that can only flatter it, so the comparison leans towards keeping what is in use.
+The judgments: those on the inputs the new model held out for validation (recomputed from its saved
+training config: the split `train` made) that the model in use never trained on either: every judgment of an
+input both models held out (with the stable split, successive models hold out the same faces, so this is
+most of the new model's validation set), and those judged after the model in use was trained (`unseen`).
+Neither model trained on one of them. For the second kind the model in use may have trained on *older*
+judgments of the same faces; that can only flatter it, so the comparison leans towards keeping what is in use.
 """
 
 from __future__ import annotations
@@ -38,20 +40,41 @@ class SharedComparison:
 
 
 def validation_inputs(model_dir: str | Path, judgments: Sequence[JudgmentRow]) -> set[str]:
-    """The inputs a trained reward model held out for validation, from its saved training config."""
+    """The inputs a reward model trained on `judgments` held out for validation, from its saved training
+    config."""
     config = TrainConfig.from_dict(read_metrics(model_dir)["train_config"])
     _, val_rows = split_by_input(
-        [row for row in judgments if not row.is_gold], val_fraction=config.val_fraction, seed=config.seed
+        [row for row in judgments if not row.is_gold],
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        method=config.split,
     )
     return {row.input_id for row in val_rows}
 
 
 def shared_rows(
-    *, new_dir: str | Path, trained_on: Sequence[JudgmentRow], unseen: Sequence[JudgmentRow]
+    *,
+    new_dir: str | Path,
+    trained_on: Sequence[JudgmentRow],
+    unseen: Sequence[JudgmentRow],
+    in_use_dir: str | Path | None = None,
 ) -> list[JudgmentRow]:
-    """Of `unseen` (non-gold), those on the inputs the new model (trained on `trained_on`) held out."""
+    """Of `trained_on` (non-gold), those on the inputs the new model held out that the model in use did not
+    train on: on inputs it held out too (when `in_use_dir` is given; it trained on `trained_on` less
+    `unseen`), or judged after it was trained (`unseen`)."""
     held_out = validation_inputs(new_dir, trained_on)
-    return [row for row in unseen if not row.is_gold and row.input_id in held_out]
+    unseen_rows = set(unseen)
+    held_out_by_both: set[str] = set()
+    if in_use_dir is not None:
+        seen_by_in_use = [row for row in trained_on if row not in unseen_rows]
+        held_out_by_both = held_out & validation_inputs(in_use_dir, seen_by_in_use)
+    return [
+        row
+        for row in trained_on
+        if not row.is_gold
+        and row.input_id in held_out
+        and (row in unseen_rows or row.input_id in held_out_by_both)
+    ]
 
 
 def compare_on_shared_judgments(
@@ -63,7 +86,7 @@ def compare_on_shared_judgments(
     images_root: str | Path,
     device: str | torch.device = "cpu",
 ) -> SharedComparison:
-    rows = shared_rows(new_dir=new_dir, trained_on=trained_on, unseen=unseen)
+    rows = shared_rows(new_dir=new_dir, trained_on=trained_on, unseen=unseen, in_use_dir=in_use_dir)
     strict = sum(row.outcome in ("a", "b") for row in rows)
     if strict < MIN_SHARED_JUDGMENTS:
         return SharedComparison(judgments=strict, new=None, in_use=None)

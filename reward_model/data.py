@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,16 +118,39 @@ class JudgmentTensors:
         )
 
 
+SPLIT_METHODS = ("stable", "permutation")
+
+
+def held_out_share(input_id: str, seed: int) -> float:
+    """Where an input falls in [0, 1) for the stable split: a hash of the seed and its id alone."""
+    digest = hashlib.blake2b(f"{seed}:{input_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def split_by_input(
-    rows: Sequence[JudgmentRow], *, val_fraction: float, seed: int
+    rows: Sequence[JudgmentRow], *, val_fraction: float, seed: int, method: str = "stable"
 ) -> tuple[list[JudgmentRow], list[JudgmentRow]]:
-    """Split judgments so that no input appears in both parts (else validation would reward memorising faces)."""
+    """Split judgments so that no input appears in both parts (else validation would reward memorising faces).
+
+    "stable": an input is held out when its `held_out_share` is below `val_fraction`, whatever else was
+    judged, so a face held out once stays held out as judgments and faces accumulate, and two reward models
+    trained rounds apart hold out the same faces: the loop compares them on judgments neither trained on.
+    "permutation": a seeded permutation of the sorted inputs, which reshuffles whenever an input is added;
+    models trained before the stable split used it, and recomputing their validation inputs needs it.
+    Either way, of two or more inputs at least one is held out and at least one is trained on."""
+    if method not in SPLIT_METHODS:
+        raise ValueError(f"unknown split method {method!r}; expected one of {SPLIT_METHODS}")
     inputs = sorted({row.input_id for row in rows})
-    rng = np.random.default_rng(seed)
-    n_val = int(round(len(inputs) * val_fraction))
+    if method == "stable":
+        ranked = sorted(inputs, key=lambda input_id: held_out_share(input_id, seed))
+        n_val = sum(held_out_share(input_id, seed) < val_fraction for input_id in inputs)
+    else:
+        rng = np.random.default_rng(seed)
+        ranked = [inputs[i] for i in rng.permutation(len(inputs))]
+        n_val = int(round(len(inputs) * val_fraction))
     if val_fraction > 0 and len(inputs) >= 2:
         n_val = min(max(n_val, 1), len(inputs) - 1)
-    val_inputs = {inputs[i] for i in rng.permutation(len(inputs))[:n_val]}
+    val_inputs = set(ranked[:n_val])
     train = [row for row in rows if row.input_id not in val_inputs]
     val = [row for row in rows if row.input_id in val_inputs]
     return train, val

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from restorer.artifacts import reject_unknown_fields
 from restorer.devices import resolve_device
-from reward_model.data import ImageBank, JudgmentTensors, keys_of, split_by_input
+from reward_model.data import SPLIT_METHODS, ImageBank, JudgmentTensors, keys_of, split_by_input
 from reward_model.export import JudgmentRow, read_judgments
 from reward_model.losses import A, AnnotatorReliability, B
 from reward_model.model import CONFIG_PRESETS, RewardConfig, RewardModel
@@ -65,6 +65,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
+    # how inputs are held out (reward_model.data.split_by_input); configs saved before "stable" existed
+    # read back as "permutation", the split they were trained with
+    split: str = "stable"
     eval_every: int = 100
     # also at every evaluation; a killed run loses at most this many steps
     checkpoint_every: int = 50
@@ -77,6 +80,10 @@ class TrainConfig:
     hflip: bool = True  # faces are left-right symmetric: flip lq and both candidates together
     version: int = TRAIN_CONFIG_VERSION
 
+    def __post_init__(self) -> None:
+        if self.split not in SPLIT_METHODS:
+            raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["reward"] = self.reward.to_dict()
@@ -87,6 +94,7 @@ class TrainConfig:
         # strict like every config: a misspelt key would otherwise train with the default it meant to change
         reject_unknown_fields(cls, data, message="reward training config has unknown fields")
         values = dict(data)
+        values.setdefault("split", "permutation")
         if "reward" in values:
             values["reward"] = RewardConfig.from_dict(values["reward"])
         return cls(**values)
@@ -365,7 +373,10 @@ def train(
         )
     gold_rows = [row for row in judgments if row.is_gold]
     train_rows, val_rows = split_by_input(
-        [row for row in judgments if not row.is_gold], val_fraction=config.val_fraction, seed=config.seed
+        [row for row in judgments if not row.is_gold],
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        method=config.split,
     )
     if not train_rows:
         raise ValueError("no training judgments left after holding out validation inputs and gold pairs")

@@ -414,8 +414,9 @@ def reward_training_run(*, job: Job, progress: Progress, should_stop: ShouldStop
 
 
 def _compare_with_in_use(*, params: dict, export: Path, images_root: Path, out_dir: Path) -> dict | None:
-    """The new reward model and the one in use (`compare_with_reward_id`) on the same held-out judgments: the
-    snapshot's judgments made after the one in use was trained, on the inputs the new one held out."""
+    """The new reward model and the one in use (`compare_with_reward_id`) on the same held-out judgments
+    (`reward_model.compare`): of the snapshot, those on the inputs the new one held out that the one in use did
+    not train on, on faces it held out too or judged after it was trained."""
     other_id = params.get("compare_with_reward_id")
     other = ModelVersion.objects.filter(pk=other_id, kind=ModelKind.REWARD).first() if other_id else None
     if other is None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from reward_model.compare import MIN_SHARED_JUDGMENTS, compare_on_shared_judgments, shared_rows
+from reward_model.compare import (
+    MIN_SHARED_JUDGMENTS,
+    compare_on_shared_judgments,
+    shared_rows,
+    validation_inputs,
+)
 from reward_model.data import ImageBank
 from reward_model.train import train
 from tests.reward_model.test_train import CONFIG, save_pngs
@@ -53,8 +58,35 @@ def test_too_few_shared_judgments_decide_nothing(tmp_path, toy_oracle_factory):
     rows = oracle_rows(data, reliable, judgments_per_annotator=200, seed=1)
     save_pngs(data.images, tmp_path / "storage")
     model = _trained(rows, data.images, tmp_path / "m", max_steps=5, eval_every=5)
+    # The model in use held out nothing, so only the 3 judgments made since it was trained are shared.
+    in_use = _trained(rows[3:], data.images, tmp_path / "in_use", max_steps=5, eval_every=5, val_fraction=0.0)
     result = compare_on_shared_judgments(
-        new_dir=model, in_use_dir=model, trained_on=rows, unseen=rows[:3], images_root=tmp_path / "storage"
+        new_dir=model, in_use_dir=in_use, trained_on=rows, unseen=rows[:3], images_root=tmp_path / "storage"
     )
     assert result.judgments < MIN_SHARED_JUDGMENTS
     assert result.new is None and result.in_use is None
+
+
+def test_judgments_on_faces_both_models_held_out_are_shared_whenever_they_were_made(tmp_path, toy_oracle_factory):
+    """The stable split holds out the same faces for the model in use and the new one, so their earlier
+    judgments count too; a judgment the model in use trained on never does."""
+    data = make_toy_data(24, seed=5)
+    reliable = {"r": toy_oracle_factory("reliable", 1)}
+    old_rows = oracle_rows(data, reliable, judgments_per_annotator=150, seed=1)
+    new_rows = oracle_rows(data, reliable, judgments_per_annotator=60, seed=2)
+    save_pngs(data.images, tmp_path / "storage")
+    in_use = _trained(old_rows, data.images, tmp_path / "in_use", max_steps=2, eval_every=1)
+    trained_on = old_rows + new_rows
+    new = _trained(trained_on, data.images, tmp_path / "new", max_steps=2, eval_every=1)
+
+    in_use_held_out = validation_inputs(in_use, old_rows)
+    new_held_out = validation_inputs(new, trained_on)
+    assert in_use_held_out and in_use_held_out <= new_held_out
+
+    shared = shared_rows(new_dir=new, trained_on=trained_on, unseen=new_rows, in_use_dir=in_use)
+    old_shared = [row for row in shared if row in set(old_rows)]
+    assert old_shared, "the judgments made before the model in use was trained, on faces both held out"
+    assert all(row.input_id in in_use_held_out for row in old_shared)
+    assert {row.input_id for row in shared} <= new_held_out
+    # Without the model in use's split only the newer judgments count: fewer of them.
+    assert len(shared) > len(shared_rows(new_dir=new, trained_on=trained_on, unseen=new_rows))

@@ -47,6 +47,32 @@ def test_split_by_input_keeps_each_input_on_one_side(toy_data, toy_oracle_factor
     assert val_rows
 
 
+def test_the_stable_split_keeps_a_held_out_face_held_out_as_faces_and_judgments_accumulate(toy_oracle_factory):
+    """What the loop's comparison of successive reward models stands on; a permutation reshuffles instead."""
+    oracle = {"r": toy_oracle_factory("reliable")}
+    few = oracle_rows(make_toy_data(20, seed=7), oracle, judgments_per_annotator=100, seed=1)
+    more = few + oracle_rows(make_toy_data(60, seed=7), oracle, judgments_per_annotator=300, seed=2)
+
+    def held_out(rows, method):
+        return {row.input_id for row in split_by_input(rows, val_fraction=0.2, seed=0, method=method)[1]}
+
+    few_inputs = {row.input_id for row in few}
+    assert held_out(more, "stable") & few_inputs == held_out(few, "stable")
+    assert held_out(more, "permutation") & few_inputs != held_out(few, "permutation")
+    assert 0.05 < len(held_out(more, "stable")) / len({row.input_id for row in more}) < 0.4
+    with pytest.raises(ValueError, match="split"):
+        split_by_input(few, val_fraction=0.2, seed=0, method="random")
+
+
+def test_a_config_saved_before_the_stable_split_reads_back_as_the_permutation_it_used():
+    saved = CONFIG.to_dict()
+    del saved["split"]
+    assert TrainConfig.from_dict(saved).split == "permutation"
+    assert TrainConfig.from_dict(CONFIG.to_dict()).split == "stable"
+    with pytest.raises(ValueError, match="split"):
+        dataclasses.replace(CONFIG, split="random")
+
+
 def test_model_trained_on_oracle_judgments_ranks_unseen_faces_in_the_oracle_order(trained):
     result, _, _ = trained
     fresh = make_toy_data(12, seed=99)  # faces never seen in training

@@ -1,5 +1,6 @@
-"""A reward job given the model in use scores both models on the same held-out judgments: those made after the
-one in use was trained, on the inputs the new model held out; the loop reads that comparison."""
+"""A reward job given the model in use scores both models on the same held-out judgments: on the inputs the new
+model held out, those the one in use did not train on (on faces it held out too, or made after it was
+trained); the loop reads that comparison."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.conf import settings
 from annotation_web.jobs.models import JobState
 from annotation_web.jobs.runs import job_run
 from annotation_web.labeling.models import Judgment
+from annotation_web.registry.artifacts import artifact_local_dir
 from annotation_web.registry.models import ModelVersion
 from annotation_web.training import services
 from reward_model.compare import MIN_SHARED_JUDGMENTS, shared_rows
@@ -52,8 +54,8 @@ def test_the_new_reward_model_and_the_one_in_use_meet_on_judgments_neither_train
     comparison = second.outputs["comparison"]
     assert comparison["in_use_id"] == in_use.pk and comparison["judged_after_id"] == trained_up_to
 
-    # The same judgments counted independently: of the snapshot, those after the one in use, non-gold a/b
-    # answers on the inputs the new model held out.
+    # The same judgments counted independently: of the snapshot, non-gold a/b answers on the inputs the new
+    # model held out, on faces the one in use held out too or made after it was trained.
     run = Path(settings.VAR_DIR) / "reward-runs" / second.params["run_id"]
     exported = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
     unseen_ids = {int(row["judgment_id"]) for row in exported if int(row["judgment_id"]) > trained_up_to}
@@ -63,8 +65,16 @@ def test_the_new_reward_model_and_the_one_in_use_meet_on_judgments_neither_train
         new_dir=run / "artifact",
         trained_on=read_judgments(run / "judgments.jsonl"),
         unseen=read_judgments(run / "unseen-by-in-use.jsonl"),
+        in_use_dir=artifact_local_dir(prefix=in_use.artifact_key),
     )
     assert comparison["judgments"] == sum(row.outcome in ("a", "b") for row in rows)
+    # The stable split held out the same faces for both models: their earlier judgments count as well.
+    unseen_only = shared_rows(
+        new_dir=run / "artifact",
+        trained_on=read_judgments(run / "judgments.jsonl"),
+        unseen=read_judgments(run / "unseen-by-in-use.jsonl"),
+    )
+    assert len(rows) > len(unseen_only)
     assert new_dir.config["lineage"]["up_to_judgment_id"] > trained_up_to
     if comparison["judgments"] >= MIN_SHARED_JUDGMENTS:
         assert 0.0 <= comparison["new"] <= 1.0 and 0.0 <= comparison["in_use"] <= 1.0
