@@ -46,7 +46,7 @@ def validation_inputs(model_dir: str | Path, judgments: Sequence[JudgmentRow]) -
     _, val_rows = split_by_input(
         [row for row in judgments if not row.is_gold],
         val_fraction=config.val_fraction,
-        seed=config.seed,
+        seed=config.split_seed,
         method=config.split,
     )
     return {row.input_id for row in val_rows}

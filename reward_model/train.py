@@ -65,9 +65,11 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     weight_decay: float = 1e-4
     val_fraction: float = 0.15
-    # how inputs are held out (reward_model.data.split_by_input); configs saved before "stable" existed
-    # read back as "permutation", the split they were trained with
+    # how inputs are held out (reward_model.data.split_by_input), seeded apart from the model: a loop that
+    # seeds each round's model differently still holds out the same faces. Configs saved before "stable"
+    # existed read back as "permutation" seeded by `seed`, the split they were trained with.
     split: str = "stable"
+    split_seed: int = 0
     eval_every: int = 100
     # also at every evaluation; a killed run loses at most this many steps
     checkpoint_every: int = 50
@@ -94,7 +96,8 @@ class TrainConfig:
         # strict like every config: a misspelt key would otherwise train with the default it meant to change
         reject_unknown_fields(cls, data, message="reward training config has unknown fields")
         values = dict(data)
-        values.setdefault("split", "permutation")
+        if "split" not in values:
+            values.update(split="permutation", split_seed=values.get("seed", cls.seed))
         if "reward" in values:
             values["reward"] = RewardConfig.from_dict(values["reward"])
         return cls(**values)
@@ -375,7 +378,7 @@ def train(
     train_rows, val_rows = split_by_input(
         [row for row in judgments if not row.is_gold],
         val_fraction=config.val_fraction,
-        seed=config.seed,
+        seed=config.split_seed,
         method=config.split,
     )
     if not train_rows:
