@@ -139,6 +139,41 @@ def restorer_samples_png(
     return outputs
 
 
+# What a generation may ask to show beside a restorer's samples (its RL's proposals): a few unsharp masks.
+MAX_EDITS = 8
+EDIT_STRENGTH_LIMIT = 2.0
+
+
+def rl_proposal_edits(*, preset: str, overrides: dict) -> dict | None:
+    """The edits a reward-ranked RL run of this config scores as proposals (`ranked_edit_strengths` other than
+    0, and `ranked_edit_sigma`), or None for another policy update. The loop queues pairs of them beside the
+    restorer's samples: reward-ranked RL learns only changes its reward model ranks, so people must have
+    judged such changes for the ranking to carry what they prefer."""
+    from rl_trainer.config import RLConfig
+
+    config = RLConfig.preset(preset, **overrides)
+    if config.policy_update != "reward_ranked":
+        return None
+    strengths = [float(s) for s in config.ranked_edit_strengths if s != 0.0]
+    return {"strengths": strengths, "sigma": float(config.ranked_edit_sigma)} if strengths else None
+
+
+def edited_pngs(png: bytes, *, strengths: list[float], sigma: float) -> list[bytes]:
+    """The image under an unsharp mask of each strength (negative: towards a blur), as the RL's ranked update
+    makes its proposals (`restorer.classical.unsharp_mask`, clamped), as PNG bytes."""
+    import torch
+
+    from restorer.classical import unsharp_mask
+    from restorer.images import pil_to_tensor, tensor_to_pil
+
+    image = pil_to_tensor(Image.open(io.BytesIO(png)).convert("RGB"))[None]
+    with torch.no_grad():
+        return [
+            _png(tensor_to_pil(unsharp_mask(image, strength, sigma=sigma).clamp(-1.0, 1.0)[0]))
+            for strength in strengths
+        ]
+
+
 @dataclass(frozen=True)
 class PairChoice:
     input_id: str

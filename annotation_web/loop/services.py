@@ -239,7 +239,8 @@ def _apply_finished(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEv
             state=state,
             decision=Decision.APPLIED,
             reason=(
-                f"{len(outputs['pair_ids'])} new pairs to judge from {outputs['candidates']} candidates "
+                f"{len(outputs['pair_ids'])} new pairs to judge from {outputs['candidates']} candidates"
+                f"{_edits_text(outputs)} "
                 f"({outputs.get('indistinguishable_candidates', 0)} candidates too like another of their input, "
                 f"{refused} indistinguishable pairs refused)"
             ),
@@ -269,6 +270,11 @@ def _apply_finished(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEv
     if job.kind == evaluation.EVALUATE:
         return _decide_promotion(state=state, policy=policy, job=job)
     return _event(state=state, decision=Decision.APPLIED, reason=f"{job.kind} job {job.pk} finished", job=job)
+
+
+def _edits_text(outputs: dict[str, Any]) -> str:
+    edited = outputs.get("edited_candidates", 0)
+    return f" and {edited} edits of them (the RL's proposals)" if edited else ""
 
 
 def _apply_reward(*, state: LoopState, job: Job) -> LoopEvent:
@@ -646,6 +652,9 @@ def _generation_create(*, project: Project, policy: LoopPolicy, state: LoopState
     # A seed per loop generation: new samples each time, never the bytes of candidates already judged.
     seed = Job.objects.filter(project=project, kind=training.GENERATE).count() + 1
     selection = ml_bridge.pair_selection_preset(LOOP_PAIR_SELECTION)
+    # A reward-ranked RL run ranks unsharp masks of the restorer's samples: people judge such edits beside the
+    # samples, so that the reward model it tunes against has learnt which of them they prefer.
+    edits = ml_bridge.rl_proposal_edits(preset=policy.rl_preset, overrides=policy.rl_overrides) or {}
     return training.generation_job_create(
         project=project,
         user=None,
@@ -663,6 +672,8 @@ def _generation_create(*, project: Project, policy: LoopPolicy, state: LoopState
         acquisition=selection["acquisition"],
         spread=selection["spread"],
         agreement_share=policy.agreement_share,
+        edit_strengths=edits.get("strengths"),
+        edit_sigma=edits.get("sigma", 1.0),
     )
 
 

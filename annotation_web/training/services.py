@@ -11,6 +11,7 @@ import io
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -126,6 +127,11 @@ def _cross_version_pairs(
     return pair_ids, refused
 
 
+def _edit_generation(generation: str, strength: float) -> str:
+    """The generation tag of the candidates that are edits of a sample (unsharp mask of `strength`)."""
+    return f"{generation}-edit{strength:+g}"
+
+
 def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:
     """Sample K candidates per input with a restorer version, then queue the pairs that teach most.
 
@@ -141,8 +147,9 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
     generation = f"job-{job.pk}"
     seeds = [int(params.get("seed", 0)) * 1000 + k for k in range(int(params.get("samples_per_input", 4)))]
     artifact_dir = str(artifact_local_dir(prefix=restorer.artifact_key))
+    edit_strengths = [float(x) for x in params.get("edit_strengths", [])]
     candidate_sets = []
-    created = twins = 0
+    created = twins = edited = 0
     for index, face_input in enumerate(inputs, start=1):
         lq_png = storage.get(face_input.lq_key)
         pngs = ml_bridge.restorer_samples_png(
@@ -162,6 +169,23 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
             )
             candidates[candidate.image_key] = png
             created += 1
+        if edit_strengths:
+            first_seed, first_png = seeds[0], pngs[0]
+            for strength, png in zip(
+                edit_strengths,
+                ml_bridge.edited_pngs(
+                    first_png, strengths=edit_strengths, sigma=float(params.get("edit_sigma", 1.0))
+                ),
+            ):
+                candidate = candidate_store(
+                    face_input=face_input,
+                    model_version=restorer,
+                    seed=first_seed,
+                    png=png,
+                    generation=_edit_generation(generation, strength),
+                )
+                candidates[candidate.image_key] = png
+                edited += 1
         distinct = _distinct(candidates)
         twins += len(candidates) - len(distinct)
         candidate_sets.append((str(face_input.pk), lq_png, distinct))
@@ -212,9 +236,13 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
     by_key = {
         c.image_key: c
         for c in Candidate.objects.filter(
-            face_input__in=inputs, model_version=restorer, generation=generation
+            face_input__in=inputs,
+            model_version=restorer,
+            generation__in=[generation] + [_edit_generation(generation, x) for x in edit_strengths],
         )
     }
+    # New-vs-other-version pairs compare what the versions restore: samples, never an edit of one.
+    samples_by_key = {key: c for key, c in by_key.items() if c.generation == generation}
 
     # `agreement_share` of the chosen pairs are asked of two annotators (overlap 2), drawn by the job's seed,
     # so that agreement between annotators stays measured whatever the project's overlap.
@@ -244,7 +272,7 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
         if cross_count:
             cross_ids, cross_refused = _cross_version_pairs(
                 inputs=inputs,
-                new=by_key,
+                new=samples_by_key,
                 restorer=restorer,
                 other_id=int(cross_id),
                 count=cross_count,
@@ -256,7 +284,7 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
             paired = set(Pair.objects.filter(pk__in=pair_ids).values_list("face_input_id", flat=True))
             fill_ids, fill_refused = _cross_version_pairs(
                 inputs=[i for i in inputs if i.pk not in paired] or inputs,
-                new=by_key,
+                new=samples_by_key,
                 restorer=restorer,
                 other_id=None,
                 count=budget - len(pair_ids),
@@ -276,6 +304,7 @@ def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
             "pair_ids": pair_ids,
             "refused_indistinguishable": refused,
             "indistinguishable_candidates": twins,
+            "edited_candidates": edited,
             "restorer_id": restorer.pk,
             "reward_id": reward.pk if reward else None,
         }
@@ -589,10 +618,16 @@ def generation_job_create(
     max_per_input: int | None = None,
     spread: float | None = None,
     agreement_share: float = 0.0,
+    edit_strengths: list[float] | None = None,
+    edit_sigma: float = 1.0,
 ) -> Job:
     """`acquisition`, `max_per_input` and `spread` are pair-selection options (`ml_bridge.choose_pairs`):
     the informative score, and the cap on informative pairs per input, fixed or as `spread` times the even
-    share of the batch (computed by the run over the inputs it can pair)."""
+    share of the batch (computed by the run over the inputs it can pair).
+
+    `edit_strengths` (with `edit_sigma`): beside each input's samples, unsharp masks of its first sample at
+    these strengths (`ml_bridge.edited_pngs`), candidates of the same version that pair selection may pair with
+    the samples and each other: the proposals a reward-ranked RL run will rank (`ml_bridge.rl_proposal_edits`)."""
     _model_version(restorer_id, ModelKind.RESTORER)
     if reward_id is not None:
         _model_version(reward_id, ModelKind.REWARD)
@@ -606,10 +641,20 @@ def generation_job_create(
         ml_bridge.pair_selection_validate(acquisition=acquisition, max_per_input=max_per_input, spread=spread)
     except ValueError as exc:
         raise LabelingError(str(exc)) from exc
+    edits = [float(x) for x in edit_strengths or []]
+    if len(edits) > ml_bridge.MAX_EDITS or any(
+        x == 0.0 or abs(x) > ml_bridge.EDIT_STRENGTH_LIMIT for x in edits
+    ):
+        raise LabelingError(
+            f"edit_strengths: at most {ml_bridge.MAX_EDITS} strengths, each non-zero and within "
+            f"±{ml_bridge.EDIT_STRENGTH_LIMIT:g}"
+        )
+    if edits and not 0.2 <= edit_sigma <= 4.0:
+        raise LabelingError("edit_sigma must be between 0.2 and 4 pixels")
     ids = input_ids or list(project.inputs.values_list("pk", flat=True))
     if not ids:
         raise LabelingError("the project has no inputs; import faces first")
-    params = {
+    params: dict[str, Any] = {
         "restorer_id": restorer_id,
         "reward_id": reward_id,
         "input_ids": ids,
@@ -632,6 +677,9 @@ def generation_job_create(
         params["cross_version_fraction"] = cross_version_fraction
     if cross_version_fill:
         params["cross_version_fill"] = True
+    if edits:
+        params["edit_strengths"] = sorted(set(edits))
+        params["edit_sigma"] = float(edit_sigma)
     return job_create(kind=GENERATE, project=project, user=user, params=params)
 
 

@@ -67,7 +67,9 @@ def test_too_few_shared_judgments_decide_nothing(tmp_path, toy_oracle_factory):
     assert result.new is None and result.in_use is None
 
 
-def test_judgments_on_faces_both_models_held_out_are_shared_whenever_they_were_made(tmp_path, toy_oracle_factory):
+def test_judgments_on_faces_both_models_held_out_are_shared_whenever_they_were_made(
+    tmp_path, toy_oracle_factory
+):
     """The stable split holds out the same faces for the model in use and the new one, so their earlier
     judgments count too; a judgment the model in use trained on never does."""
     data = make_toy_data(24, seed=5)

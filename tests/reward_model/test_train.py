@@ -47,7 +47,9 @@ def test_split_by_input_keeps_each_input_on_one_side(toy_data, toy_oracle_factor
     assert val_rows
 
 
-def test_the_stable_split_keeps_a_held_out_face_held_out_as_faces_and_judgments_accumulate(toy_oracle_factory):
+def test_the_stable_split_keeps_a_held_out_face_held_out_as_faces_and_judgments_accumulate(
+    toy_oracle_factory,
+):
     """What the loop's comparison of successive reward models stands on; a permutation reshuffles instead."""
     oracle = {"r": toy_oracle_factory("reliable")}
     few = oracle_rows(make_toy_data(20, seed=7), oracle, judgments_per_annotator=100, seed=1)
