@@ -63,9 +63,10 @@ LEADERBOARD_SCRIPT = (
 )
 
 
-def leaderboard_lines(env: dict[str, str]) -> list[str]:
+def leaderboard_lines(env: dict[str, str]) -> tuple[list[str], list[str]]:
     """The human leaderboard at the end of the run (Bradley-Terry with ties over the restorer versions, fitted
-    on the simulated annotators' judgments of cross-version pairs, bootstrap intervals)."""
+    on the simulated annotators' judgments of cross-version pairs, bootstrap intervals), and its versions best
+    first."""
     output = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", LEADERBOARD_SCRIPT],
         cwd=REPO,
@@ -93,7 +94,7 @@ def leaderboard_lines(env: dict[str, str]) -> list[str]:
         )
     if not data["versions"]:
         lines.append("  (no cross-version judgments yet)")
-    return lines
+    return lines, [str(row["version"]) for row in data["versions"]]
 
 
 def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
@@ -249,9 +250,12 @@ def in_use_by_round(db: Path) -> list[tuple[int, int]]:
     return rows
 
 
-def oracle_lines(var: Path, db: Path, *, faces: int, seeds: int) -> list[str]:
+def oracle_lines(
+    var: Path, db: Path, *, faces: int, seeds: int
+) -> tuple[list[str], list[tuple[str, float, float]]]:
     """The restorer in use after each round on faces the loop never saw, scored by the simulated annotators'
-    own oracle without its noise: win rate against the first restorer, PSNR, solution entropy."""
+    own oracle without its noise: win rate against the first restorer, PSNR, solution entropy; and per round
+    (the first restorer's "round 0" first) the version's name, its win rate and its PSNR change."""
     import torch
 
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -264,7 +268,7 @@ def oracle_lines(var: Path, db: Path, *, faces: int, seeds: int) -> list[str]:
 
     rounds = in_use_by_round(db)
     if not rounds:
-        return ["oracle measure: no restorer was ever in use"]
+        return ["oracle measure: no restorer was ever in use"], []
     versions = {
         int(row["id"]): row
         for row in query(db, "SELECT id, name, version, artifact_key FROM registry_modelversion")
@@ -294,6 +298,7 @@ def oracle_lines(var: Path, db: Path, *, faces: int, seeds: int) -> list[str]:
         " win = share of images with a lower badness than the first restorer's (ties half)",
         "  round  restorer           oracle win  badness  PSNR dB   dPSNR      dH",
     ]
+    per_round = []
     for number, version_id in rounds:
         bad, values, entropy = measured[version_id]
         win = float(((bad < first_bad).float() + 0.5 * (bad == first_bad).float()).mean())
@@ -303,7 +308,34 @@ def oracle_lines(var: Path, db: Path, *, faces: int, seeds: int) -> list[str]:
             f"  {float(values.mean()):7.2f}  {float(values.mean() - first_psnr.mean()):+6.2f}"
             f"  {100 * (entropy / first_entropy - 1):+5.1f}%"
         )
-    return lines
+        per_round.append((f"{row['name']}@v{row['version']}", win, float(values.mean() - first_psnr.mean())))
+    return lines, per_round
+
+
+def target_lines(per_round: list[tuple[str, float, float]], ranking: list[str]) -> list[str]:
+    """The issue's targets for the loop, each met or not: the in-use restorer's oracle win rate rises round over
+    round and is >= 65 % after the last with PSNR within -0.5 dB; the leaderboard orders the versions as the
+    oracle does."""
+    if len(per_round) < 2:
+        return ["", "targets: no RL round to judge"]
+    wins = [win for _, win, _ in per_round]
+    rising = all(later > earlier for earlier, later in zip(wins, wins[1:]))
+    name, last_win, last_psnr = per_round[-1]
+    oracle_win = {version: win for version, win, _ in per_round}  # the leaderboard says "restorer:<name>"
+    ranked = [version.split(":", 1)[-1] for version in ranking if version.split(":", 1)[-1] in oracle_win]
+    by_oracle = sorted(ranked, key=lambda version: -oracle_win[version])
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    return [
+        "",
+        f"target: the win rate rises round over round ({' -> '.join(f'{w:.3f}' for w in wins)}): {verdict(rising)}",
+        f"target: win >= 0.65 after round {len(per_round) - 1} with PSNR >= -0.5 dB ({name}:"
+        f" {last_win:.3f}, {last_psnr:+.2f} dB): {verdict(last_win >= 0.65 and last_psnr >= -0.5)}",
+        f"target: the leaderboard orders the versions as the oracle does (leaderboard {' > '.join(ranked) or '-'};"
+        f" oracle {' > '.join(by_oracle) or '-'}): {verdict(len(ranked) >= 2 and ranked == by_oracle)}",
+    ]
 
 
 def main() -> int:
@@ -328,8 +360,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.measure_only:
         folder = args.measure_only
-        lines = oracle_lines(folder, folder / "db.sqlite3", faces=args.test_faces, seeds=args.test_seeds)
-        print("\n".join(lines + leaderboard_lines(platform_env(folder))))
+        lines, per_round = oracle_lines(
+            folder, folder / "db.sqlite3", faces=args.test_faces, seeds=args.test_seeds
+        )
+        board, ranking = leaderboard_lines(platform_env(folder))
+        print("\n".join(lines + board + target_lines(per_round, ranking)))
         return 0
 
     var = Path(tempfile.mkdtemp(prefix="pref-loop-bench-"))
@@ -399,8 +434,9 @@ def main() -> int:
     text = f"command: {command}\n{text}\n"
     results = REPO / "benchmarks" / "results" / f"{args.results_name}.txt"
     results.write_text(text)  # the rounds are on record even if the measure below fails
-    lines = oracle_lines(var, db, faces=args.test_faces, seeds=args.test_seeds) + leaderboard_lines(env)
-    text += "\n".join(lines) + "\n"
+    lines, per_round = oracle_lines(var, db, faces=args.test_faces, seeds=args.test_seeds)
+    board, ranking = leaderboard_lines(env)
+    text += "\n".join(lines + board + target_lines(per_round, ranking)) + "\n"
     print(text)
     results.write_text(text)
     print(f"written to {results}; run folder {var}" + ("" if args.keep else " (removed)"))
