@@ -322,7 +322,8 @@ def target_lines(per_round: list[tuple[str, float, float]], ranking: list[str]) 
     rising = all(later > earlier for earlier, later in zip(wins, wins[1:]))
     name, last_win, last_psnr = per_round[-1]
     oracle_win = {version: win for version, win, _ in per_round}  # the leaderboard says "restorer:<name>"
-    ranked = [version.split(":", 1)[-1] for version in ranking if version.split(":", 1)[-1] in oracle_win]
+    names = [version.split(":", 1)[-1] for version in ranking]
+    ranked = [version for version in names if version in oracle_win]
     by_oracle = sorted(ranked, key=lambda version: -oracle_win[version])
 
     def verdict(ok: bool) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from restorer.artifacts import read_metrics
-from reward_model.data import ImageBank, JudgmentTensors, keys_of, split_by_input
+from reward_model.data import ImageBank, JudgmentTensors, keys_of
 from reward_model.export import JudgmentRow
 from reward_model.model import RewardModel
 from reward_model.train import TrainConfig, evaluate
@@ -43,12 +43,7 @@ def validation_inputs(model_dir: str | Path, judgments: Sequence[JudgmentRow]) -
     """The inputs a reward model trained on `judgments` held out for validation, from its saved training
     config."""
     config = TrainConfig.from_dict(read_metrics(model_dir)["train_config"])
-    _, val_rows = split_by_input(
-        [row for row in judgments if not row.is_gold],
-        val_fraction=config.val_fraction,
-        seed=config.split_seed,
-        method=config.split,
-    )
+    _, val_rows = config.held_out_split(judgments)
     return {row.input_id for row in val_rows}
 
 

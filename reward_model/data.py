@@ -142,8 +142,9 @@ def split_by_input(
         raise ValueError(f"unknown split method {method!r}; expected one of {SPLIT_METHODS}")
     inputs = sorted({row.input_id for row in rows})
     if method == "stable":
-        ranked = sorted(inputs, key=lambda input_id: held_out_share(input_id, seed))
-        n_val = sum(held_out_share(input_id, seed) < val_fraction for input_id in inputs)
+        shares = {input_id: held_out_share(input_id, seed) for input_id in inputs}
+        ranked = sorted(inputs, key=shares.__getitem__)
+        n_val = sum(share < val_fraction for share in shares.values())
     else:
         rng = np.random.default_rng(seed)
         ranked = [inputs[i] for i in rng.permutation(len(inputs))]

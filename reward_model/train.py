@@ -86,6 +86,15 @@ class TrainConfig:
         if self.split not in SPLIT_METHODS:
             raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
 
+    def held_out_split(self, judgments: Sequence[JudgmentRow]) -> tuple[list[JudgmentRow], list[JudgmentRow]]:
+        """The non-gold judgments split by input as this config trains on them: (train, validation)."""
+        return split_by_input(
+            [row for row in judgments if not row.is_gold],
+            val_fraction=self.val_fraction,
+            seed=self.split_seed,
+            method=self.split,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["reward"] = self.reward.to_dict()
@@ -375,12 +384,7 @@ def train(
             f"image bank resolution {images.resolution} != model resolution {config.reward.resolution}"
         )
     gold_rows = [row for row in judgments if row.is_gold]
-    train_rows, val_rows = split_by_input(
-        [row for row in judgments if not row.is_gold],
-        val_fraction=config.val_fraction,
-        seed=config.split_seed,
-        method=config.split,
-    )
+    train_rows, val_rows = config.held_out_split(judgments)
     if not train_rows:
         raise ValueError("no training judgments left after holding out validation inputs and gold pairs")
     train_data = JudgmentTensors.from_rows(train_rows, images)
