@@ -355,15 +355,36 @@ def rl_manifest_write(*, folder: str, inputs: list[RLInput]) -> str:
     return str(manifest)
 
 
-def oracle_annotators(kind: str, *, seeds: list[int], **settings: float) -> list:
-    """Simulated annotators that know the HQ original (`reward_model.oracle`), one per seed, sharing one
-    perceptual distance. Each answers `judge(hq, a, b, shown_left="a")` on PIL images with an outcome
-    (`a`, `b`, `tie`, `both_bad`); `settings` (temperature, tie_margin, both_bad_threshold) default to the
-    oracle's own for its distance."""
-    from reward_model.oracle import OracleAnnotator, default_distance
+# The simulated annotators' oracle unless asked otherwise: none of the RL's fixed terms, the reward model's
+# inputs or the hacking guard computes it, so what RL learns of it comes through the judgments alone.
+DEFAULT_ORACLE = "identity_sharpness"
 
-    distance = default_distance()
-    return [OracleAnnotator(kind, seed=seed, distance=distance, **settings) for seed in seeds]
+
+def oracle_distance_names() -> tuple[str, ...]:
+    from reward_model.oracle import DISTANCE_NAMES
+
+    return DISTANCE_NAMES
+
+
+def oracle_annotators(
+    kind: str, *, seeds: list[int], distance: str = DEFAULT_ORACLE, **settings: float
+) -> list:
+    """Simulated annotators that know the HQ original (`reward_model.oracle`), one per seed, sharing the
+    oracle distance called `distance` (`reward_model.oracle.DISTANCE_NAMES`). Each answers
+    `judge(hq, a, b, shown_left="a")` on PIL images with an outcome (`a`, `b`, `tie`, `both_bad`); `settings`
+    (temperature, tie_margin, both_bad_threshold) default to the oracle's own for its distance. Raises
+    `OracleUnavailableError` when the distance cannot be computed here (identity_sharpness without dlib)."""
+    from reward_model.oracle import OracleAnnotator, distance_by_name
+
+    try:
+        shared = distance_by_name(distance)
+    except ImportError as error:  # reward_model.oracle_features.OracleFeaturesUnavailableError among them
+        raise OracleUnavailableError(str(error)) from error
+    return [OracleAnnotator(kind, seed=seed, distance=shared, **settings) for seed in seeds]
+
+
+class OracleUnavailableError(RuntimeError):
+    """The oracle asked for needs a package this installation lacks."""
 
 
 def artifact_metrics(artifact_dir: str) -> dict:

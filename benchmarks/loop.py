@@ -165,7 +165,8 @@ def report(
     ]
     lines = [
         "loop benchmark: the loop of infra/demo.sh running itself (embedded defaults, demo policy), "
-        f"{args.annotators} simulated annotators (reliable oracle, pace {args.pace:g} s a judgment)",
+        f"{args.annotators} reliable and {args.noisy} noisy simulated annotators (oracle {args.oracle}, reward_model"
+        f".oracle at its default temperature; pace {args.pace:g} s a judgment)",
         f"machine: {platform.machine()} CPU, {os.cpu_count()} cores; {args.faces} demo faces; "
         f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}; wall {wall / 60:.1f} min",
         f"rounds finished: {len(finished)} of {wanted} wanted; judgments: {judgments['n']}; "
@@ -250,6 +251,15 @@ def in_use_by_round(db: Path) -> list[tuple[int, int]]:
     return rows
 
 
+ORACLE_FILE = "oracle.txt"  # in the run folder: the distance its simulated annotators judged by
+
+
+def run_oracle(var: Path) -> str:
+    """The oracle a run's annotators used; folders kept before it was recorded used the default distance."""
+    path = var / ORACLE_FILE
+    return path.read_text().strip() if path.exists() else "default"
+
+
 def oracle_lines(
     var: Path, db: Path, *, faces: int, seeds: int
 ) -> tuple[list[str], list[tuple[str, float, float]]]:
@@ -264,7 +274,7 @@ def oracle_lines(
     from restorer.images import quantize
     from restorer.metrics import psnr, solution_entropy
     from restorer.model import Restorer
-    from reward_model.oracle import default_distance
+    from reward_model.oracle import distance_by_name, distance_name
 
     rounds = in_use_by_round(db)
     if not rounds:
@@ -273,7 +283,7 @@ def oracle_lines(
         int(row["id"]): row
         for row in query(db, "SELECT id, name, version, artifact_key FROM registry_modelversion")
     }
-    distance = default_distance()
+    distance = distance_by_name(run_oracle(var))
     test = rl_gain.make_faces("test", faces)
     measured: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
     for _, version_id in rounds:
@@ -294,7 +304,8 @@ def oracle_lines(
         "",
         f"the restorer in use after each round, on {faces} synthetic test faces (rl_gain's test split, gfpgan"
         f" degradations; never in the loop) x {seeds} seeds, deterministic sampler (eta 0, 20 steps), scored by the"
-        f" simulated annotators' oracle without its noise ({type(distance).__name__} to the HQ, lower is better):"
+        f" simulated annotators' oracle without its noise ({distance_name(distance)} against the HQ, a badness,"
+        " lower is better):"
         " win = share of images with a lower badness than the first restorer's (ties half)",
         "  round  restorer           oracle win  badness  PSNR dB   dPSNR      dH",
     ]
@@ -346,7 +357,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds to wait for")
     parser.add_argument("--minutes", type=float, default=75.0, help="give up after this long")
     parser.add_argument("--faces", type=int, default=40)
-    parser.add_argument("--annotators", type=int, default=3)
+    parser.add_argument("--annotators", type=int, default=3, help="reliable simulated annotators")
+    parser.add_argument("--noisy", type=int, default=1, help="noisy simulated annotators beside them")
+    parser.add_argument(
+        "--oracle",
+        default="identity_sharpness",
+        help="the simulated annotators' distance to the HQ (reward_model.oracle.DISTANCE_NAMES); the default is"
+        " one no RL term, reward-model input or guard computes",
+    )
     parser.add_argument("--pace", type=float, default=1.0, help="seconds a simulated judgment takes")
     parser.add_argument("--policy", default="{}", help="JSON policy fields over the demo's (loop_enable)")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (its path is printed)")
@@ -374,6 +392,7 @@ def main() -> int:
     manage(env, "migrate", "--noinput", "-v0")
     manage(env, "demo_setup", "--faces", str(args.faces))
     manage(env, "loop_enable", "--project", "demo", "--demo", "--policy", args.policy)
+    (var / ORACLE_FILE).write_text(args.oracle)
     port = free_port()
     started = time.time()
     loads: list[float] = []  # the machine's 1-minute load average while it ran (2 cores: 2 is full)
@@ -389,24 +408,31 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(1)
-        processes.append(
-            start(
-                env,
-                var / "annotators.log",
-                "simulate_annotators",
-                "--project",
-                "demo",
-                "--count",
-                str(args.annotators),
-                "--forever",
-                "--poll",
-                "5",
-                "--pace",
-                str(args.pace),
-                "--base-url",
-                f"http://127.0.0.1:{port}",
+        for kind, count in (("reliable", args.annotators), ("noisy", args.noisy)):
+            if count < 1:
+                continue
+            processes.append(
+                start(
+                    env,
+                    var / f"annotators-{kind}.log",
+                    "simulate_annotators",
+                    "--project",
+                    "demo",
+                    "--kind",
+                    kind,
+                    "--count",
+                    str(count),
+                    "--oracle",
+                    args.oracle,
+                    "--forever",
+                    "--poll",
+                    "5",
+                    "--pace",
+                    str(args.pace),
+                    "--base-url",
+                    f"http://127.0.0.1:{port}",
+                )
             )
-        )
         seen = 0
         while time.monotonic() < deadline:
             time.sleep(10)

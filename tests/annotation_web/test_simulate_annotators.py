@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from annotation_web import ml_bridge
 from annotation_web.labeling import imports, pairs
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Judgment, Outcome, Pair
@@ -53,10 +54,21 @@ def noisy_png(hq_png: bytes, sigma: float, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def build_project(slug: str, faces: int = 2):
-    project = pairs.project_create(name="Simulated", slug=slug, overlap=1, gold_rate=0.0, resolution=32)
+def synthetic_face_png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    ml_bridge.synthetic_face_images([seed], resolution=64)[0].save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_project(slug: str, faces: int = 2, real_faces: bool = False):
+    """Discs by default (fast); `real_faces`: synthetic faces, which a face-recognition oracle can align."""
+    resolution = 64 if real_faces else 32
+    face_png = synthetic_face_png if real_faces else disc_face_png
+    project = pairs.project_create(
+        name="Simulated", slug=slug, overlap=1, gold_rate=0.0, resolution=resolution
+    )
     report = imports.face_inputs_import(
-        project=project, source=[SourceFile(f"{slug}-{i}.png", disc_face_png(i)) for i in range(faces)]
+        project=project, source=[SourceFile(f"{slug}-{i}.png", face_png(i)) for i in range(faces)]
     )
     assert len(report.imported) == faces, report.as_dict()
     storage = get_storage()
@@ -90,6 +102,7 @@ def simulate(live_server, slug: str, kind: str, count: int = 2) -> None:
         project=slug,
         count=count,
         kind=kind,
+        oracle="default",  # the perceptual distance CAREFUL_TEMPERATURE is in units of
         base_url=live_server.url,
         judgments=50,
         temperature=CAREFUL_TEMPERATURE,
@@ -144,3 +157,42 @@ def test_adversarial_simulator_reverses_preferences_and_users_are_reused(live_se
 def test_unknown_project_is_a_clear_error(live_server, sim_storage):
     with pytest.raises(CommandError, match="does not serve project"):
         simulate(live_server, "no-such-project", "reliable", count=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_by_default_the_simulators_judge_by_the_identity_oracle_that_no_rl_term_computes(
+    live_server, sim_storage
+):
+    project = build_project("sim-identity", real_faces=True)
+    out = io.StringIO()
+    call_command(
+        "simulate_annotators",
+        project=project.slug,
+        count=1,
+        base_url=live_server.url,
+        judgments=50,
+        temperature=0.005,  # identity_sharpness units: its level gaps here are ~0.1, so answers are near certain
+        tie_margin=0.0005,
+        both_bad_threshold=10.0,
+        stdout=out,
+    )
+
+    assert "(oracle identity_sharpness)" in out.getvalue()
+    judgments = list(
+        Judgment.objects.filter(pair__project=project).select_related(
+            "pair__candidate_a", "pair__candidate_b"
+        )
+    )
+    assert len(judgments) == Pair.objects.filter(project=project).count()
+    agree, strict = agreement_with_less_noise(judgments)
+    assert strict >= 9 and agree / strict >= 0.8, (
+        f"{agree}/{strict} strict preferences for the less noisy face"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unknown_oracle_is_refused_before_anything_is_judged(live_server, sim_storage):
+    project = build_project("sim-unknown-oracle")
+    with pytest.raises(CommandError, match="oracle"):
+        call_command("simulate_annotators", project=project.slug, oracle="psnr", base_url=live_server.url)
+    assert not Judgment.objects.filter(pair__project=project).exists()

@@ -70,6 +70,14 @@ class Command(BaseCommand):
         parser.add_argument("--kind", choices=KINDS, default="reliable")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the platform answers")
         parser.add_argument(
+            "--oracle",
+            choices=ml_bridge.oracle_distance_names(),
+            default=ml_bridge.DEFAULT_ORACLE,
+            help="the distance to the HQ the simulated people judge by (reward_model.oracle); the default, "
+            "identity_sharpness, is one no RL term, reward-model input or guard computes: what RL learns of it "
+            "comes through the judgments",
+        )
+        parser.add_argument(
             "--judgments",
             type=int,
             default=50,
@@ -118,6 +126,11 @@ class Command(BaseCommand):
             for name in ("temperature", "tie_margin", "both_bad_threshold")
             if options[name] is not None
         }
+        if options["oracle"] not in ml_bridge.oracle_distance_names():
+            names = ", ".join(ml_bridge.oracle_distance_names())
+            raise CommandError(
+                f"--oracle {options['oracle']!r} is not an oracle distance; expected one of {names}"
+            )
         if oracle_settings.get("temperature", 1.0) <= 0:
             raise CommandError("--temperature must be positive")
         import httpx
@@ -125,10 +138,16 @@ class Command(BaseCommand):
         self.base_url = options["base_url"].rstrip("/") + "/"
         self.slug = options["project"]
         indices = range(1, options["count"] + 1)
-        # One perceptual network shared by every simulated annotator.
-        oracles = ml_bridge.oracle_annotators(
-            options["kind"], seeds=[options["seed"] * 1000 + index for index in indices], **oracle_settings
-        )
+        # One oracle distance (its networks and caches) shared by every simulated annotator.
+        try:
+            oracles = ml_bridge.oracle_annotators(
+                options["kind"],
+                seeds=[options["seed"] * 1000 + index for index in indices],
+                distance=options["oracle"],
+                **oracle_settings,
+            )
+        except ml_bridge.OracleUnavailableError as error:
+            raise CommandError(f"--oracle {options['oracle']} is unavailable here: {error}") from error
         annotators = []
         project = Project.objects.filter(slug=self.slug).first()
         for index, oracle in zip(indices, oracles):
@@ -169,10 +188,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{annotator.username}: {annotator.submitted} submitted ({counts or 'none'}){stop}"
             )
-            for error in annotator.errors[:5]:
-                self.stderr.write(f"  {annotator.username}: {error}")
+            for message in annotator.errors[:5]:
+                self.stderr.write(f"  {annotator.username}: {message}")
         self.stdout.write(
-            f"{len(annotators)} simulated {options['kind']} annotator(s) submitted {total} judgments on "
+            f"{len(annotators)} simulated {options['kind']} annotator(s) (oracle {options['oracle']}) submitted"
+            f" {total} judgments on "
             f"'{self.slug}' in {elapsed:.1f} s"
             + ("" if self.forever else f" (--judgments {options['judgments']} is per annotator)")
         )
