@@ -260,6 +260,11 @@ def run_oracle(var: Path) -> str:
     return path.read_text().strip() if path.exists() else "default"
 
 
+def win_share(bad, reference_bad) -> float:
+    """Share of images with a lower oracle badness than the reference's of the same face and seed, ties half."""
+    return float(((bad < reference_bad).float() + 0.5 * (bad == reference_bad).float()).mean())
+
+
 def oracle_lines(
     var: Path, db: Path, *, faces: int, seeds: int
 ) -> tuple[list[str], list[tuple[str, float, float]]]:
@@ -281,17 +286,27 @@ def oracle_lines(
         return ["oracle measure: no restorer was ever in use"], []
     versions = {
         int(row["id"]): row
-        for row in query(db, "SELECT id, name, version, artifact_key FROM registry_modelversion")
+        for row in query(
+            db, "SELECT id, kind, name, version, artifact_key, parent_id FROM registry_modelversion"
+        )
     }
+    # every RL candidate too, promoted or not: a gate that refuses what the oracle prefers shows here
+    candidates = [
+        version_id
+        for version_id, row in versions.items()
+        if row["kind"] == "restorer" and row["parent_id"] is not None
+    ]
     distance = distance_by_name(run_oracle(var))
+    # the sampler the platform deploys: the policy's steps, as its generations and evaluations sample
+    num_steps = int(query(db, "SELECT num_steps FROM loop_looppolicy")[0]["num_steps"])
     test = rl_gain.make_faces("test", faces)
     measured: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
-    for _, version_id in rounds:
+    for version_id in [version for _, version in rounds] + candidates:
         if version_id in measured:
             continue
         folder = var / "storage" / versions[version_id]["artifact_key"].rstrip("/")
         model = Restorer.from_pretrained(folder, device="cpu").eval()
-        samples, _ = rl_gain.evaluate(model, test, num_steps=20, eta=0.0, seeds=seeds)
+        samples, _ = rl_gain.evaluate(model, test, num_steps=num_steps, eta=0.0, seeds=seeds)
         flat = quantize(samples.reshape(-1, *samples.shape[2:]))
         hq = test.hq.repeat(seeds, 1, 1, 1)
         measured[version_id] = (
@@ -303,7 +318,7 @@ def oracle_lines(
     lines = [
         "",
         f"the restorer in use after each round, on {faces} synthetic test faces (rl_gain's test split, gfpgan"
-        f" degradations; never in the loop) x {seeds} seeds, deterministic sampler (eta 0, 20 steps), scored by the"
+        f" degradations; never in the loop) x {seeds} seeds, deterministic sampler (eta 0, the policy's {num_steps} steps), scored by the"
         f" simulated annotators' oracle without its noise ({distance_name(distance)} against the HQ, a badness,"
         " lower is better):"
         " win = share of images with a lower badness than the first restorer's (ties half)",
@@ -312,7 +327,7 @@ def oracle_lines(
     per_round = []
     for number, version_id in rounds:
         bad, values, entropy = measured[version_id]
-        win = float(((bad < first_bad).float() + 0.5 * (bad == first_bad).float()).mean())
+        win = win_share(bad, first_bad)
         row = versions[version_id]
         lines.append(
             f"  {number:>5}  {row['name'] + '@v' + str(row['version']):<18} {win:>10.3f}  {float(bad.mean()):.4f}"
@@ -320,6 +335,24 @@ def oracle_lines(
             f"  {100 * (entropy / first_entropy - 1):+5.1f}%"
         )
         per_round.append((f"{row['name']}@v{row['version']}", win, float(values.mean() - first_psnr.mean())))
+    in_use_ever = {version for _, version in rounds}
+    lines += [
+        "every RL candidate on the same images (win against its parent and against the first restorer):",
+        "  candidate          parent              win vs parent  win vs first  dPSNR vs parent      dH  promoted",
+    ]
+    for version_id in sorted(candidates):
+        row, parent = versions[version_id], versions[int(versions[version_id]["parent_id"])]
+        bad, values, entropy = measured[version_id]
+        parent_measure = measured.get(int(row["parent_id"]))
+        if parent_measure is None:
+            continue  # a parent that was never in use nor a candidate (an imported restorer)
+        parent_bad, parent_values, parent_entropy = parent_measure
+        lines.append(
+            f"  {row['name'] + '@v' + str(row['version']):<18} {parent['name'] + '@v' + str(parent['version']):<18}"
+            f"  {win_share(bad, parent_bad):>13.3f}  {win_share(bad, first_bad):>12.3f}"
+            f"  {float(values.mean() - parent_values.mean()):>+15.2f}  {100 * (entropy / parent_entropy - 1):+5.1f}%"
+            f"  {'yes' if version_id in in_use_ever else 'no'}"
+        )
     return lines, per_round
 
 

@@ -138,7 +138,18 @@ def test_the_loop_shows_people_the_proposals_its_rl_preset_ranks(project_with_fa
     assert "generate" in event.reason
     ranked = RLConfig.preset("tiny_preference")
     assert ranked.policy_update == "reward_ranked"
-    assert event.job.params["edit_strengths"] == sorted(s for s in ranked.ranked_edit_strengths if s != 0)
+    proposals = [s for s in ranked.ranked_edit_strengths if s != 0]
+    strengths = event.job.params["edit_strengths"]
+    assert set(proposals) <= set(strengths)
+    # and where a run compounds them: beyond the strongest of each sign, up to twice it
+    assert max(strengths) == min(2 * max(proposals), ml_bridge.EDIT_STRENGTH_LIMIT) > max(proposals)
+    assert min(strengths) == max(2 * min(proposals), -ml_bridge.EDIT_STRENGTH_LIMIT) < min(proposals)
+    assert strengths == sorted(strengths) and len(strengths) <= ml_bridge.MAX_EDITS
     assert event.job.params["edit_sigma"] == ranked.ranked_edit_sigma
+    # proposals of one sign reach further on that side only, within the limit
+    one_sided = ml_bridge.rl_proposal_edits(
+        preset="tiny_preference", overrides={"ranked_edit_strengths": [0.0, 0.5, 1.5]}
+    )
+    assert one_sided is not None and one_sided["strengths"] == [0.5, 1.5, 2.0]
     # an RL update that ranks no proposals asks for none
     assert ml_bridge.rl_proposal_edits(preset="tiny", overrides={"policy_update": "ddpo"}) is None
