@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from annotation_web import ml_bridge
 from annotation_web.jobs.models import Job, JobState
 from annotation_web.labeling import imports
 from annotation_web.labeling.ingest import SourceFile
@@ -206,8 +207,6 @@ def test_a_candidate_that_passes_is_promoted(
     eager_jobs,
     monkeypatch,
 ):
-    from annotation_web import ml_bridge
-
     scores = ml_bridge.restorer_held_out_scores
 
     def candidate_slightly_better(**kwargs):
@@ -318,6 +317,9 @@ def test_loop_enable_turns_the_demo_policy_on(loop_project):
     )
     policy = services.selectors.loop_policy_get(project=loop_project)
     assert policy.enabled and policy.restorer_config == "tiny" and policy.min_new_judgments == 7
+    # its generations and evaluations sample as its RL's rollouts do: RL tunes the sampler it runs
+    rl = ml_bridge.rl_config_validate(preset=policy.rl_preset, overrides=policy.rl_overrides)
+    assert policy.num_steps == rl["rollout_steps"] and rl["eval_steps"] == rl["rollout_steps"]
     call_command("loop_enable", project=loop_project.slug, off=True)
     assert not services.selectors.loop_policy_get(project=loop_project).enabled
 
