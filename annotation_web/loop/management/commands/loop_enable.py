@@ -16,9 +16,9 @@ DEMO_POLICY = {
     "restorer_config": "tiny",
     "restorer_overrides": {"max_minutes": 4.0, "train_faces": 2048},
     "min_new_judgments": 60,
-    # 64 px: at the tiny size's 32 px the unsharp masks people judge are mostly averaged away, and its models
-    # ranked the loop's held-out judgments at 0.36-0.65; the small size ranks them at 0.69-0.82
-    # (benchmarks/results/loop_identity_small.txt), for about a minute more of this CPU a round.
+    # 64 px, where the unsharp masks people judge keep their detail: with the identity oracle its models rank the
+    # loop's held-out judgments at 0.69-0.82 (benchmarks/results/loop_identity_small.txt), for about a minute
+    # more of this CPU a round. (The tiny size's 0.36-0.65 were under the earlier oracle, not measured apart.)
     "reward_size": "small",
     "reward_max_steps": 300,
     # The rl_gain benchmark's recipe for learning from preferences, cut to 5 minutes of this CPU.
@@ -26,8 +26,10 @@ DEMO_POLICY = {
     "rl_overrides": {"max_minutes": 5.0, "eval_inputs": 8},
     "samples_per_input": 4,
     "pairs_budget": 60,
-    # Generations and evaluations sample as the RL preset's rollouts do (8 steps): RL tunes the sampler it runs,
-    # and a candidate flat at 8 steps lost 0.57 dB at 20 (loop_identity_small.txt, round 1).
+    # Generations and evaluations sample as the RL preset's rollouts do (8 steps): RL tunes the sampler it runs.
+    # The RL's guard at 8 steps saw a candidate flat that the evaluation at 20 measured at -0.57 dB
+    # (loop_identity_small.txt, round 1); at 8 steps it still measured -0.69 (loop_identity_reach.txt), so the
+    # steps are not the whole gap: the guard scores training inputs.
     "num_steps": 8,
     "eta": 1.0,
     # 8 held-out faces x 4 seeds: an evaluation of 2 seeds promoted on a +0.001 dB difference of 16 images
