@@ -429,6 +429,8 @@ RL_MAX_MINUTES = 7 * 24 * 60.0
 RL_FIXED_FIELDS = frozenset({"version"})
 # rl_trainer.config.HELD_OUT_EVALUATORS, named here so that a request is checked without importing torch.
 HELD_OUT_EVALUATORS = ("perceptual", "fidelity")
+# rl_trainer.guard.fidelity_evaluator's name: its score is the observation PSNR, in dB
+OBSERVATION_PSNR = "observation_psnr"
 
 
 def rl_config_validate(*, preset: str, overrides: dict) -> dict:

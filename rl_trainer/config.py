@@ -139,6 +139,11 @@ class RLConfig:
     eval_fraction: float = 0.2
     hacking_patience: int = 3
     hacking_min_delta: float = 0.0
+    # with the "fidelity" evaluator (observation PSNR, dB): a run ends at the first evaluation whose mean held-out
+    # score is more than this many dB below step 0's, and hands back the policy of the last evaluation within it.
+    # Preference RL trades fidelity for what people prefer; a promotion that allows a PSNR drop of L dB refuses
+    # a candidate that went past L, so the run stops while it is still a candidate that can pass. None: off.
+    fidelity_budget_db: float | None = None
     # hand back the policy of the evaluation with the best held-out score (its win rate against the reference's
     # samples of the evaluation inputs) instead of the last one: early stopping's "restore the best weights".
     # The reward terms keep climbing after the held-out evaluator has peaked; this keeps the peak.
@@ -235,6 +240,12 @@ class RLConfig:
         ):
             raise RLConfigError(
                 "RLConfig.keep_best_entropy_ratio must be > 0 and needs keep_best and eval_entropy_seeds >= 2"
+            )
+        if self.fidelity_budget_db is not None and (
+            self.fidelity_budget_db <= 0 or self.held_out_evaluator != "fidelity"
+        ):
+            raise RLConfigError(
+                "RLConfig.fidelity_budget_db must be > 0 and needs held_out_evaluator 'fidelity' (a score in dB)"
             )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise RLConfigError("RLConfig.max_minutes must be > 0 or None")

@@ -44,6 +44,9 @@ STOP_COMPLETED = "completed"
 STOP_REWARD_HACKING = "reward_hacking"
 STOP_CANCELLED = "cancelled"
 STOP_TIME_BUDGET = "time_budget"
+STOP_FIDELITY_BUDGET = "fidelity_budget"
+# ends that hand back a policy as intended (the artifact is the run's result), unlike the guard or a cancel
+NORMAL_ENDS = (STOP_COMPLETED, STOP_TIME_BUDGET, STOP_FIDELITY_BUDGET)
 RESULT_FILE = "rl_result.json"
 
 
@@ -51,7 +54,7 @@ RESULT_FILE = "rl_result.json"
 class RLResult:
     out_dir: Path
     steps: int
-    stop_reason: str  # completed | time_budget | reward_hacking | cancelled
+    stop_reason: str  # completed | time_budget | fidelity_budget | reward_hacking | cancelled
     message: str
     rollouts: int  # sampled trajectories
     seconds: float
@@ -64,7 +67,7 @@ class RLResult:
 
     @property
     def stopped_early(self) -> bool:
-        return self.stop_reason not in (STOP_COMPLETED, STOP_TIME_BUDGET)
+        return self.stop_reason not in NORMAL_ENDS
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -94,6 +97,13 @@ def _held_out_key(evaluation: dict[str, float], config: RLConfig) -> list[float]
     ratio = config.keep_best_entropy_ratio
     deterministic_enough = ratio is None or evaluation["eval/entropy_ratio"] <= ratio
     return [float(deterministic_enough), evaluation["eval/held_out_win"], evaluation["eval/held_out"]]
+
+
+def _fidelity_drop(evaluation: dict[str, float], first: dict[str, float]) -> float | None:
+    """How many dB of held-out observation PSNR an evaluation lost since step 0 (None: no held-out score)."""
+    if "eval/held_out" not in evaluation or "eval/held_out" not in first:
+        return None
+    return first["eval/held_out"] - evaluation["eval/held_out"]
 
 
 def train_policy(
@@ -242,10 +252,24 @@ def train_policy(
             snapshots[step] = _trainable_state(policy)
             for old_step in sorted(snapshots)[: -(config.hacking_patience + 1)]:
                 del snapshots[old_step]
+            drop = _fidelity_drop(evaluation, evaluations[0])
+            budget = config.fidelity_budget_db
+            over_budget = budget is not None and drop is not None and drop > budget
             key = _held_out_key(evaluation, config)
-            if best is not None and key is not None and key > best["key"]:
+            if best is not None and key is not None and key > best["key"] and not over_budget:
                 best = {"step": step, "key": key, "state": snapshots[step]}
-            if trainer.guard.triggered:
+            if over_budget:
+                # every earlier evaluation was within the budget (the run would have ended there); the snapshots
+                # always keep the one before this
+                rolled_back_to = int(evaluations[-2]["step"])
+                policy.load_state_dict(snapshots[rolled_back_to], strict=False)
+                stop_reason = STOP_FIDELITY_BUDGET
+                message = (
+                    f"stopped at step {step}: the held-out observation PSNR fell {drop:.2f} dB below step 0's,"
+                    f" past the {budget:g} dB budget; kept the policy of step {rolled_back_to},"
+                    f" the last within it"
+                )
+            elif trainer.guard.triggered:
                 rolled_back_to = min(snapshots)
                 policy.load_state_dict(snapshots[rolled_back_to], strict=False)
                 stop_reason = STOP_REWARD_HACKING
@@ -271,9 +295,9 @@ def train_policy(
     bar.close()
 
     selected_step = None
-    if best is not None and stop_reason in (STOP_COMPLETED, STOP_TIME_BUDGET):
+    if best is not None and stop_reason in NORMAL_ENDS:
         selected_step = int(best["step"])
-        if selected_step != trainer.step_count:
+        if selected_step != (rolled_back_to if rolled_back_to is not None else trainer.step_count):
             policy.load_state_dict(best["state"], strict=False)
         message += (
             f"; kept the policy of step {selected_step}, the best held-out win rate against the reference"

@@ -364,7 +364,12 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
     """A candidate passes when the held-out evaluator is not worse than for the restorer in use, its PSNR
     drops by at most the policy's limit, and, once people judged enough new-vs-in-use pairs
     (`policy.leaderboard_min_judgments`), the human leaderboard does not find it worse; the round ends here,
-    promoted or not."""
+    promoted or not.
+
+    A held-out evaluator that is itself a fidelity in dB (the observation PSNR, which never reads the HQ) gets
+    the policy's PSNR limit too: preference RL trades a little fidelity for what people prefer, so "not worse"
+    there would refuse every candidate it makes. What must then show a gain on the held-out inputs is the
+    learned reward of the reward model in use (where the evaluation measured one)."""
     outputs = job.outputs
     candidate = ModelVersion.objects.get(pk=outputs["candidate_id"])
     if "candidate" not in outputs or "in_use" not in outputs:  # a stopped evaluation measured nothing
@@ -385,10 +390,24 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
     if held_out_delta == 0 and psnr_delta == 0:
         # RL may hand back its parent (keep_best found nothing better): a copy is not a new restorer.
         refusals.append("it restores the held-out inputs exactly as the restorer in use does")
-    if held_out_delta < 0:
+    limit = policy.psnr_drop_limit_db
+    if mine["evaluator"] == ml_bridge.OBSERVATION_PSNR:
+        if -held_out_delta > limit:
+            refusals.append(
+                f"held-out {mine['evaluator']} drops {-held_out_delta:.2f} dB > limit {limit:g} dB"
+            )
+        learned, theirs_learned = mine.get("learned_reward"), theirs.get("learned_reward")
+        if learned is not None and theirs_learned is not None:
+            summary += f", learned reward {learned - theirs_learned:+.4g}"
+            if learned <= theirs_learned:
+                refusals.append(
+                    f"the reward model in use does not prefer it on the held-out inputs "
+                    f"({learned - theirs_learned:+.4g})"
+                )
+    elif held_out_delta < 0:
         refusals.append(f"held-out evaluator worse than in use ({held_out_delta:+.4g})")
-    if -psnr_delta > policy.psnr_drop_limit_db:
-        refusals.append(f"PSNR drops {-psnr_delta:.2f} dB > limit {policy.psnr_drop_limit_db:g} dB")
+    if -psnr_delta > limit:
+        refusals.append(f"PSNR drops {-psnr_delta:.2f} dB > limit {limit:g} dB")
     humans = _leaderboard_verdict(
         project_id=state.project_id, candidate=candidate, in_use_id=outputs["in_use_id"], policy=policy
     )
@@ -518,6 +537,27 @@ def _probation_check(*, policy: LoopPolicy, state: LoopState) -> LoopEvent | Non
     )
 
 
+# The share of the policy's PSNR limit an RL run of the loop may spend on its own held-out inputs: the
+# evaluation that decides promotion measures other inputs and seeds, and reads a few tenths of a dB apart.
+RL_FIDELITY_SHARE = 0.6
+
+
+def rl_overrides(policy: LoopPolicy) -> dict[str, Any]:
+    """The RL settings of the policy's runs: its `rl_overrides`, and, where the run's guard watches fidelity in dB
+    (`held_out_evaluator` "fidelity") and the overrides leave `fidelity_budget_db` out, a budget of
+    `RL_FIDELITY_SHARE` of the PSNR limit: the run stops before it makes a candidate that promotion must refuse."""
+    overrides = dict(policy.rl_overrides)
+    if "fidelity_budget_db" in overrides or policy.psnr_drop_limit_db <= 0:
+        return overrides
+    try:
+        config = ml_bridge.rl_config_validate(preset=policy.rl_preset, overrides=overrides)
+    except ValueError:
+        return overrides  # the RL job is refused with the reason when it is created
+    if config["held_out_evaluator"] != "fidelity":
+        return overrides
+    return {**overrides, "fidelity_budget_db": round(RL_FIDELITY_SHARE * policy.psnr_drop_limit_db, 3)}
+
+
 def theirs_name(outputs: dict[str, Any]) -> str:
     return str(ModelVersion.objects.get(pk=outputs["in_use_id"]))
 
@@ -581,7 +621,7 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
                 restorer_id=restorer.pk,
                 reward_id=reward.pk,
                 preset=policy.rl_preset,
-                overrides=policy.rl_overrides,
+                overrides=rl_overrides(policy),
                 exclude_input_ids=held_out,
             ),
         )

@@ -36,6 +36,8 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         ("agreement_target", "median", "agreement_target must be 'mean' or 'best'"),
         ("eval_entropy_seeds", 1, "eval_entropy_seeds must be 0"),
         ("keep_best_entropy_ratio", 0.7, "needs keep_best and eval_entropy_seeds"),
+        # the test preset's guard watches the perceptual evaluator, whose score is not in dB
+        ("fidelity_budget_db", 0.3, "needs held_out_evaluator 'fidelity'"),
     ],
 )
 def test_invalid_values_are_refused(field, value, message):
@@ -65,3 +67,12 @@ def test_the_preference_preset_learns_from_the_reward_model_alone():
     assert config.held_out_evaluator == "fidelity" and config.hacking_patience >= 1
     assert config.max_minutes is not None and config.max_minutes <= 20
     assert RLConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_fidelity_budget_is_positive_and_in_db():
+    assert (
+        RLConfig.preset("test", held_out_evaluator="fidelity", fidelity_budget_db=0.3).fidelity_budget_db
+        == 0.3
+    )
+    with pytest.raises(RLConfigError, match="fidelity_budget_db must be > 0"):
+        RLConfig.preset("test", held_out_evaluator="fidelity", fidelity_budget_db=0.0)

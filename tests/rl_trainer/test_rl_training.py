@@ -12,6 +12,7 @@ from rl_trainer.rewards import RewardNotDifferentiableError
 from rl_trainer.train import (
     STOP_CANCELLED,
     STOP_COMPLETED,
+    STOP_FIDELITY_BUDGET,
     STOP_REWARD_HACKING,
     STOP_TIME_BUDGET,
     train_policy,
@@ -238,6 +239,40 @@ def test_keep_best_hands_back_the_step_the_held_out_evaluator_liked_best(tmp_pat
     keys = [(e["eval/held_out_win"], e["eval/held_out"]) for e in improving.evaluations]
     assert improving.selected_step == 2 * keys.index(max(keys)) > 0
     assert distance(improved_policy, improved_reference) > 0.0
+
+
+def test_a_fidelity_budget_ends_the_run_and_hands_back_the_last_evaluation_within_it(tmp_path):
+    # brightness climbs and the held-out darkness falls step after step (the guard is kept quiet on purpose):
+    # the budget sits between the drops of two evaluations, so the run must stop at the later one
+    settings = {"max_steps": 8, "eval_every": 2, "hacking_patience": 100, "held_out_evaluator": "fidelity"}
+    free, _, _ = run(tmp_path / "free", config(**settings), held_out=darkness_evaluator())
+    drops = [free.evaluations[0]["eval/held_out"] - e["eval/held_out"] for e in free.evaluations]
+    assert all(later > earlier for earlier, later in zip(drops, drops[1:]))
+    budget = (drops[2] + drops[3]) / 2  # steps 4 and 6
+
+    at_step: dict[int, dict] = {}
+
+    def remember(step, total, metrics):
+        at_step[step] = {name: value.detach().clone() for name, value in policy.state_dict().items()}
+
+    policy = GaussianStepPolicy()
+    written = {}
+    result, _, reference = run(
+        tmp_path / "budget",
+        config(**settings, fidelity_budget_db=budget),
+        held_out=darkness_evaluator(),
+        policy=policy,
+        on_progress=remember,
+        write_artifact=lambda trained, out_dir, metrics: written.update(metrics),
+    )
+    assert result.stop_reason == STOP_FIDELITY_BUDGET and not result.stopped_early
+    assert result.steps == 6 and result.rolled_back_to_step == 4
+    assert f"past the {budget:g} dB budget; kept the policy of step 4" in result.message
+    for name, value in policy.state_dict().items():
+        assert torch.equal(value, at_step[4][name])
+    assert distance(policy, reference) > 0.0
+    # the policy handed back is the run's result: its artifact is written as for a completed run
+    assert written["stop_reason"] == STOP_FIDELITY_BUDGET and written["rolled_back_to_step"] == 4
 
 
 def test_keep_best_can_require_the_determinism_goal(tmp_path):

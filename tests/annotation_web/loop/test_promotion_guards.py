@@ -78,6 +78,39 @@ def _evaluated(project, *, candidate, in_use) -> Job:
     return job
 
 
+def _evaluated_by_fidelity(
+    project, *, candidate, in_use, observation_drop: float, learned_gain: float
+) -> Job:
+    """A finished evaluation by the observation PSNR (dB, the preference preset's guard), with the learned reward
+    of the reward model in use; the candidate's PSNR against the HQ drops 0.1 dB."""
+    scores = {"evaluator": "observation_psnr", "win_rate_vs_first": 0.2}
+    job = Job.objects.create(
+        kind="evaluate",
+        project=project,
+        state=JobState.SUCCEEDED,
+        params={"candidate_id": candidate.pk, "in_use_id": in_use.pk},
+        outputs={
+            "candidate_id": candidate.pk,
+            "in_use_id": in_use.pk,
+            "candidate": {
+                **scores,
+                "held_out": 30.0 - observation_drop,
+                "psnr": 23.9,
+                "learned_reward": 0.1 + learned_gain,
+            },
+            "in_use": {
+                **scores,
+                "held_out": 30.0,
+                "psnr": 24.0,
+                "learned_reward": 0.1,
+                "win_rate_vs_first": 0.5,
+            },
+        },
+    )
+    LoopState.objects.filter(project=project).update(job=job)
+    return job
+
+
 def _verdict(project) -> LoopEvent:
     services.loop_tick(project=project)
     return LoopEvent.objects.get(project=project, decision__in=[Decision.PROMOTED, Decision.NOT_PROMOTED])
@@ -365,3 +398,73 @@ def test_the_api_will_not_promote_a_version_another_projects_job_made(
     )
     assert accepted.status_code in (200, 201), accepted.content
     assert LoopState.objects.get(project=project).restorer == shared
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("observation_drop", "learned_gain", "refusal"),
+    [
+        (0.3, 0.02, None),
+        (0.7, 0.02, "held-out observation_psnr drops 0.70 dB > limit 0.5 dB"),
+        (0.3, 0.0, "the reward model in use does not prefer it on the held-out inputs (+0)"),
+        (0.3, -0.01, "the reward model in use does not prefer it on the held-out inputs (-0.01)"),
+    ],
+)
+def test_a_fidelity_evaluator_in_db_gets_the_psnr_limit_and_the_learned_reward_must_rise(
+    project, versions, observation_drop, learned_gain, refusal
+):
+    # preference RL lowers the observation PSNR a little: "not worse" there would refuse every candidate
+    in_use, candidate = versions
+    _evaluated_by_fidelity(
+        project,
+        candidate=candidate,
+        in_use=in_use,
+        observation_drop=observation_drop,
+        learned_gain=learned_gain,
+    )
+    verdict = _verdict(project)
+    state = LoopState.objects.get(project=project)
+    if refusal is None:
+        assert verdict.decision == Decision.PROMOTED, verdict.reason
+        assert f"learned reward {learned_gain:+.4g}" in verdict.reason
+        assert state.restorer == candidate
+    else:
+        assert verdict.decision == Decision.NOT_PROMOTED
+        assert refusal in verdict.reason
+        assert "held-out evaluator worse" not in verdict.reason
+        assert state.restorer == in_use
+
+
+@pytest.mark.django_db
+def test_an_evaluator_that_is_not_in_db_may_not_get_worse_at_all(project, versions):
+    in_use, candidate = versions
+    job = _evaluated(project, candidate=candidate, in_use=in_use)
+    job.outputs["candidate"]["held_out"] = 0.49  # 0.01 below the restorer in use
+    job.save(update_fields=["outputs"])
+    verdict = _verdict(project)
+    assert verdict.decision == Decision.NOT_PROMOTED
+    assert "held-out evaluator worse than in use (-0.01)" in verdict.reason
+
+
+@pytest.mark.django_db
+def test_the_loops_rl_runs_get_a_fidelity_budget_within_the_promotion_limit(project):
+    policy = services.loop_policy_update(
+        project=project,
+        user=None,
+        changes={
+            "rl_preset": "tiny_preference",
+            "rl_overrides": {"max_minutes": 5.0},
+            "psnr_drop_limit_db": 0.5,
+        },
+    )
+    assert services.rl_overrides(policy) == {"max_minutes": 5.0, "fidelity_budget_db": 0.3}
+    # an engineer's own budget wins
+    policy = services.loop_policy_update(
+        project=project, user=None, changes={"rl_overrides": {"fidelity_budget_db": 0.45}}
+    )
+    assert services.rl_overrides(policy) == {"fidelity_budget_db": 0.45}
+    # a guard that does not watch a score in dB gets none (the budget would not validate there)
+    policy = services.loop_policy_update(
+        project=project, user=None, changes={"rl_preset": "tiny", "rl_overrides": {}}
+    )
+    assert services.rl_overrides(policy) == {}

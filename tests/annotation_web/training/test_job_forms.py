@@ -238,6 +238,13 @@ def test_the_web_names_the_same_held_out_evaluators_as_rl_trainer():
     assert ml_bridge.HELD_OUT_EVALUATORS == HELD_OUT_EVALUATORS
 
 
+def test_the_web_names_the_fidelity_evaluator_as_rl_trainer_does():
+    # promotion reads a score by this name as dB (loop.services._decide_promotion)
+    from rl_trainer.guard import fidelity_evaluator
+
+    assert ml_bridge.OBSERVATION_PSNR == fidelity_evaluator(4).name
+
+
 def test_the_import_form_queues_an_upload_or_an_s3_prefix(make_project, engineer, local_storage):
     project = make_project(pairs=0)
     archive = io.BytesIO()
