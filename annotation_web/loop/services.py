@@ -368,8 +368,10 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
 
     A held-out evaluator that is itself a fidelity in dB (the observation PSNR, which never reads the HQ) gets
     the policy's PSNR limit too: preference RL trades a little fidelity for what people prefer, so "not worse"
-    there would refuse every candidate it makes. What must then show a gain on the held-out inputs is the
-    learned reward of the reward model in use (where the evaluation measured one)."""
+    there would refuse every candidate it makes. The learned reward of the reward model in use is reported, not
+    required to rise: on the loop benchmark it scored a candidate the annotators' oracle preferred at 0.852
+    lower than its parent (-0.22, benchmarks/results/loop_fidelity_budget.txt); what people prefer is
+    the human leaderboard's to say, on probation."""
     outputs = job.outputs
     candidate = ModelVersion.objects.get(pk=outputs["candidate_id"])
     if "candidate" not in outputs or "in_use" not in outputs:  # a stopped evaluation measured nothing
@@ -399,11 +401,6 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
         learned, theirs_learned = mine.get("learned_reward"), theirs.get("learned_reward")
         if learned is not None and theirs_learned is not None:
             summary += f", learned reward {learned - theirs_learned:+.4g}"
-            if learned <= theirs_learned:
-                refusals.append(
-                    f"the reward model in use does not prefer it on the held-out inputs "
-                    f"({learned - theirs_learned:+.4g})"
-                )
     elif held_out_delta < 0:
         refusals.append(f"held-out evaluator worse than in use ({held_out_delta:+.4g})")
     if -psnr_delta > limit:

@@ -405,12 +405,12 @@ def test_the_api_will_not_promote_a_version_another_projects_job_made(
     ("observation_drop", "learned_gain", "refusal"),
     [
         (0.3, 0.02, None),
+        # the learned reward is reported, not required: people have the last word, on probation
+        (0.3, -0.01, None),
         (0.7, 0.02, "held-out observation_psnr drops 0.70 dB > limit 0.5 dB"),
-        (0.3, 0.0, "the reward model in use does not prefer it on the held-out inputs (+0)"),
-        (0.3, -0.01, "the reward model in use does not prefer it on the held-out inputs (-0.01)"),
     ],
 )
-def test_a_fidelity_evaluator_in_db_gets_the_psnr_limit_and_the_learned_reward_must_rise(
+def test_a_fidelity_evaluator_in_db_gets_the_psnr_limit_and_the_learned_reward_is_reported(
     project, versions, observation_drop, learned_gain, refusal
 ):
     # preference RL lowers the observation PSNR a little: "not worse" there would refuse every candidate
