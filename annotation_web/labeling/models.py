@@ -82,6 +82,12 @@ class FaceInput(models.Model):
         return f"{self.project.slug}/{self.source_name}"
 
 
+# In a candidate's `generation`, the mark of an edit of a sample (an unsharp mask the RL ranks, shown to people so
+# that its reward model learns such changes): it is not what its version restores, and comparisons of versions
+# (cross-version pairs, the leaderboard) leave it out.
+EDIT_MARK = "-edit"
+
+
 class Candidate(models.Model):
     face_input = models.ForeignKey(FaceInput, on_delete=models.CASCADE, related_name="candidates")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="candidates")

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db.models import Count, ExpressionWrapper, F, FloatField, Q, QuerySet
 
 from annotation_web.jobs.models import Job
-from annotation_web.labeling.models import Judgment, Outcome, Project
+from annotation_web.labeling.models import EDIT_MARK, Judgment, Outcome, Project
 from annotation_web.labeling.pairs import trusted_annotators
 from annotation_web.loop.leaderboard import FIRST, SECOND, TIE, Leaderboard, leaderboard_fit
 from annotation_web.loop.models import LoopEvent, LoopPolicy, LoopState, VersionChange
@@ -82,7 +82,8 @@ def leaderboard_judgments(
 ) -> list[tuple[int, int, int, int]]:
     """(version of a, version of b, outcome code, count) of the judgments the leaderboard is fitted on, counted
     by the database in one query: pairs of two candidates of different versions (of `kinds`), gold pairs and
-    gold judgments left out, flagged annotators left out, skips left out."""
+    gold judgments left out, flagged annotators left out, skips left out, and pairs with an edit of a sample
+    (`labeling.models.EDIT_MARK`: not what its version restores)."""
     rows = (
         Judgment.objects.filter(
             pair__project=project,
@@ -93,6 +94,8 @@ def leaderboard_judgments(
             pair__candidate_b__model_version__kind__in=list(kinds),
         )
         .exclude(pair__candidate_a__model_version_id=F("pair__candidate_b__model_version_id"))
+        .exclude(pair__candidate_a__generation__contains=EDIT_MARK)
+        .exclude(pair__candidate_b__generation__contains=EDIT_MARK)
         .exclude(annotator_id__in=annotators_flagged(project=project))
         .values_list("pair__candidate_a__model_version_id", "pair__candidate_b__model_version_id", "outcome")
         .annotate(n=Count("pk"))
@@ -145,7 +148,7 @@ def leaderboard_data_of(*, project: Project, board: Leaderboard) -> dict:
         "judgments": board.judgments,
         "tie_strength": board.tie_strength,
         "both_bad": "tie",
-        "excluded": "gold pairs, skips, same-version pairs, annotators flagged by their gold accuracy",
+        "excluded": "gold pairs, skips, same-version pairs, edits of samples, annotators flagged by their gold accuracy",
         "flagged_annotators": annotators_flagged(project=project).count(),
         "versions": [
             {

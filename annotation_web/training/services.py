@@ -26,7 +26,15 @@ from annotation_web.jobs.models import Job
 from annotation_web.jobs.services import job_commit, job_create, job_record_event
 from annotation_web.labeling import selectors
 from annotation_web.labeling.errors import LabelingError
-from annotation_web.labeling.models import Candidate, FaceInput, Judgment, JudgmentSnapshot, Pair, Project
+from annotation_web.labeling.models import (
+    EDIT_MARK,
+    Candidate,
+    FaceInput,
+    Judgment,
+    JudgmentSnapshot,
+    Pair,
+    Project,
+)
 from annotation_web.labeling.pairs import candidate_store, pair_create
 from annotation_web.labeling.snapshots import judgment_snapshot_create, judgment_snapshot_rows
 from annotation_web.registry import selectors as registry_selectors
@@ -101,7 +109,13 @@ def _cross_version_pairs(
         if len(pair_ids) >= count:
             break
         mine = next((c for c in new.values() if c.face_input_id == face_input.pk), None)
-        others = Candidate.objects.filter(face_input=face_input).exclude(model_version=restorer)
+        # the other versions' own samples: their edits (made after them, so the newest) would pit a sample
+        # against an unsharp mask and credit the mask to its version
+        others = (
+            Candidate.objects.filter(face_input=face_input)
+            .exclude(model_version=restorer)
+            .exclude(generation__contains=EDIT_MARK)
+        )
         if other_id is not None:
             others = others.filter(model_version_id=other_id)
         if mine is None:
@@ -129,7 +143,7 @@ def _cross_version_pairs(
 
 def _edit_generation(generation: str, strength: float) -> str:
     """The generation tag of the candidates that are edits of a sample (unsharp mask of `strength`)."""
-    return f"{generation}-edit{strength:+g}"
+    return f"{generation}{EDIT_MARK}{strength:+g}"
 
 
 def generation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict:

@@ -269,6 +269,26 @@ def test_gold_flagged_annotators_same_version_pairs_and_skips_do_not_change_the_
 
 
 @pytest.mark.django_db
+def test_judgments_of_an_edit_of_a_sample_do_not_count_for_its_version(planted, make_user):
+    # an unsharp mask of v1's sample beats v4's sample every time: it is not what v1 restores
+    project, versions, pairs, _ = planted
+    before = sorted(selectors.leaderboard_judgments(project=project))
+    face_input = pairs[0][0].face_input
+    edit = Candidate.objects.create(
+        face_input=face_input, model_version=versions["v1"], generation="job-9-edit+2", image_key="c/edit.png"
+    )
+    sample = Candidate.objects.get(face_input=face_input, model_version=versions["v4"], generation="")
+    against_edit = Pair.objects.create(
+        project=project, face_input=face_input, candidate_a=edit, candidate_b=sample, open_slots=0
+    )
+    save_all([_judgment(against_edit, make_user(), Outcome.A) for _ in range(20)])
+    assert sorted(selectors.leaderboard_judgments(project=project)) == before
+    # the control: the same pair with v1's plain sample counts
+    Candidate.objects.filter(pk=edit.pk).update(generation="job-9")
+    assert sorted(selectors.leaderboard_judgments(project=project)) != before
+
+
+@pytest.mark.django_db
 def test_the_leaderboard_api(planted, make_user):
     project, versions, _, _ = planted
     LoopState.objects.create(project=project, restorer=versions["v2"])

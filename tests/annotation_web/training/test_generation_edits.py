@@ -63,8 +63,14 @@ def other_version(tmp_path):
 def test_a_generation_pairs_the_samples_with_their_edits_and_keeps_edits_out_of_cross_version_pairs(
     project_with_faces, tiny_restorer, engineer, other_version
 ):
+    # the earlier version's generation made edits too: they are its newest candidates of each input
     earlier = services.generation_job_create(
-        project=project_with_faces, user=engineer, restorer_id=other_version.pk, num_steps=2, eta=1.0
+        project=project_with_faces,
+        user=engineer,
+        restorer_id=other_version.pk,
+        num_steps=2,
+        eta=1.0,
+        edit_strengths=[2.0],
     )
     job_run(job_id=earlier.pk)
     job = services.generation_job_create(
@@ -107,6 +113,11 @@ def test_a_generation_pairs_the_samples_with_their_edits_and_keeps_edits_out_of_
     assert all(p.candidate_a.model_version_id == p.candidate_b.model_version_id for p in with_an_edit)
     cross = [p for p in pairs if p.selection_reason == "cross_version"]
     assert cross and not [p for p in cross if {p.candidate_a_id, p.candidate_b_id} & edit_ids]
+    # sample against sample: neither side is an edit, of this version or of the earlier one
+    assert all(
+        "-edit" not in p.candidate_a.generation and "-edit" not in p.candidate_b.generation for p in cross
+    )
+    assert {p.candidate_b.model_version_id for p in cross} == {other_version.pk}
 
 
 @pytest.mark.django_db
