@@ -38,6 +38,7 @@ class LoopPolicySerializer(serializers.ModelSerializer):
             "num_steps": {"min_value": 1, "max_value": 1000},
             "eval_seeds": {"min_value": 1, "max_value": 16},
             "psnr_drop_limit_db": {"min_value": 0.0},
+            "baseline_psnr_drop_limit_db": {"min_value": 0.0},
             "min_new_judgments": {"min_value": 1},
             "reward_max_steps": {"min_value": 1, "max_value": 200_000},
             "leaderboard_min_judgments": {"min_value": 1},

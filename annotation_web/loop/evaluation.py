@@ -58,6 +58,16 @@ GALLERY_INPUTS = 8
 GALLERY_SEED = 0
 
 
+def restorer_baseline(version: ModelVersion) -> ModelVersion:
+    """The root of a restorer's lineage: the version RL started from, generations ago (itself when it has no
+    parent), against which the loop bounds the fidelity a chain of promotions may spend."""
+    seen = {version.pk}
+    while version.parent_id is not None and version.parent_id not in seen:
+        seen.add(version.parent_id)
+        version = ModelVersion.objects.get(pk=version.parent_id)
+    return version
+
+
 def evaluation_record(
     *,
     job: Job,
@@ -65,6 +75,7 @@ def evaluation_record(
     candidate: dict[str, Any],
     reward_id: int | None,
     gallery: dict[str, Any] | None = None,
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What is stored on the candidate: its measures, the same of the restorer in use (`in_use`), what they
     were measured on (inputs, seeds, steps, the reward model of `learned_reward`, the job) and the gallery's
@@ -85,6 +96,9 @@ def evaluation_record(
         "num_steps": int(params.get("num_steps", 20)),
         "against": int(params["in_use_id"]),
         "in_use": measures(in_use),
+        # the lineage's root on the same inputs and seeds (None where the restorer in use is that root)
+        "baseline_id": params.get("baseline_id"),
+        "baseline": measures(baseline) if baseline is not None else None,
         "reward_id": reward_id,
         "job": job.pk,
         "gallery": gallery,
@@ -144,6 +158,23 @@ def evaluation_gallery_store(
     }
 
 
+def _baseline_outputs(
+    *,
+    baseline: ModelVersion | None,
+    in_use: ModelVersion,
+    candidate: ModelVersion,
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The lineage root's id and measures among an evaluation's rows: its own third row, or the row of the
+    restorer in use (or of the candidate) that is that root; nothing when neither is and none was measured."""
+    if baseline is not None:
+        return {"baseline_id": baseline.pk, "baseline": rows[2]}
+    for version, row in ((in_use, rows[0]), (candidate, rows[1])):
+        if version.parent_id is None:
+            return {"baseline_id": version.pk, "baseline": row}
+    return {}
+
+
 def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> dict[str, Any]:
     params = job.params
     in_use = registry_selectors.model_version_loadable(pk=params["in_use_id"], kind=ModelKind.RESTORER)
@@ -168,8 +199,14 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
         for face in faces
     ]
     progress(0, 2, f"evaluating {candidate} against {in_use} on {len(inputs)} held-out inputs")
+    baseline = (
+        registry_selectors.model_version_loadable(pk=params["baseline_id"], kind=ModelKind.RESTORER)
+        if params.get("baseline_id")
+        else None
+    )
+    compared = [in_use, candidate] + ([baseline] if baseline is not None else [])
     rows = ml_bridge.restorer_held_out_scores(
-        artifact_dirs=[str(artifact_local_dir(prefix=v.artifact_key)) for v in (in_use, candidate)],
+        artifact_dirs=[str(artifact_local_dir(prefix=v.artifact_key)) for v in compared],
         inputs=inputs,
         seeds=list(range(int(params.get("seeds", 2)))),
         num_steps=int(params.get("num_steps", 20)),
@@ -196,6 +233,7 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
         candidate=rows[1],
         reward_id=reward.pk if reward else None,
         gallery=gallery,
+        baseline=rows[2] if baseline is not None else None,
     )
 
     def store() -> dict[str, Any]:
@@ -207,6 +245,7 @@ def evaluation_run(*, job: Job, progress: Progress, should_stop: ShouldStop) -> 
             "candidate_id": candidate.pk,
             "in_use": rows[0],
             "candidate": rows[1],
+            **_baseline_outputs(baseline=baseline, in_use=in_use, candidate=candidate, rows=rows),
         }
 
     return job_commit(job, store)
@@ -258,9 +297,12 @@ def evaluation_job_create(
             f"project {project.slug} has no held-out inputs yet: the loop chooses them on its first tick "
             "(it needs at least 3 inputs)"
         )
+    compared_with = ModelVersion.objects.filter(pk=in_use_id).first()
+    root = restorer_baseline(compared_with) if compared_with is not None else None
     params = {
         "candidate_id": candidate_id,
         "in_use_id": in_use_id,
+        "baseline_id": root.pk if root is not None and root.pk not in (in_use_id, candidate_id) else None,
         "reward_id": reward_id if reward_id is not None else state.reward_id,
         "input_ids": held_out,
         "seeds": seeds,

@@ -39,6 +39,10 @@ class LoopPolicy(models.Model):
     held_out_fraction = models.FloatField(default=0.2)
     eval_seeds = models.PositiveIntegerField(default=2)
     psnr_drop_limit_db = models.FloatField(default=0.5)
+    # The largest PSNR drop of a promoted candidate against the project's baseline, the root of the in-use
+    # restorer's lineage (the supervised restorer RL started from): without it a limit per promotion lets
+    # fidelity drift round after round. None: no such limit.
+    baseline_psnr_drop_limit_db = models.FloatField(null=True, blank=True, default=None)
     auto_promote = models.BooleanField(default=True)
     # Human judgments of new-vs-in-use pairs from which the leaderboard is consulted: with at least this many,
     # a candidate the leaderboard finds worse than the restorer in use is not promoted.

@@ -85,6 +85,10 @@ POLICY_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("eval_seeds", "seeds per held-out input (count)"),
             ("psnr_drop_limit_db", "largest PSNR drop a promoted candidate may have (dB)"),
             (
+                "baseline_psnr_drop_limit_db",
+                "largest PSNR drop against the baseline, the restorer RL started from (dB; empty: none)",
+            ),
+            (
                 "leaderboard_min_judgments",
                 "new-vs-in-use judgments before the leaderboard is consulted (count)",
             ),
@@ -274,6 +278,7 @@ def _field_input(name: str) -> dict[str, Any]:
         kind = "text"
     return {
         "kind": kind,
+        "optional": bool(field.null),
         "min": bounds.get("min_value", 0 if kind == "integer" else None),
         "max": bounds.get("max_value"),
         "max_length": getattr(field, "max_length", None),
@@ -281,6 +286,8 @@ def _field_input(name: str) -> dict[str, Any]:
 
 
 def _shown_value(kind: str, value: Any) -> Any:
+    if value is None:
+        return ""  # an optional setting left unset: an empty input
     if kind == "json":
         return json.dumps(value, sort_keys=True)
     if kind == "checkbox":
@@ -324,8 +331,11 @@ def _policy_precheck(submitted) -> dict[str, list[str]]:
     serializer skips when blank) and JSON that is not an object (the overrides are settings by name)."""
     errors: dict[str, list[str]] = {}
     for name in services.POLICY_FIELDS:
-        kind = _field_input(name)["kind"]
+        spec = _field_input(name)
+        kind = spec["kind"]
         raw = submitted.get(name)
+        if spec["optional"] and raw is not None and not raw.strip():
+            continue  # emptied on purpose: the setting is unset (the serializer reads it as null)
         if kind in ("integer", "float", "text", "json") and (raw is None or not raw.strip()):
             errors[name] = ["A value is required."]
         elif kind == "json":

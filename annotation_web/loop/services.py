@@ -405,6 +405,18 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
         refusals.append(f"held-out evaluator worse than in use ({held_out_delta:+.4g})")
     if -psnr_delta > limit:
         refusals.append(f"PSNR drops {-psnr_delta:.2f} dB > limit {limit:g} dB")
+    baseline, baseline_limit = outputs.get("baseline"), policy.baseline_psnr_drop_limit_db
+    if baseline is not None and outputs.get("baseline_id") != outputs["in_use_id"]:
+        baseline_name = str(ModelVersion.objects.get(pk=outputs["baseline_id"]))
+        summary += f", PSNR {mine['psnr'] - baseline['psnr']:+.2f} dB against the baseline {baseline_name}"
+    if (
+        baseline is not None
+        and baseline_limit is not None
+        and baseline["psnr"] - mine["psnr"] > baseline_limit
+    ):
+        refusals.append(
+            f"PSNR drops {baseline['psnr'] - mine['psnr']:.2f} dB against the baseline > limit {baseline_limit:g} dB"
+        )
     humans = _leaderboard_verdict(
         project_id=state.project_id, candidate=candidate, in_use_id=outputs["in_use_id"], policy=policy
     )
@@ -417,6 +429,8 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
         "candidate": mine,
         "in_use": theirs,
         "psnr_drop_limit_db": policy.psnr_drop_limit_db,
+        "baseline": baseline,
+        "baseline_psnr_drop_limit_db": baseline_limit,
         "leaderboard": {k: v for k, v in humans.items() if k != "text"},
     }
     state.candidate = None
@@ -539,10 +553,23 @@ def _probation_check(*, policy: LoopPolicy, state: LoopState) -> LoopEvent | Non
 RL_FIDELITY_SHARE = 0.6
 
 
-def rl_overrides(policy: LoopPolicy) -> dict[str, Any]:
+def baseline_psnr_spent(restorer: ModelVersion) -> float:
+    """How many dB of PSNR a restorer lost against its lineage's root on the held-out inputs, as its own
+    evaluation measured (0 for a restorer without one: the root, or one an engineer put in use unevaluated)."""
+    record = (restorer.metrics or {}).get("evaluation") or {}
+    if "psnr" not in record:
+        return 0.0
+    root = record.get("baseline") or record.get("in_use") or {}
+    return max(0.0, float(root.get("psnr", record["psnr"])) - float(record["psnr"]))
+
+
+def rl_overrides(policy: LoopPolicy, restorer: ModelVersion | None = None) -> dict[str, Any]:
     """The RL settings of the policy's runs: its `rl_overrides`, and, where the run's guard watches fidelity in dB
     (`held_out_evaluator` "fidelity") and the overrides leave `fidelity_budget_db` out, a budget of
-    `RL_FIDELITY_SHARE` of the PSNR limit: the run stops before it makes a candidate that promotion must refuse."""
+    `RL_FIDELITY_SHARE` of the PSNR limit: the run stops before it makes a candidate that promotion must refuse.
+    With a limit against the baseline, the budget is that share of what is left of it for `restorer` (the one
+    RL starts from) where that is less; once nothing is left, the per-promotion one (promotion then says why
+    it refuses)."""
     overrides = dict(policy.rl_overrides)
     if "fidelity_budget_db" in overrides or policy.psnr_drop_limit_db <= 0:
         return overrides
@@ -552,7 +579,12 @@ def rl_overrides(policy: LoopPolicy) -> dict[str, Any]:
         return overrides  # the RL job is refused with the reason when it is created
     if config["held_out_evaluator"] != "fidelity":
         return overrides
-    return {**overrides, "fidelity_budget_db": round(RL_FIDELITY_SHARE * policy.psnr_drop_limit_db, 3)}
+    allowed = policy.psnr_drop_limit_db
+    if policy.baseline_psnr_drop_limit_db is not None and restorer is not None:
+        left = policy.baseline_psnr_drop_limit_db - baseline_psnr_spent(restorer)
+        if 0 < left < allowed:
+            allowed = left
+    return {**overrides, "fidelity_budget_db": round(RL_FIDELITY_SHARE * allowed, 3)}
 
 
 def theirs_name(outputs: dict[str, Any]) -> str:
@@ -618,7 +650,7 @@ def _next_step(*, project: Project, policy: LoopPolicy, state: LoopState) -> Loo
                 restorer_id=restorer.pk,
                 reward_id=reward.pk,
                 preset=policy.rl_preset,
-                overrides=rl_overrides(policy),
+                overrides=rl_overrides(policy, restorer),
                 exclude_input_ids=held_out,
             ),
         )

@@ -146,3 +146,35 @@ def test_the_evaluation_judges_by_what_the_rl_runs_guard_watched(
     assert job.params["held_out_evaluator"] == evaluator
     record = ModelVersion.objects.get(pk=candidate.pk).metrics["evaluation"]
     assert record["evaluator"] == name and record["in_use"]["evaluator"] == name
+
+
+@pytest.mark.django_db
+def test_the_evaluation_measures_the_lineages_root_and_promotion_bounds_the_drop_against_it(
+    loop_project, restorer_folder, engineer, eager_jobs
+):
+    # the restorer in use is an RL child of the first one (the baseline); the candidate, of the one in use
+    root = model_version_register(kind=ModelKind.RESTORER, name="tiny", folder=restorer_folder)
+    in_use = model_version_register(kind=ModelKind.RESTORER, name="tiny", folder=restorer_folder, parent=root)
+    services.loop_promote(project=loop_project, user=engineer, restorer_id=in_use.pk, reason="an RL child")
+    LoopState.objects.filter(project=loop_project).update(generated_from=in_use)
+    candidate = model_version_register(
+        kind=ModelKind.RESTORER, name="tiny", folder=restorer_folder, parent=in_use
+    )
+    LoopState.objects.filter(project=loop_project).update(candidate=candidate)
+    # a limit no candidate can meet (a negative drop), so that the refusal can only come from the baseline
+    services.loop_policy_update(
+        project=loop_project, user=None, changes={"baseline_psnr_drop_limit_db": -1.0}
+    )
+    started = tick(loop_project, eager_jobs)
+    job = Job.objects.get(pk=started.job_id)
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert job.params["baseline_id"] == root.pk and job.outputs["baseline_id"] == root.pk
+    record = ModelVersion.objects.get(pk=candidate.pk).metrics["evaluation"]
+    assert record["baseline_id"] == root.pk
+    assert record["baseline"]["psnr"] == pytest.approx(record["in_use"]["psnr"])  # the same weights
+
+    tick(loop_project, eager_jobs)
+    verdict = LoopEvent.objects.get(project=loop_project, decision=LoopEvent.Decision.NOT_PROMOTED)
+    assert "dB against the baseline > limit -1 dB" in verdict.reason
+    assert f"dB against the baseline {root}" in verdict.reason
+    assert verdict.inputs["baseline_psnr_drop_limit_db"] == -1.0

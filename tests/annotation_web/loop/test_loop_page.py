@@ -107,6 +107,28 @@ def test_the_policy_form_saves_a_valid_change_with_who(client, project, engineer
     assert not LoopPolicy.objects.get(project=project).enabled
 
 
+def test_an_optional_limit_is_set_and_emptied_from_the_form(client, project, engineer):
+    login(client, engineer)
+    url = f"/projects/{project.slug}/loop/"
+    data = form_of(client.get(url))
+    assert data["baseline_psnr_drop_limit_db"] == ""  # unset: an empty input, not "None"
+    data["baseline_psnr_drop_limit_db"] = "0.4"
+    assert client.post(url, data).status_code == 302
+    assert LoopPolicy.objects.get(project=project).baseline_psnr_drop_limit_db == 0.4
+    data = form_of(client.get(url))
+    assert data["baseline_psnr_drop_limit_db"] == "0.4"
+    data["baseline_psnr_drop_limit_db"] = ""
+    assert client.post(url, data).status_code == 302
+    assert LoopPolicy.objects.get(project=project).baseline_psnr_drop_limit_db is None
+    data = form_of(client.get(url))
+    data["baseline_psnr_drop_limit_db"] = "-1"
+    response = client.post(url, data)
+    assert (
+        response.status_code == 400
+        and LoopPolicy.objects.get(project=project).baseline_psnr_drop_limit_db is None
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

@@ -468,3 +468,46 @@ def test_the_loops_rl_runs_get_a_fidelity_budget_within_the_promotion_limit(proj
         project=project, user=None, changes={"rl_preset": "tiny", "rl_overrides": {}}
     )
     assert services.rl_overrides(policy) == {}
+
+
+@pytest.mark.django_db
+def test_the_rl_budget_is_a_share_of_what_is_left_against_the_baseline(project, versions):
+    in_use, _ = versions
+    policy = services.loop_policy_update(
+        project=project,
+        user=None,
+        changes={
+            "rl_preset": "tiny_preference",
+            "psnr_drop_limit_db": 0.5,
+            "baseline_psnr_drop_limit_db": 0.5,
+        },
+    )
+    # the root has spent nothing: the per-promotion share
+    assert services.rl_overrides(policy, in_use) == {"fidelity_budget_db": 0.3}
+    # a restorer whose evaluation measured it 0.35 dB below the root: 0.6 x the 0.15 dB left
+    in_use.metrics = {"evaluation": {"psnr": 24.0, "baseline": {"psnr": 24.35}, "in_use": {"psnr": 24.1}}}
+    assert services.baseline_psnr_spent(in_use) == pytest.approx(0.35)
+    assert services.rl_overrides(policy, in_use) == {"fidelity_budget_db": 0.09}
+    # its parent was the root (no baseline row): measured against the restorer in use then
+    in_use.metrics = {"evaluation": {"psnr": 24.0, "baseline": None, "in_use": {"psnr": 24.1}}}
+    assert services.rl_overrides(policy, in_use) == {"fidelity_budget_db": 0.24}
+    # nothing left: the per-promotion share, and promotion refuses what goes past the baseline's limit
+    in_use.metrics = {"evaluation": {"psnr": 23.0, "baseline": {"psnr": 24.0}}}
+    assert services.rl_overrides(policy, in_use) == {"fidelity_budget_db": 0.3}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("limit", "promoted"), [(None, True), (0.5, False), (1.0, True)])
+def test_a_candidate_past_the_baseline_limit_is_not_promoted(project, versions, limit, promoted):
+    in_use, candidate = versions
+    root = ModelVersion.objects.create(kind=ModelKind.RESTORER, name="tiny", version=0)
+    ModelVersion.objects.filter(pk=in_use.pk).update(parent=root)
+    services.loop_policy_update(project=project, user=None, changes={"baseline_psnr_drop_limit_db": limit})
+    job = _evaluated(project, candidate=candidate, in_use=in_use)  # candidate 24.0 dB, in use 24.05 dB
+    job.outputs.update(baseline_id=root.pk, baseline={"psnr": 24.6, "held_out": 0.5})
+    job.save(update_fields=["outputs"])
+    verdict = _verdict(project)
+    assert f"PSNR -0.60 dB against the baseline {root}" in verdict.reason
+    assert (verdict.decision == Decision.PROMOTED) == promoted, verdict.reason
+    if not promoted:
+        assert "PSNR drops 0.60 dB against the baseline > limit 0.5 dB" in verdict.reason
