@@ -59,23 +59,29 @@ def _judged(project, *, candidate, in_use, candidate_wins: int, in_use_wins: int
     save_all(judgments)
 
 
-def _evaluated(project, *, candidate, in_use) -> Job:
-    """A finished evaluation in which the held-out evaluator finds the candidate a little better."""
-    scores = {"evaluator": "identity_sharpness", "win_rate_vs_first": 0.6, "psnr": 24.0}
+def _finished_evaluation(project, *, candidate, in_use, mine: dict, theirs: dict) -> Job:
+    """A finished evaluation job with these measures of the candidate (`mine`) and of the restorer in use."""
     job = Job.objects.create(
         kind="evaluate",
         project=project,
         state=JobState.SUCCEEDED,
         params={"candidate_id": candidate.pk, "in_use_id": in_use.pk},
-        outputs={
-            "candidate_id": candidate.pk,
-            "in_use_id": in_use.pk,
-            "candidate": {**scores, "held_out": 0.52},
-            "in_use": {**scores, "held_out": 0.50, "win_rate_vs_first": 0.5, "psnr": 24.05},
-        },
+        outputs={"candidate_id": candidate.pk, "in_use_id": in_use.pk, "candidate": mine, "in_use": theirs},
     )
     LoopState.objects.filter(project=project).update(job=job)
     return job
+
+
+def _evaluated(project, *, candidate, in_use) -> Job:
+    """A finished evaluation in which the held-out evaluator finds the candidate a little better."""
+    scores = {"evaluator": "identity_sharpness", "win_rate_vs_first": 0.6, "psnr": 24.0}
+    return _finished_evaluation(
+        project,
+        candidate=candidate,
+        in_use=in_use,
+        mine={**scores, "held_out": 0.52},
+        theirs={**scores, "held_out": 0.50, "win_rate_vs_first": 0.5, "psnr": 24.05},
+    )
 
 
 def _evaluated_by_fidelity(
@@ -84,31 +90,18 @@ def _evaluated_by_fidelity(
     """A finished evaluation by the observation PSNR (dB, the preference preset's guard), with the learned reward
     of the reward model in use; the candidate's PSNR against the HQ drops 0.1 dB."""
     scores = {"evaluator": "observation_psnr", "win_rate_vs_first": 0.2}
-    job = Job.objects.create(
-        kind="evaluate",
-        project=project,
-        state=JobState.SUCCEEDED,
-        params={"candidate_id": candidate.pk, "in_use_id": in_use.pk},
-        outputs={
-            "candidate_id": candidate.pk,
-            "in_use_id": in_use.pk,
-            "candidate": {
-                **scores,
-                "held_out": 30.0 - observation_drop,
-                "psnr": 23.9,
-                "learned_reward": 0.1 + learned_gain,
-            },
-            "in_use": {
-                **scores,
-                "held_out": 30.0,
-                "psnr": 24.0,
-                "learned_reward": 0.1,
-                "win_rate_vs_first": 0.5,
-            },
+    return _finished_evaluation(
+        project,
+        candidate=candidate,
+        in_use=in_use,
+        mine={
+            **scores,
+            "held_out": 30.0 - observation_drop,
+            "psnr": 23.9,
+            "learned_reward": 0.1 + learned_gain,
         },
+        theirs={**scores, "held_out": 30.0, "psnr": 24.0, "learned_reward": 0.1, "win_rate_vs_first": 0.5},
     )
-    LoopState.objects.filter(project=project).update(job=job)
-    return job
 
 
 def _verdict(project) -> LoopEvent:
