@@ -207,6 +207,8 @@ def test_the_evaluate_form_queues_the_candidate_against_the_restorer_in_use(
         "num_steps": 4,
         # left to the form's default: what the loop policy's RL guard watches (tiny_preference: fidelity)
         "held_out_evaluator": "fidelity",
+        # the in-use restorer is its lineage's root, so no third row is scored
+        "baseline_id": None,
     }
 
 
