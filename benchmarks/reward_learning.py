@@ -26,8 +26,9 @@ share per input, plus a ``random_fraction`` share, and the model is warm-started
 starts and training steps, so that the comparison with it isolates the choice of pairs. The progress lines
 give cumulative training steps.
 
-Pools (``--pool``): ``graded`` (above) or ``versions`` (a restorer's own close samples beside older versions'
-clearly worse ones, see :func:`versions_candidates`). Every pair is binned by its difficulty for the oracle,
+Pools (``--pool``): ``graded`` (above), ``versions`` (a restorer's own close samples beside older versions'
+clearly worse ones, see :func:`versions_candidates`) or ``redundant`` (most inputs ordered by one easy lesson,
+a minority by their noise, see :func:`redundant_candidates`). Every pair is binned by its difficulty for the oracle,
 P(one answer is the noise-free preference) = sigmoid(|d_a - d_b| / temperature): easy >= 0.99, medium
 0.9-0.99, hard < 0.9 (plus tie and both-bad); the pool's shares are printed before training, held-out accuracy
 per bin after, and the uncertainty run's informative picks per bin. ``--save-json`` keeps a run's accuracies;
@@ -85,7 +86,10 @@ class Dataset:
 
 
 SHARPEN_LEVELS = (0.0, 0.5, 1.0, 1.5)
-POOLS = ("graded", "versions")
+POOLS = ("graded", "versions", "redundant")
+# share of a redundant pool's inputs whose candidates differ only in their artifacts
+FINE_SHARE = 0.3
+FINE_NOISE = 0.08  # the fine inputs' noisiest candidate's σ
 
 
 def graded_candidates(hq, bases, shape, generator):
@@ -130,8 +134,54 @@ def versions_candidates(hq, bases, shape, generator):
     return (candidates + noise * torch.randn(candidates.shape, generator=generator)).clamp(-1, 1)
 
 
+def redundant_candidates(hq, bases, shape, generator, *, fine_share=FINE_SHARE, fine_noise=FINE_NOISE):
+    """Most inputs teach one lesson many times; a minority teach another, as a loop's pool is made.
+
+    A share ``1 - fine_share`` of the inputs are "coarse": their candidates are one sharpening level at alphas
+    spread evenly over [0, 0.6] (jitter ± 0.03), noise-free, so every pair is ordered by how much of the face
+    came back, a lesson a few labels teach. The rest are "fine": every candidate at alpha 0.9 with noise σ
+    spread evenly over [0, fine_noise] (jitter ± fine_noise / 20), ordered by their noise, which a model that learnt "more
+    detail is better" from the coarse inputs ranks backwards. Random pairs spend most labels re-teaching the
+    coarse lesson; pairs a model is unsure of go where the fine one is still unlearnt.
+    """
+    n_inputs, k = shape
+    rows = torch.arange(n_inputs)[:, None]
+    fine = (torch.rand((n_inputs, 1), generator=generator) < fine_share).expand(-1, k)
+    order = torch.argsort(torch.rand(shape, generator=generator), dim=1)
+    spread = torch.linspace(0, 1, k)[order]
+    jitter = 2 * torch.rand(shape, generator=generator) - 1
+    level = torch.randint(len(SHARPEN_LEVELS), (n_inputs, 1), generator=generator).expand(-1, k)
+    alpha = torch.where(fine, torch.full(shape, 0.9), 0.6 * spread + 0.03 * jitter).clamp(0, 1)
+    noise_sigma = torch.where(fine, fine_noise * (spread + jitter / 20), torch.zeros(shape)).clamp(min=0)
+    candidates = (
+        alpha[..., None, None, None] * hq[:, None] + (1 - alpha[..., None, None, None]) * bases[rows, level]
+    )
+    noise = noise_sigma[..., None, None, None] * torch.randn(candidates.shape, generator=generator)
+    return (candidates + noise).clamp(-1, 1)
+
+
+POOL_MAKERS = {
+    "graded": graded_candidates,
+    "versions": versions_candidates,
+    "redundant": redundant_candidates,
+}
+
+
+def pool_options(args) -> dict[str, float]:
+    if args.pool != "redundant":
+        return {}
+    return {"fine_share": args.fine_share, "fine_noise": args.fine_noise}
+
+
 def build_dataset(
-    split: str, n_inputs: int, candidates_per_input: int, *, seed: int, distance, pool: str = "graded"
+    split: str,
+    n_inputs: int,
+    candidates_per_input: int,
+    *,
+    seed: int,
+    distance,
+    pool: str = "graded",
+    pool_options: Mapping[str, float] | None = None,
 ) -> Dataset:
     seeds = split_seeds(split, n_inputs)
     hq = synthetic_faces(seeds, RESOLUTION)
@@ -146,8 +196,7 @@ def build_dataset(
     )
     bases = torch.stack([classical_restore(lq, sharpen=level) for level in SHARPEN_LEVELS], dim=1)
     shape = (n_inputs, candidates_per_input)
-    make = graded_candidates if pool == "graded" else versions_candidates
-    candidates = make(hq, bases, shape, generator)
+    candidates = POOL_MAKERS[pool](hq, bases, shape, generator, **(pool_options or {}))
     flat_hq = hq[:, None].expand_as(candidates).reshape(-1, 3, RESOLUTION, RESOLUTION)
     flat_candidates = candidates.reshape(-1, 3, RESOLUTION, RESOLUTION)
     with torch.no_grad():
@@ -437,6 +486,12 @@ def main() -> None:
     parser.add_argument(
         "--pool", choices=POOLS, default="graded", help="how the candidates are made (see POOLS)"
     )
+    parser.add_argument(
+        "--fine-share", type=float, default=FINE_SHARE, help="redundant pool: share of the fine inputs"
+    )
+    parser.add_argument(
+        "--fine-noise", type=float, default=FINE_NOISE, help="redundant pool: the fine inputs' top noise σ"
+    )
     parser.add_argument("--budgets", type=int, nargs="+", default=[250, 1000, 2000, 4000])
     parser.add_argument("--random-budgets", type=int, nargs="+", default=[250, 1000, 4000])
     parser.add_argument(
@@ -527,10 +582,22 @@ def main() -> None:
     started = time.perf_counter()
     distance = PerceptualDistance() if args.oracle == "default" else distance_by_name(args.oracle)
     pool = build_dataset(
-        "train", args.pool_inputs, args.candidates, seed=args.seed, distance=distance, pool=args.pool
+        "train",
+        args.pool_inputs,
+        args.candidates,
+        seed=args.seed,
+        distance=distance,
+        pool=args.pool,
+        pool_options=pool_options(args),
     )
     test = build_dataset(
-        "test", args.test_inputs, args.candidates, seed=args.seed + 1, distance=distance, pool=args.pool
+        "test",
+        args.test_inputs,
+        args.candidates,
+        seed=args.seed + 1,
+        distance=distance,
+        pool=args.pool,
+        pool_options=pool_options(args),
     )
     bank = ImageBank({**pool.images, **test.images}, resolution=args.resolution)
     # tie margin and both-bad threshold (and the temperature unless given): the defaults for this distance
@@ -544,7 +611,7 @@ def main() -> None:
         f"machine: {platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(
-        f"data: pool {args.pool!r}, {args.pool_inputs} pool inputs + {args.test_inputs} held-out inputs, "
+        f"data: pool {args.pool!r}{' ' + str(pool_options(args)) if pool_options(args) else ''}, {args.pool_inputs} pool inputs + {args.test_inputs} held-out inputs, "
         f"{args.candidates} candidates each ({len(test_pairs(test))} held-out pairs), built in "
         f"{time.perf_counter() - started:.0f} s"
     )
