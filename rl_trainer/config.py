@@ -144,6 +144,10 @@ class RLConfig:
     # Preference RL trades fidelity for what people prefer; a promotion that allows a PSNR drop of L dB refuses
     # a candidate that went past L, so the run stops while it is still a candidate that can pass. None: off.
     fidelity_budget_db: float | None = None
+    # the same for each held-out face alone: a run also ends at the first evaluation where one face's observation
+    # PSNR is more than this many dB below its own at step 0. The mean hides a restorer that ruins a few faces
+    # (benchmarks/results/guard_fidelity.txt: one face of eight carried -1.9 dB of a -0.34 dB mean). None: off.
+    fidelity_face_budget_db: float | None = None
     # hand back the policy of the evaluation with the best held-out score (its win rate against the reference's
     # samples of the evaluation inputs) instead of the last one: early stopping's "restore the best weights".
     # The reward terms keep climbing after the held-out evaluator has peaked; this keeps the peak.
@@ -246,6 +250,12 @@ class RLConfig:
         ):
             raise RLConfigError(
                 "RLConfig.fidelity_budget_db must be > 0 and needs held_out_evaluator 'fidelity' (a score in dB)"
+            )
+        if self.fidelity_face_budget_db is not None and (
+            self.fidelity_face_budget_db <= 0 or self.held_out_evaluator != "fidelity"
+        ):
+            raise RLConfigError(
+                "RLConfig.fidelity_face_budget_db must be > 0 and needs held_out_evaluator 'fidelity' (a score in dB)"
             )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise RLConfigError("RLConfig.max_minutes must be > 0 or None")

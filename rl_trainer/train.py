@@ -254,7 +254,11 @@ def train_policy(
                 del snapshots[old_step]
             drop = _fidelity_drop(evaluation, evaluations[0])
             budget = config.fidelity_budget_db
-            over_budget = budget is not None and drop is not None and drop > budget
+            face_budget = config.fidelity_face_budget_db
+            worst_drop = evaluation.get("eval/held_out_worst_drop")
+            over_mean_budget = budget is not None and drop is not None and drop > budget
+            over_face_budget = face_budget is not None and worst_drop is not None and worst_drop > face_budget
+            over_budget = over_mean_budget or over_face_budget
             key = _held_out_key(evaluation, config)
             if best is not None and key is not None and key > best["key"] and not over_budget:
                 best = {"step": step, "key": key, "state": snapshots[step]}
@@ -264,11 +268,13 @@ def train_policy(
                 rolled_back_to = int(evaluations[-2]["step"])
                 policy.load_state_dict(snapshots[rolled_back_to], strict=False)
                 stop_reason = STOP_FIDELITY_BUDGET
-                message = (
-                    f"stopped at step {step}: the held-out observation PSNR fell {drop:.2f} dB below step 0's,"
-                    f" past the {budget:g} dB budget; kept the policy of step {rolled_back_to},"
-                    f" the last within it"
+                fell = (
+                    f"the held-out observation PSNR fell {drop:.2f} dB below step 0's, past the {budget:g} dB budget"
+                    if over_mean_budget
+                    else f"one held-out face's observation PSNR fell {worst_drop:.2f} dB below its own at step 0,"
+                    f" past the {face_budget:g} dB budget per face"
                 )
+                message = f"stopped at step {step}: {fell}; kept the policy of step {rolled_back_to}, the last within it"
             elif trainer.guard.triggered:
                 rolled_back_to = min(snapshots)
                 policy.load_state_dict(snapshots[rolled_back_to], strict=False)

@@ -529,6 +529,8 @@ class RLTrainer:
                 ).float()
             metrics["eval/held_out"] = float(score.mean())
             metrics["eval/held_out_win"] = win_rate(score, self._reference_held_out)
+            # the largest fall of one input's score below the reference's image of it (the same seed)
+            metrics["eval/held_out_worst_drop"] = float((self._reference_held_out - score).max())
         if self.config.eval_entropy_seeds:
             if self._reference_entropy is None:
                 self._reference_entropy = self._evaluation_entropy(self.reference, self._reference_images())

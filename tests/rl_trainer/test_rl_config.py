@@ -38,6 +38,7 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         ("keep_best_entropy_ratio", 0.7, "needs keep_best and eval_entropy_seeds"),
         # the test preset's guard watches the perceptual evaluator, whose score is not in dB
         ("fidelity_budget_db", 0.3, "needs held_out_evaluator 'fidelity'"),
+        ("fidelity_face_budget_db", 1.0, "needs held_out_evaluator 'fidelity'"),
     ],
 )
 def test_invalid_values_are_refused(field, value, message):
@@ -76,3 +77,5 @@ def test_a_fidelity_budget_is_positive_and_in_db():
     )
     with pytest.raises(RLConfigError, match="fidelity_budget_db must be > 0"):
         RLConfig.preset("test", held_out_evaluator="fidelity", fidelity_budget_db=0.0)
+    with pytest.raises(RLConfigError, match="fidelity_face_budget_db must be > 0"):
+        RLConfig.preset("test", held_out_evaluator="fidelity", fidelity_face_budget_db=-1.0)

@@ -275,6 +275,26 @@ def test_a_fidelity_budget_ends_the_run_and_hands_back_the_last_evaluation_withi
     assert written["stop_reason"] == STOP_FIDELITY_BUDGET and written["rolled_back_to_step"] == 4
 
 
+def test_a_budget_per_face_ends_the_run_where_one_face_falls_past_it(tmp_path):
+    # as above, but the budget is on the one face that fell most: it sits between the worst faces' drops of two
+    # evaluations, with a mean budget that is never reached, so only the per-face budget can stop the run
+    settings = {"max_steps": 8, "eval_every": 2, "hacking_patience": 100, "held_out_evaluator": "fidelity"}
+    free, _, _ = run(tmp_path / "free", config(**settings), held_out=darkness_evaluator())
+    worst = [e["eval/held_out_worst_drop"] for e in free.evaluations]
+    mean = [free.evaluations[0]["eval/held_out"] - e["eval/held_out"] for e in free.evaluations]
+    assert worst[0] == 0.0 and all(later > earlier for earlier, later in zip(worst, worst[1:]))
+    assert all(w >= m for w, m in zip(worst, mean))  # one face falls at least as far as the mean
+    face_budget = (worst[2] + worst[3]) / 2  # steps 4 and 6
+    result, _, _ = run(
+        tmp_path / "face",
+        config(**settings, fidelity_face_budget_db=face_budget, fidelity_budget_db=10 * mean[-1] + 1.0),
+        held_out=darkness_evaluator(),
+    )
+    assert result.stop_reason == STOP_FIDELITY_BUDGET
+    assert result.steps == 6 and result.rolled_back_to_step == 4
+    assert f"past the {face_budget:g} dB budget per face; kept the policy of step 4" in result.message
+
+
 def test_keep_best_can_require_the_determinism_goal(tmp_path):
     # the agreement term alone lowers the hesitant policy's solution entropy step by step
     settings = {
