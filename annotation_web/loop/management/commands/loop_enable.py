@@ -26,8 +26,19 @@ DEMO_POLICY = {
     # its training inputs and saw drops of -0.13 / -0.65 dB where the evaluation measured -0.75 / -1.9), and
     # the loop gives it a fidelity budget of 0.6 x the PSNR limit (services.rl_overrides): with evaluations
     # every 5 steps a run against a newer reward model was past it at step 5 and handed back step 0.
+    # A run also stops where one guard face loses 1 dB: in loop_baseline_limit.txt one face of eight carried
+    # -1.9 / -2.4 dB of a -0.34 / -0.31 dB mean (guard_fidelity.txt). With it (loop_face_budget.txt) rounds 1
+    # and 2 were promoted (oracle win 0.828, 0.844; -0.10, -0.25 dB) where without it round 1's candidate was
+    # refused; one run each, and with evaluations every 2 steps (loop_face_budget_every2.txt) round 1 stopped
+    # at step 2 (win 0.555), so this is not a measured optimum.
     "rl_preset": "tiny_preference",
-    "rl_overrides": {"max_minutes": 5.0, "eval_inputs": 8, "eval_fraction": 0.25, "eval_every": 3},
+    "rl_overrides": {
+        "max_minutes": 5.0,
+        "eval_inputs": 8,
+        "eval_fraction": 0.25,
+        "eval_every": 3,
+        "fidelity_face_budget_db": 1.0,
+    },
     "samples_per_input": 4,
     "pairs_budget": 60,
     # Generations and evaluations sample as the RL preset's rollouts do (8 steps): RL tunes the sampler it runs.
