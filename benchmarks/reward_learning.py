@@ -87,7 +87,7 @@ class Dataset:
 
 SHARPEN_LEVELS = (0.0, 0.5, 1.0, 1.5)
 POOLS = ("graded", "versions", "redundant")
-# share of a redundant pool's inputs whose candidates differ only in their artifacts
+# share of a redundant pool's inputs whose candidates differ only in their noise
 FINE_SHARE = 0.3
 FINE_NOISE = 0.08  # the fine inputs' noisiest candidate's σ
 
@@ -140,9 +140,9 @@ def redundant_candidates(hq, bases, shape, generator, *, fine_share=FINE_SHARE, 
     A share ``1 - fine_share`` of the inputs are "coarse": their candidates are one sharpening level at alphas
     spread evenly over [0, 0.6] (jitter ± 0.03), noise-free, so every pair is ordered by how much of the face
     came back, a lesson a few labels teach. The rest are "fine": every candidate at alpha 0.9 with noise σ
-    spread evenly over [0, fine_noise] (jitter ± fine_noise / 20), ordered by their noise, which a model that learnt "more
-    detail is better" from the coarse inputs ranks backwards. Random pairs spend most labels re-teaching the
-    coarse lesson; pairs a model is unsure of go where the fine one is still unlearnt.
+    spread evenly over [0, fine_noise] (jitter ± fine_noise / 20), ordered by their noise, which a model that
+    learnt "more detail is better" from the coarse inputs ranks backwards. Random pairs spend most labels
+    re-teaching the coarse lesson; pairs a model is unsure of go where the fine one is still unlearnt.
     """
     n_inputs, k = shape
     rows = torch.arange(n_inputs)[:, None]
@@ -581,6 +581,7 @@ def main() -> None:
 
     started = time.perf_counter()
     distance = PerceptualDistance() if args.oracle == "default" else distance_by_name(args.oracle)
+    options = pool_options(args)
     pool = build_dataset(
         "train",
         args.pool_inputs,
@@ -588,7 +589,7 @@ def main() -> None:
         seed=args.seed,
         distance=distance,
         pool=args.pool,
-        pool_options=pool_options(args),
+        pool_options=options,
     )
     test = build_dataset(
         "test",
@@ -597,7 +598,7 @@ def main() -> None:
         seed=args.seed + 1,
         distance=distance,
         pool=args.pool,
-        pool_options=pool_options(args),
+        pool_options=options,
     )
     bank = ImageBank({**pool.images, **test.images}, resolution=args.resolution)
     # tie margin and both-bad threshold (and the temperature unless given): the defaults for this distance
@@ -611,7 +612,7 @@ def main() -> None:
         f"machine: {platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(
-        f"data: pool {args.pool!r}{' ' + str(pool_options(args)) if pool_options(args) else ''}, {args.pool_inputs} pool inputs + {args.test_inputs} held-out inputs, "
+        f"data: pool {args.pool!r}{f' {options}' if options else ''}, {args.pool_inputs} pool inputs + {args.test_inputs} held-out inputs, "
         f"{args.candidates} candidates each ({len(test_pairs(test))} held-out pairs), built in "
         f"{time.perf_counter() - started:.0f} s"
     )

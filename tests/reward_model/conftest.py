@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from reward_model.oracle import OracleAnnotator, _L1GradientDistance
 from tests.reward_model.toy import ToyData, make_toy_data
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _benchmark_module(stem: str):
+    """A benchmark script imported as a module (benchmarks/ is not a package), removed again after its tests."""
+    spec = importlib.util.spec_from_file_location(f"{stem}_under_test", BENCHMARKS / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def rl_gain():
+    yield from _benchmark_module("rl_gain")
+
+
+@pytest.fixture(scope="module")
+def reward_learning():
+    yield from _benchmark_module("reward_learning")
 
 
 @pytest.fixture(scope="session")

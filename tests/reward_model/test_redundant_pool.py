@@ -3,24 +3,7 @@ minority another (which candidate is noisier), so that pairs chosen by uncertain
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-import pytest
 import torch
-
-REWARD_LEARNING = Path(__file__).resolve().parents[2] / "benchmarks" / "reward_learning.py"
-
-
-@pytest.fixture(scope="module")
-def reward_learning():
-    spec = importlib.util.spec_from_file_location("reward_learning_under_test", REWARD_LEARNING)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 def test_coarse_inputs_are_noise_free_blends_and_fine_ones_differ_only_in_noise(reward_learning):

@@ -3,24 +3,7 @@ learned reward was hacked on (over-sharpening), so the annotators' answers on th
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-import pytest
 import torch
-
-RL_GAIN = Path(__file__).resolve().parents[2] / "benchmarks" / "rl_gain.py"
-
-
-@pytest.fixture(scope="module")
-def rl_gain():
-    spec = importlib.util.spec_from_file_location("rl_gain_under_test", RL_GAIN)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 def test_the_ladder_spans_blur_to_strong_over_sharpening_of_one_image(rl_gain):
