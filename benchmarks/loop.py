@@ -301,6 +301,7 @@ def oracle_lines(
     num_steps = int(query(db, "SELECT num_steps FROM loop_looppolicy")[0]["num_steps"])
     test = rl_gain.make_faces("test", faces)
     measured: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
+    terms: dict[int, dict[str, torch.Tensor]] = {}
     for version_id in [version for _, version in rounds] + candidates:
         if version_id in measured:
             continue
@@ -314,6 +315,8 @@ def oracle_lines(
             psnr(flat, hq),
             float(solution_entropy(samples)),
         )
+        if hasattr(distance, "components"):
+            terms[version_id] = weighted_terms(distance, flat, hq)
     first_bad, first_psnr, first_entropy = measured[rounds[0][1]]
     lines = [
         "",
@@ -353,7 +356,82 @@ def oracle_lines(
             f"  {float(values.mean() - parent_values.mean()):>+15.2f}  {100 * (entropy / parent_entropy - 1):+5.1f}%"
             f"  {'yes' if version_id in in_use_ever else 'no'}"
         )
+    if terms:
+        lines += worse_image_lines(
+            versions, sorted(candidates), measured, terms, first=rounds[0][1], faces=faces
+        )
     return lines, per_round
+
+
+def weighted_terms(distance, images, hq, chunk: int = 128) -> dict:
+    """The oracle's terms as they enter its badness (weight times term), per image: what made it worse."""
+    import torch
+
+    with torch.no_grad():
+        parts = [
+            distance.components(images[i : i + chunk], hq[i : i + chunk])
+            for i in range(0, len(images), chunk)
+        ]
+    config = distance.config
+    weights = {
+        "identity": config.identity_weight,
+        "sharpness": config.sharpness_weight,
+        "artifact": config.artifact_weight,
+    }
+    return {name: weight * torch.cat([part[name] for part in parts]) for name, weight in weights.items()}
+
+
+def mean_text(values, mask) -> str:
+    return f"{float(values[mask].mean()):+7.3f}" if bool(mask.any()) else "      -"
+
+
+def worse_image_lines(versions, candidates, measured, terms, *, first: int, faces: int) -> list[str]:
+    """Which test images each RL candidate makes worse than the first restorer, whether they are the same
+    faces from one candidate to the next, and which of the oracle's terms made them worse: where the win rate
+    meets its ceiling."""
+    import torch
+
+    first_bad = measured[first][0]
+    lines = [
+        "",
+        "the images each RL candidate makes worse than the first restorer (image = test face x seed; the"
+        " oracle's weighted terms, candidate minus first, mean over those images | over the images it makes better):",
+        "  candidate          worse  faces  both seeds  first's badness there (all)   identity          sharpness"
+        "         artifact",
+    ]
+    worse_faces: dict[int, set[int]] = {}
+    for version_id in candidates:
+        bad = measured[version_id][0]
+        worse = bad > first_bad
+        better = bad < first_bad
+        face_of = torch.arange(len(bad)) % faces  # images are seed-major: image i is face i mod faces
+        worse_faces[version_id] = {int(face) for face in face_of[worse]}
+        per_face = worse.reshape(-1, faces)
+        both = int(per_face.all(dim=0).sum())
+        row = versions[version_id]
+        change = {name: terms[version_id][name] - terms[first][name] for name in terms[first]}
+        columns = "  ".join(
+            f"{mean_text(change[name], worse)} | {mean_text(change[name], better)}"
+            for name in ("identity", "sharpness", "artifact")
+        )
+        lines.append(
+            f"  {row['name'] + '@v' + str(row['version']):<18} {int(worse.sum()):>5}  {len(worse_faces[version_id]):>5}"
+            f"  {both:>10}  {float(first_bad[worse].mean()) if bool(worse.any()) else float('nan'):>19.3f}"
+            f" ({float(first_bad.mean()):.3f})   {columns}"
+        )
+    if len(worse_faces) >= 2:
+        sets = list(worse_faces.values())
+        shared = set.intersection(*sets)
+        lines.append(
+            f"  faces made worse by every candidate: {len(shared)} of {faces}; by any: {len(set.union(*sets))};"
+            " pairwise shared / union: "
+            + ", ".join(
+                f"{len(sets[i] & sets[j])}/{len(sets[i] | sets[j])}"
+                for i in range(len(sets))
+                for j in range(i + 1, len(sets))
+            )
+        )
+    return lines
 
 
 def target_lines(per_round: list[tuple[str, float, float]], ranking: list[str]) -> list[str]:

@@ -148,6 +148,13 @@ class RLConfig:
     # PSNR is more than this many dB below its own at step 0. The mean hides a restorer that ruins a few faces
     # (benchmarks/results/guard_fidelity.txt: one face of eight carried -1.9 dB of a -0.34 dB mean). None: off.
     fidelity_face_budget_db: float | None = None
+    # how often a run that went past a fidelity budget goes back to its last evaluation within it and goes on
+    # with the learning rate times `fidelity_backoff_factor` (and fresh optimiser moments), before it stops
+    # there. The budget is crossed between two evaluations, so without this a run whose first interval overshoots
+    # hands back step 0: in the loop, once most of the baseline's limit is spent, every run did
+    # (benchmarks/results/loop_face_budget.txt, round 3; loop_worse_images.txt, rounds 2 and 3). 0: stop at once.
+    fidelity_backoffs: int = 0
+    fidelity_backoff_factor: float = 0.5
     # hand back the policy of the evaluation with the best held-out score (its win rate against the reference's
     # samples of the evaluation inputs) instead of the last one: early stopping's "restore the best weights".
     # The reward terms keep climbing after the held-out evaluator has peaked; this keeps the peak.
@@ -256,6 +263,11 @@ class RLConfig:
         ):
             raise RLConfigError(
                 "RLConfig.fidelity_face_budget_db must be > 0 and needs held_out_evaluator 'fidelity' (a score in dB)"
+            )
+        if self.fidelity_backoffs < 0 or not 0 < self.fidelity_backoff_factor < 1:
+            raise RLConfigError(
+                "RLConfig.fidelity_backoffs must be >= 0 and fidelity_backoff_factor in (0, 1), got"
+                f" {self.fidelity_backoffs} and {self.fidelity_backoff_factor}"
             )
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise RLConfigError("RLConfig.max_minutes must be > 0 or None")

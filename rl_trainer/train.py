@@ -64,6 +64,7 @@ class RLResult:
     entropy_after: float | None = None
     rolled_back_to_step: int | None = None
     selected_step: int | None = None  # config.keep_best: the evaluation whose policy was handed back
+    backoffs: int = 0  # config.fidelity_backoffs: how often the run went back within its fidelity budgets
 
     @property
     def stopped_early(self) -> bool:
@@ -81,6 +82,7 @@ class RLResult:
             "entropy_after": self.entropy_after,
             "rolled_back_to_step": self.rolled_back_to_step,
             "selected_step": self.selected_step,
+            "backoffs": self.backoffs,
             "evaluations": self.evaluations,
         }
 
@@ -171,6 +173,10 @@ def train_policy(
     snapshots: dict[int, dict[str, Tensor]] = {}
     # config.keep_best: the evaluation with the best held-out key so far, and its trainable weights
     best: dict[str, Any] | None = None
+    # the last evaluation within the fidelity budgets (where a run that went past them goes back to), and how
+    # often it went back
+    within_budget_step = 0
+    backoffs = 0
     entropy_before: float | None = None
     seconds_before = 0.0
     checkpoint = load_latest_checkpoint(out_dir, config)
@@ -182,6 +188,8 @@ def train_policy(
         seconds_before = float(checkpoint.state["seconds"])
         snapshots = {int(key): value for key, value in checkpoint.training_state["snapshots"].items()}
         best = checkpoint.training_state.get("best")
+        within_budget_step = int(checkpoint.state.get("within_budget_step", 0))
+        backoffs = int(checkpoint.state.get("backoffs", 0))
         log(f"resumed from checkpoint at step {trainer.step_count} of {config.max_steps}")
     else:
         if config.entropy_seeds:
@@ -215,6 +223,8 @@ def train_policy(
                 "evaluations": evaluations,
                 "entropy_before": entropy_before,
                 "seconds": elapsed(),
+                "within_budget_step": within_budget_step,
+                "backoffs": backoffs,
             },
             keep=config.keep_checkpoints,
         )
@@ -245,13 +255,15 @@ def train_policy(
         )
         if step % config.eval_every == 0 or step == config.max_steps or out_of_time:
             # evaluate() only measures; the guard counts this evaluation here, once
+            guard_before = copy.deepcopy(trainer.guard.state_dict())
             evaluation = trainer.update_guard(trainer.evaluate())
             evaluations.append({"step": float(step), **evaluation})
             metrics.update(evaluation)
             postfix.update(held_out=evaluation.get("eval/held_out", float("nan")))
             snapshots[step] = _trainable_state(policy)
             for old_step in sorted(snapshots)[: -(config.hacking_patience + 1)]:
-                del snapshots[old_step]
+                if old_step != within_budget_step:
+                    del snapshots[old_step]
             drop = _fidelity_drop(evaluation, evaluations[0])
             budget = config.fidelity_budget_db
             face_budget = config.fidelity_face_budget_db
@@ -262,19 +274,32 @@ def train_policy(
             key = _held_out_key(evaluation, config)
             if best is not None and key is not None and key > best["key"] and not over_budget:
                 best = {"step": step, "key": key, "state": snapshots[step]}
+            if not over_budget:
+                within_budget_step = step
             if over_budget:
-                # every earlier evaluation was within the budget (the run would have ended there); the snapshots
-                # always keep the one before this
-                rolled_back_to = int(evaluations[-2]["step"])
-                policy.load_state_dict(snapshots[rolled_back_to], strict=False)
-                stop_reason = STOP_FIDELITY_BUDGET
                 fell = (
                     f"the held-out observation PSNR fell {drop:.2f} dB below step 0's, past the {budget:g} dB budget"
                     if over_mean_budget
                     else f"one held-out face's observation PSNR fell {worst_drop:.2f} dB below its own at step 0,"
                     f" past the {face_budget:g} dB budget per face"
                 )
-                message = f"stopped at step {step}: {fell}; kept the policy of step {rolled_back_to}, the last within it"
+                # the snapshots always keep the last evaluation within the budgets
+                policy.load_state_dict(snapshots[within_budget_step], strict=False)
+                if backoffs < config.fidelity_backoffs:
+                    # this evaluation never happened for the guard and the best: its policy is gone
+                    backoffs += 1
+                    trainer.back_off(config.fidelity_backoff_factor)
+                    trainer.guard.load_state_dict(guard_before)
+                    del snapshots[step]
+                    evaluations[-1]["eval/backed_off"] = float(backoffs)
+                    log(
+                        f"step {step}: {fell}; back to the policy of step {within_budget_step}, learning rate"
+                        f" x{config.fidelity_backoff_factor**backoffs:g} ({backoffs} of {config.fidelity_backoffs})"
+                    )
+                else:
+                    rolled_back_to = within_budget_step
+                    stop_reason = STOP_FIDELITY_BUDGET
+                    message = f"stopped at step {step}: {fell}; kept the policy of step {rolled_back_to}, the last within it"
             elif trainer.guard.triggered:
                 rolled_back_to = min(snapshots)
                 policy.load_state_dict(snapshots[rolled_back_to], strict=False)
@@ -300,6 +325,11 @@ def train_policy(
             break
     bar.close()
 
+    if backoffs:
+        message += (
+            f"; went back within the fidelity budgets {backoffs} time{'s' if backoffs > 1 else ''}"
+            f" (learning rate x{config.fidelity_backoff_factor**backoffs:g})"
+        )
     selected_step = None
     if best is not None and stop_reason in NORMAL_ENDS:
         selected_step = int(best["step"])
@@ -329,6 +359,7 @@ def train_policy(
         entropy_before=entropy_before,
         rolled_back_to_step=rolled_back_to,
         selected_step=selected_step,
+        backoffs=backoffs,
     )
     if stop_reason == STOP_CANCELLED:
         return result
@@ -377,6 +408,7 @@ def _finished_run(out_dir: Path, config: RLConfig) -> RLResult | None:
         entropy_after=record["entropy_after"],
         rolled_back_to_step=record["rolled_back_to_step"],
         selected_step=record.get("selected_step"),
+        backoffs=int(record.get("backoffs", 0)),
     )
 
 

@@ -579,6 +579,13 @@ class RLTrainer:
         ]
         return solution_entropy(torch.stack(samples))
 
+    def back_off(self, factor: float) -> None:
+        """Smaller steps from here on: the learning rate times ``factor``, and the optimiser's moments forgotten
+        (they point the way that overshot)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+        self.optimizer.state.clear()
+
     # -- checkpoint state ------------------------------------------------------------------------------------
 
     def policy_state(self) -> dict[str, Tensor]:

@@ -39,6 +39,8 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         # the test preset's guard watches the perceptual evaluator, whose score is not in dB
         ("fidelity_budget_db", 0.3, "needs held_out_evaluator 'fidelity'"),
         ("fidelity_face_budget_db", 1.0, "needs held_out_evaluator 'fidelity'"),
+        ("fidelity_backoffs", -1, "fidelity_backoffs must be >= 0"),
+        ("fidelity_backoff_factor", 1.0, "fidelity_backoff_factor in \\(0, 1\\)"),
     ],
 )
 def test_invalid_values_are_refused(field, value, message):

@@ -295,6 +295,53 @@ def test_a_budget_per_face_ends_the_run_where_one_face_falls_past_it(tmp_path):
     assert f"past the {face_budget:g} dB budget per face; kept the policy of step 4" in result.message
 
 
+def test_a_run_past_its_budget_goes_back_and_on_with_smaller_steps(tmp_path):
+    # the budget is below the drop of the first evaluation after step 0: without backing off the run hands back
+    # step 0, a copy; backing off it goes on from step 0 at a fifth of the learning rate (the stand-in's first
+    # steps move little, its later ones much) and hands back the last evaluation within the budget, which moved
+    settings = {"max_steps": 16, "eval_every": 4, "hacking_patience": 100, "held_out_evaluator": "fidelity"}
+    free, _, _ = run(tmp_path / "free", config(**settings), held_out=darkness_evaluator())
+    drops = [free.evaluations[0]["eval/held_out"] - e["eval/held_out"] for e in free.evaluations]
+    budget = 0.75 * drops[1]  # step 4
+    stuck, stuck_policy, stuck_reference = run(
+        tmp_path / "stuck", config(**settings, fidelity_budget_db=budget), held_out=darkness_evaluator()
+    )
+    assert stuck.steps == 4 and stuck.rolled_back_to_step == 0 and stuck.backoffs == 0
+    assert distance(stuck_policy, stuck_reference) == 0.0
+
+    at_step: dict[int, dict] = {}
+
+    def remember(step, total, metrics):
+        at_step[step] = {name: value.detach().clone() for name, value in policy.state_dict().items()}
+
+    policy = GaussianStepPolicy()
+    result, _, reference = run(
+        tmp_path / "backed_off",
+        config(**settings, fidelity_budget_db=budget, fidelity_backoffs=3, fidelity_backoff_factor=0.2),
+        held_out=darkness_evaluator(),
+        policy=policy,
+        on_progress=remember,
+    )
+    first = result.evaluations[0]["eval/held_out"]
+    backed_off = [e for e in result.evaluations if "eval/backed_off" in e]
+    assert [int(e["step"]) for e in backed_off][0] == 4 and 1 <= result.backoffs == len(backed_off) <= 3
+    assert all(first - e["eval/held_out"] > budget for e in backed_off)
+    # the policy handed back is the last evaluation within the budget, and it moved
+    kept = [
+        e
+        for e in result.evaluations[1:]
+        if "eval/backed_off" not in e and first - e["eval/held_out"] <= budget
+    ]
+    assert kept, "no evaluation after step 0 stayed within the budget at the smaller steps"
+    kept_step = int(kept[-1]["step"])
+    for name, value in policy.state_dict().items():
+        assert torch.equal(value, at_step[kept_step][name])
+    assert distance(policy, reference) > 0.0
+    assert f"went back within the fidelity budgets {result.backoffs} time" in result.message
+    if result.stop_reason == STOP_FIDELITY_BUDGET:
+        assert result.backoffs == 3 and result.rolled_back_to_step == kept_step
+
+
 def test_keep_best_can_require_the_determinism_goal(tmp_path):
     # the agreement term alone lowers the hesitant policy's solution entropy step by step
     settings = {

@@ -322,6 +322,8 @@ def test_loop_enable_turns_the_demo_policy_on(loop_project):
     assert policy.num_steps == rl["rollout_steps"] and rl["eval_steps"] == rl["rollout_steps"]
     # its RL stops where one held-out face falls past a budget, not only the mean: a mean hides a ruined face
     assert rl["held_out_evaluator"] == "fidelity" and rl["fidelity_face_budget_db"] is not None
+    # and a run past a budget goes back within it with smaller steps before it hands back its start
+    assert rl["fidelity_backoffs"] >= 1
     call_command("loop_enable", project=loop_project.slug, off=True)
     assert not services.selectors.loop_policy_get(project=loop_project).enabled
 
