@@ -342,6 +342,35 @@ def test_a_run_past_its_budget_goes_back_and_on_with_smaller_steps(tmp_path):
         assert result.backoffs == 3 and result.rolled_back_to_step == kept_step
 
 
+def test_a_run_that_backed_off_resumes_with_its_smaller_steps(tmp_path):
+    # a crash after two back-offs: the resumed run keeps their count, the learning rate and the last policy within
+    # the budget, and ends as the uninterrupted run does
+    cfg = config(
+        max_steps=16,
+        eval_every=4,
+        checkpoint_every=4,
+        hacking_patience=100,
+        held_out_evaluator="fidelity",
+        fidelity_budget_db=0.032,
+        fidelity_backoffs=3,
+        fidelity_backoff_factor=0.2,
+    )
+    straight, straight_policy, _ = run(tmp_path / "straight", cfg, held_out=darkness_evaluator())
+    assert [int(e["step"]) for e in straight.evaluations if "eval/backed_off" in e][:2] == [4, 8]
+
+    def crash_at_step_10(step, total, metrics):
+        if step == 10:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "resumed", cfg, held_out=darkness_evaluator(), on_progress=crash_at_step_10)
+    resumed, resumed_policy, _ = run(tmp_path / "resumed", cfg, held_out=darkness_evaluator())
+    assert resumed.backoffs == straight.backoffs and resumed.message == straight.message
+    assert resumed.evaluations == straight.evaluations
+    for a, b in zip(straight_policy.state_dict().values(), resumed_policy.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_keep_best_can_require_the_determinism_goal(tmp_path):
     # the agreement term alone lowers the hesitant policy's solution entropy step by step
     settings = {
