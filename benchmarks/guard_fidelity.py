@@ -7,7 +7,8 @@ steps:
 - the guard's own reading: its held-out faces (the last `eval_fraction` of the run's inputs) at its one seed;
 - the same faces at `--seeds` seeds (the guard's seed first), with a bootstrap 95 % interval over the faces;
 - the evaluation job's reading on the project's held-out faces (its own seeds), from the database;
-and per face the change averaged over the seeds, so that a reader sees whether the faces or the seeds move it.
+and per face the change averaged over the seeds, so that a reader sees whether the faces or the seeds move it, with
+the parent's PSNR on that face and the candidate's observation error as a multiple of the parent's.
 
     ~/.venvs/pref-restore/bin/python benchmarks/guard_fidelity.py RUN_FOLDER [--seeds 4]
 """
@@ -101,9 +102,10 @@ def main() -> None:
         _, guard_faces = split_entries(read_manifest(manifest), config.eval_fraction)
         guard_faces = guard_faces[: config.eval_inputs]
         parent, candidate = params["restorer_id"], outputs["restorer_id"]
-        change = per_face_scores(artifacts[candidate], guard_faces, config, args.seeds) - per_face_scores(
-            artifacts[parent], guard_faces, config, args.seeds
-        )
+        before = per_face_scores(artifacts[parent], guard_faces, config, args.seeds)
+        change = per_face_scores(artifacts[candidate], guard_faces, config, args.seeds) - before
+        # the same squared error costs more dB where it is small: in MSE a face's change is comparable
+        mse_ratio = (10 ** (-change / 10)).mean(dim=0)
         per_face = change.mean(dim=0)
         low, high = bootstrap_interval(per_face, generator)
         evaluation = evaluations.get(candidate)
@@ -124,6 +126,10 @@ def main() -> None:
         )
         print(f"  evaluation on the held-out faces:   {evaluated} (against {names[parent]})")
         print(f"  per guard face, mean over seeds:    {' '.join(f'{float(v):+.2f}' for v in per_face)}")
+        print(
+            f"  the parent's PSNR on each, dB:      {' '.join(f'{float(v):5.1f}' for v in before.mean(dim=0))}"
+        )
+        print(f"  the candidate's MSE / the parent's: {' '.join(f'{float(v):5.2f}' for v in mse_ratio)}")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,11 @@ class RLConfig:
     # PSNR is more than this many dB below its own at step 0. The mean hides a restorer that ruins a few faces
     # (benchmarks/results/guard_fidelity.txt: one face of eight carried -1.9 dB of a -0.34 dB mean). None: off.
     fidelity_face_budget_db: float | None = None
+    # for that budget, a face's observation PSNR above this counts as this: the same squared error costs more dB
+    # where it is small, and at 44 dB a face whose error grew by a factor 1.41 (invisible) lost 1.5 dB, stopping
+    # runs whose other faces lost < 0.3 (benchmarks/results/guard_fidelity.txt, loop_backoff's run: the guard's
+    # faces at 44, 33, 31, 36, 34, 38, 32, 31 dB). None: no ceiling.
+    fidelity_face_ceiling_db: float | None = 40.0
     # how often a run that went past a fidelity budget goes back to its last evaluation within it and goes on
     # with the learning rate times `fidelity_backoff_factor` (and fresh optimiser moments), before it stops
     # there. The budget is crossed between two evaluations, so without this a run whose first interval overshoots
@@ -263,6 +268,10 @@ class RLConfig:
         ):
             raise RLConfigError(
                 "RLConfig.fidelity_face_budget_db must be > 0 and needs held_out_evaluator 'fidelity' (a score in dB)"
+            )
+        if self.fidelity_face_ceiling_db is not None and self.fidelity_face_ceiling_db <= 0:
+            raise RLConfigError(
+                f"RLConfig.fidelity_face_ceiling_db must be > 0 or None, got {self.fidelity_face_ceiling_db}"
             )
         if self.fidelity_backoffs < 0 or not 0 < self.fidelity_backoff_factor < 1:
             raise RLConfigError(

@@ -282,6 +282,11 @@ def train_policy(
                     if over_mean_budget
                     else f"one held-out face's observation PSNR fell {worst_drop:.2f} dB below its own at step 0,"
                     f" past the {face_budget:g} dB budget per face"
+                    + (
+                        f" (PSNR above {config.fidelity_face_ceiling_db:g} dB counted as that)"
+                        if config.fidelity_face_ceiling_db is not None
+                        else ""
+                    )
                 )
                 # the snapshots always keep the last evaluation within the budgets
                 policy.load_state_dict(snapshots[within_budget_step], strict=False)

@@ -530,7 +530,11 @@ class RLTrainer:
             metrics["eval/held_out"] = float(score.mean())
             metrics["eval/held_out_win"] = win_rate(score, self._reference_held_out)
             # the largest fall of one input's score below the reference's image of it (the same seed)
-            metrics["eval/held_out_worst_drop"] = float((self._reference_held_out - score).max())
+            reference_score, own_score = self._reference_held_out, score
+            ceiling = self.config.fidelity_face_ceiling_db
+            if self.config.held_out_evaluator == "fidelity" and ceiling is not None:
+                reference_score, own_score = reference_score.clamp(max=ceiling), score.clamp(max=ceiling)
+            metrics["eval/held_out_worst_drop"] = float((reference_score - own_score).max())
         if self.config.eval_entropy_seeds:
             if self._reference_entropy is None:
                 self._reference_entropy = self._evaluation_entropy(self.reference, self._reference_images())

@@ -40,6 +40,7 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         ("fidelity_budget_db", 0.3, "needs held_out_evaluator 'fidelity'"),
         ("fidelity_face_budget_db", 1.0, "needs held_out_evaluator 'fidelity'"),
         ("fidelity_backoffs", -1, "fidelity_backoffs must be >= 0"),
+        ("fidelity_face_ceiling_db", 0.0, "fidelity_face_ceiling_db must be > 0 or None"),
         ("fidelity_backoff_factor", 1.0, "fidelity_backoff_factor in \\(0, 1\\)"),
     ],
 )

@@ -292,7 +292,49 @@ def test_a_budget_per_face_ends_the_run_where_one_face_falls_past_it(tmp_path):
     )
     assert result.stop_reason == STOP_FIDELITY_BUDGET
     assert result.steps == 6 and result.rolled_back_to_step == 4
-    assert f"past the {face_budget:g} dB budget per face; kept the policy of step 4" in result.message
+    assert (
+        f"past the {face_budget:g} dB budget per face (PSNR above 40 dB counted as that); kept the policy of step 4"
+        in result.message
+    )
+
+
+def a_face_far_above_the_ceiling() -> HeldOutEvaluator:
+    """Scores like dB: the first evaluation face far above 40 and a thousand times as sensitive to brightness as
+    the second, which sits at 30."""
+
+    def score(lq, images, hq, params):
+        darkness = -images.mean(dim=(1, 2, 3))
+        sensitivity = torch.ones_like(darkness)
+        sensitivity[0] = 1000.0
+        offset = torch.full_like(darkness, 30.0)
+        offset[0] = 1000.0
+        return offset + sensitivity * darkness
+
+    return HeldOutEvaluator(name="fidelity-like", score=score)
+
+
+def test_the_budget_per_face_counts_a_psnr_above_its_ceiling_as_the_ceiling(tmp_path):
+    # the first face falls a thousand times as far as the second but stays far above 40 dB: only without the
+    # ceiling does it stop the run, at its first evaluation, handing back step 0
+    settings = {
+        "max_steps": 6,
+        "eval_every": 2,
+        "hacking_patience": 100,
+        "held_out_evaluator": "fidelity",
+        "fidelity_face_budget_db": 0.5,
+    }
+    without, _, _ = run(
+        tmp_path / "without",
+        config(**settings, fidelity_face_ceiling_db=None),
+        held_out=a_face_far_above_the_ceiling(),
+    )
+    assert without.stop_reason == STOP_FIDELITY_BUDGET and without.rolled_back_to_step == 0
+    assert without.evaluations[1]["eval/held_out_worst_drop"] > 0.5
+    assert "counted as that" not in without.message
+    capped, _, _ = run(tmp_path / "capped", config(**settings), held_out=a_face_far_above_the_ceiling())
+    assert capped.stop_reason == STOP_COMPLETED and capped.steps == 6
+    drops = [e["eval/held_out_worst_drop"] for e in capped.evaluations]
+    assert 0.0 < max(drops) < 0.5  # the second face's fall, which the first one's no longer hides
 
 
 def test_a_run_past_its_budget_goes_back_and_on_with_smaller_steps(tmp_path):
