@@ -149,9 +149,9 @@ class RLConfig:
     # (benchmarks/results/guard_fidelity.txt: one face of eight carried -1.9 dB of a -0.34 dB mean). None: off.
     fidelity_face_budget_db: float | None = None
     # for that budget, a face's observation PSNR above this counts as this: the same squared error costs more dB
-    # where it is small, and at 44 dB a face whose error grew by a factor 1.41 (invisible) lost 1.5 dB, stopping
-    # runs whose other faces lost < 0.3 (benchmarks/results/guard_fidelity.txt, loop_backoff's run: the guard's
-    # faces at 44, 33, 31, 36, 34, 38, 32, 31 dB). None: no ceiling.
+    # where it is small. The loop's first guard face sits at 44 dB (the others at 31-38) and carried the largest
+    # drop of every candidate measured (benchmarks/results/guard_fidelity.txt); there a 1.5 dB fall is an error
+    # 1.41 times one of 44 dB, still smaller than the other faces' errors. None: no ceiling.
     fidelity_face_ceiling_db: float | None = 40.0
     # how often a run that went past a fidelity budget goes back to its last evaluation within it and goes on
     # with the learning rate times `fidelity_backoff_factor` (and fresh optimiser moments), before it stops
