@@ -151,8 +151,11 @@ class RLConfig:
     # for that budget, a face's observation PSNR above this counts as this: the same squared error costs more dB
     # where it is small. The loop's first guard face sits at 44 dB (the others at 31-38) and carried the largest
     # drop of every candidate measured (benchmarks/results/guard_fidelity.txt); there a 1.5 dB fall is an error
-    # 1.41 times one of 44 dB, still smaller than the other faces' errors. None: no ceiling.
-    fidelity_face_ceiling_db: float | None = 40.0
+    # 1.41 times one of 44 dB, still smaller than the other faces' errors. Off by default: with a 40 dB ceiling
+    # the loop's runs went on until the mean budget stopped them and the evaluation, a mean of dB over its own
+    # faces, refused both candidates at -0.76 / -0.73 dB (benchmarks/results/loop_face_ceiling.txt; oracle win of the three refused candidates in the results), where the
+    # same loop without it promoted two (loop_backoff.txt). None: no ceiling.
+    fidelity_face_ceiling_db: float | None = None
     # how often a run that went past a fidelity budget goes back to its last evaluation within it and goes on
     # with the learning rate times `fidelity_backoff_factor` (and fresh optimiser moments), before it stops
     # there. The budget is crossed between two evaluations, so without this a run whose first interval overshoots

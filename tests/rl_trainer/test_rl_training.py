@@ -292,10 +292,7 @@ def test_a_budget_per_face_ends_the_run_where_one_face_falls_past_it(tmp_path):
     )
     assert result.stop_reason == STOP_FIDELITY_BUDGET
     assert result.steps == 6 and result.rolled_back_to_step == 4
-    assert (
-        f"past the {face_budget:g} dB budget per face (PSNR above 40 dB counted as that); kept the policy of step 4"
-        in result.message
-    )
+    assert f"past the {face_budget:g} dB budget per face; kept the policy of step 4" in result.message
 
 
 def a_face_far_above_the_ceiling() -> HeldOutEvaluator:
@@ -323,18 +320,26 @@ def test_the_budget_per_face_counts_a_psnr_above_its_ceiling_as_the_ceiling(tmp_
         "held_out_evaluator": "fidelity",
         "fidelity_face_budget_db": 0.5,
     }
-    without, _, _ = run(
-        tmp_path / "without",
-        config(**settings, fidelity_face_ceiling_db=None),
-        held_out=a_face_far_above_the_ceiling(),
-    )
+    without, _, _ = run(tmp_path / "without", config(**settings), held_out=a_face_far_above_the_ceiling())
     assert without.stop_reason == STOP_FIDELITY_BUDGET and without.rolled_back_to_step == 0
     assert without.evaluations[1]["eval/held_out_worst_drop"] > 0.5
     assert "counted as that" not in without.message
-    capped, _, _ = run(tmp_path / "capped", config(**settings), held_out=a_face_far_above_the_ceiling())
+    capped, _, _ = run(
+        tmp_path / "capped",
+        config(**settings, fidelity_face_ceiling_db=40.0),
+        held_out=a_face_far_above_the_ceiling(),
+    )
     assert capped.stop_reason == STOP_COMPLETED and capped.steps == 6
     drops = [e["eval/held_out_worst_drop"] for e in capped.evaluations]
     assert 0.0 < max(drops) < 0.5  # the second face's fall, which the first one's no longer hides
+    # a budget below that fall stops the capped run, and the message says how faces were counted
+    tight, _, _ = run(
+        tmp_path / "tight",
+        config(**{**settings, "fidelity_face_budget_db": max(drops) / 2}, fidelity_face_ceiling_db=40.0),
+        held_out=a_face_far_above_the_ceiling(),
+    )
+    assert tight.stop_reason == STOP_FIDELITY_BUDGET
+    assert "budget per face (PSNR above 40 dB counted as that)" in tight.message
 
 
 def test_a_run_past_its_budget_goes_back_and_on_with_smaller_steps(tmp_path):
