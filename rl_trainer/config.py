@@ -153,8 +153,9 @@ class RLConfig:
     # drop of every candidate measured (benchmarks/results/guard_fidelity.txt); there a 1.5 dB fall is an error
     # 1.41 times one of 44 dB, still smaller than the other faces' errors. Off by default: with a 40 dB ceiling
     # the loop's runs went on until the mean budget stopped them and the evaluation, a mean of dB over its own
-    # faces, refused both candidates at -0.76 / -0.73 dB (benchmarks/results/loop_face_ceiling.txt; oracle win of the three refused candidates in the results), where the
-    # same loop without it promoted two (loop_backoff.txt). None: no ceiling.
+    # faces, refused all three candidates at -0.76 / -0.73 / -0.68 dB (oracle win 0.84-0.86 at -0.22 to -0.30 dB
+    # against the HQ: benchmarks/results/loop_face_ceiling.txt), where the same loop without it promoted two
+    # (loop_backoff.txt). None: no ceiling.
     fidelity_face_ceiling_db: float | None = None
     # how often a run that went past a fidelity budget goes back to its last evaluation within it and goes on
     # with the learning rate times `fidelity_backoff_factor` (and fresh optimiser moments), before it stops
