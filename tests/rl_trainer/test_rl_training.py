@@ -53,6 +53,26 @@ def run(tmp_path, cfg, *, reward_fn=brightness, sampling=None, held_out=None, po
     return result, policy, reference
 
 
+def crash_at_step(crash_step: int):
+    """An on_progress callback that crashes the run when it reaches ``crash_step``."""
+
+    def crash(step, total, metrics):
+        if step == crash_step:
+            raise RuntimeError("simulated crash")
+
+    return crash
+
+
+def recorder(policy) -> tuple[dict[int, dict], object]:
+    """The policy's weights after every step, and the on_progress callback that keeps them."""
+    at_step: dict[int, dict] = {}
+
+    def remember(step, total, metrics):
+        at_step[step] = {name: value.detach().clone() for name, value in policy.state_dict().items()}
+
+    return at_step, remember
+
+
 def distance(policy, reference) -> float:
     return (
         sum(float((a - b).detach().pow(2).sum()) for a, b in zip(policy.parameters(), reference.parameters()))
@@ -146,12 +166,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, update):
     cfg = config(policy_update=update, max_steps=4, checkpoint_every=2, eval_every=2)
     straight, straight_policy, _ = run(tmp_path / "straight", cfg)
 
-    def crash_at_step_3(step, total, metrics):
-        if step == 3:
-            raise RuntimeError("simulated crash")
-
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(tmp_path / "resumed", cfg, on_progress=crash_at_step_3)
+        run(tmp_path / "resumed", cfg, on_progress=crash_at_step(3))
     assert [path.name for path in complete_checkpoints(tmp_path / "resumed")] == ["step_000002"]
     resumed, resumed_policy, _ = run(tmp_path / "resumed", cfg)
 
@@ -250,12 +266,8 @@ def test_a_fidelity_budget_ends_the_run_and_hands_back_the_last_evaluation_withi
     assert all(later > earlier for earlier, later in zip(drops, drops[1:]))
     budget = (drops[2] + drops[3]) / 2  # steps 4 and 6
 
-    at_step: dict[int, dict] = {}
-
-    def remember(step, total, metrics):
-        at_step[step] = {name: value.detach().clone() for name, value in policy.state_dict().items()}
-
     policy = GaussianStepPolicy()
+    at_step, remember = recorder(policy)
     written = {}
     result, _, reference = run(
         tmp_path / "budget",
@@ -356,12 +368,8 @@ def test_a_run_past_its_budget_goes_back_and_on_with_smaller_steps(tmp_path):
     assert stuck.steps == 4 and stuck.rolled_back_to_step == 0 and stuck.backoffs == 0
     assert distance(stuck_policy, stuck_reference) == 0.0
 
-    at_step: dict[int, dict] = {}
-
-    def remember(step, total, metrics):
-        at_step[step] = {name: value.detach().clone() for name, value in policy.state_dict().items()}
-
     policy = GaussianStepPolicy()
+    at_step, remember = recorder(policy)
     result, _, reference = run(
         tmp_path / "backed_off",
         config(**settings, fidelity_budget_db=budget, fidelity_backoffs=3, fidelity_backoff_factor=0.2),
@@ -405,12 +413,8 @@ def test_a_run_that_backed_off_resumes_with_its_smaller_steps(tmp_path):
     straight, straight_policy, _ = run(tmp_path / "straight", cfg, held_out=darkness_evaluator())
     assert [int(e["step"]) for e in straight.evaluations if "eval/backed_off" in e][:2] == [4, 8]
 
-    def crash_at_step_10(step, total, metrics):
-        if step == 10:
-            raise RuntimeError("simulated crash")
-
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(tmp_path / "resumed", cfg, held_out=darkness_evaluator(), on_progress=crash_at_step_10)
+        run(tmp_path / "resumed", cfg, held_out=darkness_evaluator(), on_progress=crash_at_step(10))
     resumed, resumed_policy, _ = run(tmp_path / "resumed", cfg, held_out=darkness_evaluator())
     assert resumed.backoffs == straight.backoffs and resumed.message == straight.message
     assert resumed.evaluations == straight.evaluations
@@ -467,12 +471,8 @@ def test_keep_best_survives_a_crash_and_resumes_to_the_same_choice(tmp_path):
     cfg = config(max_steps=6, eval_every=2, checkpoint_every=2, hacking_patience=100, keep_best=True)
     straight, straight_policy, _ = run(tmp_path / "straight", cfg, held_out=darkness_evaluator())
 
-    def crash_at_step_5(step, total, metrics):
-        if step == 5:
-            raise RuntimeError("simulated crash")
-
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run(tmp_path / "resumed", cfg, held_out=darkness_evaluator(), on_progress=crash_at_step_5)
+        run(tmp_path / "resumed", cfg, held_out=darkness_evaluator(), on_progress=crash_at_step(5))
     resumed, resumed_policy, _ = run(tmp_path / "resumed", cfg, held_out=darkness_evaluator())
     assert resumed.selected_step == straight.selected_step == 0
     for a, b in zip(straight_policy.state_dict().values(), resumed_policy.state_dict().values()):
