@@ -40,10 +40,10 @@ DEMO_POLICY = {
         "fidelity_face_budget_db": 1.0,
         # A run past a budget goes back to its last evaluation within it and on at half the learning rate, twice,
         # before it stops: without it, runs whose first 3 steps cost one face more than 1 dB handed back step 0
-        # (loop_worse_images.txt, rounds 2 and 3: 1.13 / 1.15 dB on one face, -0.2 dB on the mean). That face
-        # is at 44 dB, where the same error costs more dB; above the RL's 40 dB ceiling per face
-        # (RLConfig.fidelity_face_ceiling_db) a change no longer counts (loop_backoff.txt: its round 3 still
-        # handed back step 0 at lr x0.25, that face falling 1.36 dB).
+        # (loop_worse_images.txt, rounds 2 and 3: 1.13 / 1.15 dB on one face, -0.2 dB on the mean). With it
+        # (loop_backoff.txt) rounds 1 and 2 were promoted; round 3 still handed back step 0 at lr x0.25, that face,
+        # at 44 dB, falling 1.36 dB. No ceiling per face (RLConfig.fidelity_face_ceiling_db): with one at 40 dB
+        # the evaluation refused every candidate (loop_face_ceiling.txt).
         "fidelity_backoffs": 2,
     },
     "samples_per_input": 4,
