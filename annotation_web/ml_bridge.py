@@ -553,9 +553,8 @@ def restorer_held_out_scores(
     held_out_evaluator: str = "perceptual",
 ) -> list[dict]:
     """Each restorer (artifact folder) on the same held-out inputs and seeds (deterministic DDIM, eta 0):
-    mean PSNR against the HQ (dB) and the score of `rl_trainer.guard`'s held-out evaluator over all images (its
-    `aggregate`: the pooled PSNR for the observation PSNR; the one `RLConfig.held_out_evaluator` names: the RL
-    run's guard, so that promotion judges as the guard did), plus the
+    mean PSNR against the HQ (dB) and mean score of `rl_trainer.guard`'s held-out evaluator (the one
+    `RLConfig.held_out_evaluator` names: the RL run's guard, so that promotion judges as the guard did), plus the
     win rate of each restorer's images against the first restorer's (`rl_trainer.guard.win_rate`).
 
     Also, per restorer: SSIM and the perceptual distance (`restorer.metrics.PerceptualDistance`, named in
@@ -608,7 +607,7 @@ def restorer_held_out_scores(
         rows.append(
             {
                 "psnr": float(torch.cat(fidelity).mean()),
-                "held_out": evaluator.aggregate(joined),
+                "held_out": float(joined.mean()),
                 "win_rate_vs_first": win_rate(joined, reference_scores),
                 "evaluator": evaluator.name,
                 "images": int(joined.numel()),

@@ -139,8 +139,8 @@ class RLConfig:
     eval_fraction: float = 0.2
     hacking_patience: int = 3
     hacking_min_delta: float = 0.0
-    # with the "fidelity" evaluator (observation PSNR, dB): a run ends at the first evaluation whose held-out score
-    # (pooled over the faces: rl_trainer.guard.pooled_psnr) is more than this many dB below step 0's, and hands back the policy of the last evaluation within it.
+    # with the "fidelity" evaluator (observation PSNR, dB): a run ends at the first evaluation whose mean held-out
+    # score is more than this many dB below step 0's, and hands back the policy of the last evaluation within it.
     # Preference RL trades fidelity for what people prefer; a promotion that allows a PSNR drop of L dB refuses
     # a candidate that went past L, so the run stops while it is still a candidate that can pass. None: off.
     fidelity_budget_db: float | None = None

@@ -27,30 +27,11 @@ from rl_trainer.rewards import DistanceFn, observation_consistency
 HeldOutFn = Callable[[Tensor, Tensor, Tensor, Sequence[Any | None]], Tensor]
 """(lq [B,3,H,W], images, hq [B,3,H,W], degradations) -> score [B], higher is better."""
 
-HeldOutAggregate = Callable[[Tensor], float]
-"""scores [N] -> the one score of all N images (``eval/held_out``), higher is better."""
-
-
-def mean_score(scores: Tensor) -> float:
-    return float(scores.double().mean())
-
-
-def pooled_psnr(psnr_db: Tensor) -> float:
-    """The PSNR (dB) of all the images together: of their mean squared error, not the mean of their dB.
-
-    A mean of dB is ruled by the cleanest image: the same squared error costs ten times the dB at 44 dB as at
-    34. On the loop's held-out faces (31-44 dB) it read three candidates 0.68-0.76 dB below their parent that
-    were 0.22-0.30 dB below it against the HQ (benchmarks/results/loop_face_ceiling.txt); the pooled PSNR weighs
-    every face's error alike. A face ruined alone is the per-face budget's to catch
-    (``RLConfig.fidelity_face_budget_db``)."""
-    return float(-10 * torch.log10(torch.pow(10.0, -psnr_db.double() / 10).mean()))
-
 
 @dataclass
 class HeldOutEvaluator:
     name: str
     score: HeldOutFn
-    aggregate: HeldOutAggregate = mean_score
 
     def __call__(self, lq: Tensor, images: Tensor, hq: Tensor, degradations: Sequence[Any | None]) -> Tensor:
         return self.score(lq, images, hq, degradations)
@@ -67,8 +48,7 @@ def oracle_evaluator(distance: DistanceFn, name: str) -> HeldOutEvaluator:
 
 
 def fidelity_evaluator(fallback_downsample: int) -> HeldOutEvaluator:
-    """Without HQ: the PSNR (dB) between the LQ and the re-degraded restoration, pooled over the images
-    (:func:`pooled_psnr`)."""
+    """Without HQ: the PSNR (dB) between the LQ and the re-degraded restoration."""
 
     @torch.no_grad()
     def score(lq: Tensor, images: Tensor, hq: Tensor, degradations: Sequence[Any | None]) -> Tensor:
@@ -76,7 +56,7 @@ def fidelity_evaluator(fallback_downsample: int) -> HeldOutEvaluator:
         # images live in [-1, 1]: a peak-to-peak range of 2
         return (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).cpu()
 
-    return HeldOutEvaluator(name="observation_psnr", score=score, aggregate=pooled_psnr)
+    return HeldOutEvaluator(name="observation_psnr", score=score)
 
 
 def default_held_out(

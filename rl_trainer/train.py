@@ -278,7 +278,7 @@ def train_policy(
                 within_budget_step = step
             if over_budget:
                 fell = (
-                    f"the pooled held-out observation PSNR fell {drop:.2f} dB below step 0's, past the {budget:g} dB budget"
+                    f"the held-out observation PSNR fell {drop:.2f} dB below step 0's, past the {budget:g} dB budget"
                     if over_mean_budget
                     else f"one held-out face's observation PSNR fell {worst_drop:.2f} dB below its own at step 0,"
                     f" past the {face_budget:g} dB budget per face"

@@ -527,7 +527,7 @@ class RLTrainer:
                 self._reference_held_out = self.held_out(
                     inputs.lq, self._reference_images(), inputs.hq, inputs.degradations
                 ).float()
-            metrics["eval/held_out"] = self.held_out.aggregate(score)
+            metrics["eval/held_out"] = float(score.mean())
             metrics["eval/held_out_win"] = win_rate(score, self._reference_held_out)
             # the largest fall of one input's score below the reference's image of it (the same seed)
             reference_score, own_score = self._reference_held_out, score

@@ -307,21 +307,6 @@ def test_a_budget_per_face_ends_the_run_where_one_face_falls_past_it(tmp_path):
     assert f"past the {face_budget:g} dB budget per face; kept the policy of step 4" in result.message
 
 
-def test_an_evaluations_held_out_score_is_its_evaluators_aggregate_of_the_faces(tmp_path):
-    # the fidelity budget and the guard read eval/held_out: for the observation PSNR a pooled PSNR, not a mean
-    aggregated: list[tuple[torch.Tensor, float]] = []
-
-    def brightest_face(scores):
-        aggregated.append((scores.clone(), float(scores.max()) + 1000.0))
-        return aggregated[-1][1]
-
-    evaluator = HeldOutEvaluator(name="darkness", score=darkness_evaluator().score, aggregate=brightest_face)
-    result, _, _ = run(tmp_path, config(max_steps=4, eval_every=2, hacking_patience=100), held_out=evaluator)
-    assert len(aggregated) == len(result.evaluations) == 3
-    for evaluation, (scores, value) in zip(result.evaluations, aggregated):
-        assert scores.shape == (2,) and evaluation["eval/held_out"] == value
-
-
 def a_face_far_above_the_ceiling() -> HeldOutEvaluator:
     """Scores like dB: the first evaluation face far above 40 and a thousand times as sensitive to brightness as
     the second, which sits at 30."""
