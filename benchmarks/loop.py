@@ -121,6 +121,15 @@ def stop(processes: list[subprocess.Popen]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+class Stopped(Exception):
+    """SIGTERM: the platform is stopped and what ran so far is reported (a second SIGTERM ends it at once)."""
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Stopped
+
+
 def query(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:
     connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     connection.row_factory = sqlite3.Row
@@ -507,6 +516,7 @@ def main() -> int:
     port = free_port()
     started = time.time()
     loads: list[float] = []  # the machine's 1-minute load average while it ran (2 cores: 2 is full)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # without it the platform's processes outlive the run
     processes = [
         start(env, var / "worker.log", "run_workers", "--queues", "default,train", "--beat"),
         start(env, var / "server.log", "runserver", f"127.0.0.1:{port}", "--noreload"),
@@ -563,6 +573,11 @@ def main() -> int:
             if dead:
                 print(f"a platform process stopped (exit {dead[0].returncode}); see {var}", file=sys.stderr)
                 break
+    except Stopped:
+        print(
+            f"stopped (SIGTERM) after {(time.time() - started) / 60:.1f} min: reporting what ran",
+            file=sys.stderr,
+        )
     finally:
         stop(processes)
     text, status = report(db, wanted=args.rounds, started=started, wall=time.time() - started, args=args)
