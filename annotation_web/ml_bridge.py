@@ -310,6 +310,14 @@ def reward_models_compare(
     return result.to_dict()
 
 
+def accuracy_difference_se(*, judgments: int, only_new: int, only_in_use: int) -> float:
+    """`reward_model.compare.accuracy_difference_se`: the paired standard error of two reward models'
+    accuracy difference on the same judgments."""
+    from reward_model.compare import accuracy_difference_se as se
+
+    return se(judgments=judgments, only_new=only_new, only_in_use=only_in_use)
+
+
 def rl_fine_tune(
     *,
     policy_dir: str,

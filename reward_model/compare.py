@@ -11,6 +11,7 @@ judgments of the same faces; that can only flatter it, so the comparison leans t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from restorer.artifacts import read_metrics
 from reward_model.data import ImageBank, JudgmentTensors, keys_of
 from reward_model.export import JudgmentRow
 from reward_model.model import RewardModel
-from reward_model.train import TrainConfig, evaluate
+from reward_model.train import TrainConfig, strict_choices_right
 
 # Fewer strict (a / b) judgments than this say nothing either way: the caller falls back and says so.
 MIN_SHARED_JUDGMENTS = 10
@@ -29,14 +30,33 @@ MIN_SHARED_JUDGMENTS = 10
 
 @dataclass(frozen=True)
 class SharedComparison:
-    """`new` / `in_use`: pairwise accuracy on the `judgments` shared a / b judgments (None when too few)."""
+    """`new` / `in_use`: pairwise accuracy on the `judgments` shared a / b judgments (None when too few);
+    `only_new` / `only_in_use`: how many of them only that model ranks right (the discordant judgments, which
+    alone tell the two apart: the paired difference's standard error, `accuracy_difference_se`)."""
 
     judgments: int
     new: float | None
     in_use: float | None
+    only_new: int | None = None
+    only_in_use: int | None = None
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"judgments": self.judgments, "new": self.new, "in_use": self.in_use}
+        return {
+            "judgments": self.judgments,
+            "new": self.new,
+            "in_use": self.in_use,
+            "only_new": self.only_new,
+            "only_in_use": self.only_in_use,
+        }
+
+
+def accuracy_difference_se(*, judgments: int, only_new: int, only_in_use: int) -> float:
+    """The standard error of the difference of two accuracies measured on the same `judgments` (McNemar's
+    paired estimate): the judgments both models rank alike carry no evidence either way."""
+    if judgments <= 0:
+        return 0.0
+    discordant, net = only_new + only_in_use, only_new - only_in_use
+    return math.sqrt(max(discordant - net * net / judgments, 0.0)) / judgments
 
 
 def validation_inputs(model_dir: str | Path, judgments: Sequence[JudgmentRow]) -> set[str]:
@@ -85,12 +105,17 @@ def compare_on_shared_judgments(
     strict = sum(row.outcome in ("a", "b") for row in rows)
     if strict < MIN_SHARED_JUDGMENTS:
         return SharedComparison(judgments=strict, new=None, in_use=None)
-    accuracies = []
+    right = []
     for model_dir in (new_dir, in_use_dir):
         model = RewardModel.from_pretrained(model_dir, device=device)
         # Each model reads the images at its own resolution.
         bank = ImageBank.from_directory(images_root, keys_of(rows), model.config.resolution)
-        accuracies.append(
-            float(evaluate(model, JudgmentTensors.from_rows(rows, bank), bank)["pairwise_accuracy"])
-        )
-    return SharedComparison(judgments=strict, new=accuracies[0], in_use=accuracies[1])
+        right.append(strict_choices_right(model, JudgmentTensors.from_rows(rows, bank), bank))
+    new_right, in_use_right = right
+    return SharedComparison(
+        judgments=strict,
+        new=float(new_right.float().mean()),
+        in_use=float(in_use_right.float().mean()),
+        only_new=int((new_right & ~in_use_right).sum()),
+        only_in_use=int((in_use_right & ~new_right).sum()),
+    )

@@ -168,6 +168,15 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, *, bins: int
 
 
 @torch.no_grad()
+def strict_choices_right(model: RewardModel, data: JudgmentTensors, bank: ImageBank) -> Tensor:
+    """For each a / b answer of ``data`` (ties and both-bad left out), whether the candidate with the higher
+    mean reward is the one chosen."""
+    strict = (data.outcome == A) | (data.outcome == B)
+    reward_a = member_rewards_for(model, bank, data.lq[strict], data.a[strict]).mean(dim=1)
+    reward_b = member_rewards_for(model, bank, data.lq[strict], data.b[strict]).mean(dim=1)
+    return ((reward_a - reward_b) > 0).cpu() == (data.outcome[strict] == A).cpu()
+
+
 def evaluate(
     model: RewardModel,
     data: JudgmentTensors,

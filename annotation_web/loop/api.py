@@ -41,6 +41,7 @@ class LoopPolicySerializer(serializers.ModelSerializer):
             "baseline_psnr_drop_limit_db": {"min_value": 0.0},
             "min_new_judgments": {"min_value": 1},
             "reward_max_steps": {"min_value": 1, "max_value": 200_000},
+            "reward_tolerance_se": {"min_value": 0.0, "max_value": 5.0},
             "leaderboard_min_judgments": {"min_value": 1},
         }
 

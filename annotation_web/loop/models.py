@@ -22,6 +22,11 @@ class LoopPolicy(models.Model):
     min_new_judgments = models.PositiveIntegerField(default=500)
     reward_size = models.CharField(max_length=16, default="small")
     reward_max_steps = models.PositiveIntegerField(default=2000)
+    # A new reward model (trained on more judgments) is put in use unless the one in use ranks the shared
+    # held-out judgments better by more than this many standard errors of the paired difference: on 40-70 of
+    # them two models a few points apart are a coin flip, and the loop waited on one for good (0: in use only
+    # when not worse at all).
+    reward_tolerance_se = models.FloatField(default=1.0)
     # RL
     rl_preset = models.CharField(max_length=32, default="tiny_preference")
     rl_overrides = models.JSONField(default=dict, blank=True)

@@ -57,6 +57,11 @@ POLICY_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("min_new_judgments", "new non-gold judgments before another reward model is trained (count)"),
             ("reward_size", "reward-model size"),
             ("reward_max_steps", "training steps at most (steps)"),
+            (
+                "reward_tolerance_se",
+                "how far a new model may trail the one in use on shared held-out judgments and still replace it"
+                " (standard errors of the difference; 0: not at all)",
+            ),
         ),
     ),
     (

@@ -247,7 +247,7 @@ def _apply_finished(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEv
             job=job,
         )
     if job.kind == training.TRAIN_REWARD:
-        return _apply_reward(state=state, job=job)
+        return _apply_reward(state=state, policy=policy, job=job)
     if job.kind == training.TRAIN_RL:
         state.tuned_with_id = job.params["reward_id"]
         if "restorer_id" not in outputs:
@@ -277,9 +277,10 @@ def _edits_text(outputs: dict[str, Any]) -> str:
     return f" and {edited} edits of them (the RL's proposals)" if edited else ""
 
 
-def _apply_reward(*, state: LoopState, job: Job) -> LoopEvent:
+def _apply_reward(*, state: LoopState, policy: LoopPolicy, job: Job) -> LoopEvent:
     """A new reward model is put in use when none is, or when it is not worse than the one in use on held-out
-    judgments; otherwise it stays out of use (RL keeps tuning against the one in use) and the event says why."""
+    judgments (beyond `policy.reward_tolerance_se` where both were scored on the same ones); otherwise it stays
+    out of use (RL keeps tuning against the one in use) and the event says why."""
     outputs = job.outputs
     version = ModelVersion.objects.get(pk=outputs["reward_id"])
     state.reward_trained = version
@@ -291,7 +292,13 @@ def _apply_reward(*, state: LoopState, job: Job) -> LoopEvent:
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
     in_use = state.reward
-    comparison = _reward_comparison(new=version, in_use=in_use, outputs=outputs) if in_use else None
+    comparison = (
+        _reward_comparison(
+            new=version, in_use=in_use, outputs=outputs, tolerance_se=policy.reward_tolerance_se
+        )
+        if in_use
+        else None
+    )
     inputs = {**metrics, **({"comparison": comparison} if comparison else {})}
     if comparison is not None and not comparison["beats"]:
         return _event(
@@ -312,18 +319,37 @@ def _apply_reward(*, state: LoopState, job: Job) -> LoopEvent:
     )
 
 
-def _reward_comparison(*, new: ModelVersion, in_use: ModelVersion, outputs: dict[str, Any]) -> dict[str, Any]:
+def _reward_comparison(
+    *, new: ModelVersion, in_use: ModelVersion, outputs: dict[str, Any], tolerance_se: float = 0.0
+) -> dict[str, Any]:
     """Whether `new` beats (is not worse than) `in_use` on held-out judgments.
 
     Where the job scored both models on the same held-out judgments (`outputs["comparison"]`: `new` and
-    `in_use` pairwise accuracies, `judgments`, `in_use_id`), that decides. Otherwise each model's own
-    validation accuracy (`val_pairwise_accuracy` of its metrics, judgments of inputs it did not train on) is
-    compared, which the text says: the two validation sets differ. A tie goes to the new model (trained on
-    more judgments); a new model without a validation accuracy never displaces one that has one."""
+    `in_use` pairwise accuracies, `judgments`, `in_use_id`), that decides: with the discordant counts
+    (`only_new`, `only_in_use`), `new` is worse only when it trails by more than `tolerance_se` standard errors
+    of the paired difference (it was trained on more judgments, so a difference within the noise goes to it).
+    Otherwise each model's own validation accuracy (`val_pairwise_accuracy` of its metrics, judgments of inputs
+    it did not train on) is compared, which the text says: the two validation sets differ. A tie goes to the
+    new model; a new model without a validation accuracy never displaces one that has one."""
     same = outputs.get("comparison") or {}
+    allowed, noise = 0.0, ""
     if same.get("in_use_id") == in_use.pk and same.get("new") is not None and same.get("in_use") is not None:
         mine, theirs = float(same["new"]), float(same["in_use"])
         basis = f"on the same {same.get('judgments', '?')} held-out judgments"
+        if tolerance_se > 0 and same.get("only_new") is not None and same.get("only_in_use") is not None:
+            se = ml_bridge.accuracy_difference_se(
+                judgments=int(same["judgments"]),
+                only_new=int(same["only_new"]),
+                only_in_use=int(same["only_in_use"]),
+            )
+            allowed = tolerance_se * se
+            if mine < theirs:
+                within = "within" if theirs - mine <= allowed else "more than"
+                noise = (
+                    f" ({mine - theirs:+.3f}: {within} {tolerance_se:g} standard error{'s' if tolerance_se != 1 else ''}"
+                    f" of the paired difference, {se:.3f}, on {same['only_new']} + {same['only_in_use']} judgments"
+                    " only one of the two ranks right)"
+                )
     else:
         mine_raw = (new.metrics or {}).get("val_pairwise_accuracy")
         theirs_raw = (in_use.metrics or {}).get("val_pairwise_accuracy")
@@ -349,14 +375,15 @@ def _reward_comparison(*, new: ModelVersion, in_use: ModelVersion, outputs: dict
                 "text": f"no validation accuracy for {new}, against {float(theirs_raw):.3f} for {in_use}",
             }
         mine, theirs = float(mine_raw), float(theirs_raw)
-    beats = mine >= theirs
-    relation = ">=" if beats else "<"
+    beats = mine >= theirs - allowed
+    relation = ">=" if mine >= theirs else "<"
     return {
         "beats": beats,
         "new": mine,
         "in_use": theirs,
+        "allowed_shortfall": allowed,
         "basis": basis,
-        "text": f"held-out pairwise accuracy {mine:.3f} {relation} {theirs:.3f} of {in_use}, {basis}",
+        "text": f"held-out pairwise accuracy {mine:.3f} {relation} {theirs:.3f} of {in_use}{noise}, {basis}",
     }
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from reward_model.compare import (
     MIN_SHARED_JUDGMENTS,
+    accuracy_difference_se,
     compare_on_shared_judgments,
     shared_rows,
     validation_inputs,
@@ -50,6 +53,24 @@ def test_the_better_model_wins_on_judgments_neither_trained_on(tmp_path, toy_ora
     assert result.judgments >= MIN_SHARED_JUDGMENTS
     assert result.new is not None and result.in_use is not None
     assert result.new > result.in_use + 0.1, result
+    # the difference is the discordant judgments' (each model right where the other is wrong), and it is
+    # more than twice its paired standard error
+    assert result.only_new is not None and result.only_in_use is not None
+    difference = (result.only_new - result.only_in_use) / result.judgments
+    assert abs(difference - (result.new - result.in_use)) < 1e-6
+    se = accuracy_difference_se(
+        judgments=result.judgments, only_new=result.only_new, only_in_use=result.only_in_use
+    )
+    assert 0 < se < difference / 2
+
+
+def test_the_standard_error_of_a_paired_difference_counts_only_the_discordant_judgments():
+    # 100 judgments, 10 only the new model ranks right and 10 only the one in use: no difference, and the
+    # error of sqrt(20) / 100; models that agree everywhere cannot be told apart by the judgments at all
+    assert accuracy_difference_se(judgments=100, only_new=10, only_in_use=10) == pytest.approx(0.2**0.5 / 10)
+    assert accuracy_difference_se(judgments=100, only_new=0, only_in_use=0) == 0.0
+    # all the discordant ones on one side: a difference of 0.1 whose error is smaller than for 10 / 10
+    assert accuracy_difference_se(judgments=100, only_new=10, only_in_use=0) < 0.2**0.5 / 10
 
 
 def test_too_few_shared_judgments_decide_nothing(tmp_path, toy_oracle_factory):

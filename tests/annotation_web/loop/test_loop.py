@@ -12,7 +12,7 @@ from annotation_web.labeling import imports
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Candidate, Pair
 from annotation_web.loop import services
-from annotation_web.loop.models import LoopEvent, LoopState, VersionChange
+from annotation_web.loop.models import LoopEvent, LoopPolicy, LoopState, VersionChange
 from annotation_web.registry.models import ModelKind, ModelVersion
 from annotation_web.registry.services import model_version_register
 from annotation_web.training import services as training
@@ -301,6 +301,11 @@ def test_the_policy_api(loop_project, engineer, make_user):
     assert bad.status_code == 400 and "no_such_field" in str(bad.json())
     bad_size = client.put(url, {"reward_size": "huge"}, format="json")
     assert bad_size.status_code == 400
+    assert got["reward_tolerance_se"] == 1.0
+    for tolerance, status in ((-0.5, 400), (6.0, 400), (0.0, 200)):
+        answer = client.put(url, {"reward_tolerance_se": tolerance}, format="json")
+        assert answer.status_code == status, answer.json()
+    assert LoopPolicy.objects.get(project=loop_project).reward_tolerance_se == 0.0
     events = client.get(f"{url}events/")
     assert events.status_code == 200 and events.json()["events"] == []
     annotator = engineer_client(make_user())

@@ -260,6 +260,45 @@ def test_a_comparison_on_the_same_held_out_judgments_decides_when_the_job_made_o
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("only_new", "only_in_use", "tolerance_se", "put_in_use", "said"),
+    [
+        # 72 judgments, 0.611 against 0.625: 1 judgment apart of 21 where they differ, SE 0.064
+        (10, 11, 1.0, True, "(-0.014: within 1 standard error of the paired difference, 0.064, on 10 + 11"),
+        # the same shortfall with no tolerance: today's point estimate
+        (10, 11, 0.0, False, "0.611 < 0.625"),
+        # 0.514 against 0.653: 10 judgments apart of 16, SE 0.053: well past the noise
+        (3, 13, 1.0, False, "(-0.139: more than 1 standard error of the paired difference, 0.053"),
+    ],
+)
+def test_a_reward_model_that_trails_within_the_noise_of_the_shared_judgments_is_put_in_use(
+    project, versions, only_new, only_in_use, tolerance_se, put_in_use, said
+):
+    in_use = _reward(1, accuracy=0.80, up_to=10)
+    LoopState.objects.filter(project=project).update(reward=in_use)
+    services.loop_policy_update(project=project, user=None, changes={"reward_tolerance_se": tolerance_se})
+    new = _reward(2, accuracy=0.70, up_to=50)
+    n, right_by_both = 72, 34
+    comparison = {
+        "in_use_id": in_use.pk,
+        "judgments": n,
+        "new": (right_by_both + only_new) / n,
+        "in_use": (right_by_both + only_in_use) / n,
+        "only_new": only_new,
+        "only_in_use": only_in_use,
+    }
+    _trained(project, new, comparison=comparison)
+    services.loop_tick(project=project)
+    state = LoopState.objects.get(project=project)
+    event = LoopEvent.objects.get(
+        project=project, decision=Decision.APPLIED if put_in_use else Decision.NOT_PROMOTED
+    )
+    assert (state.reward == new) is put_in_use, event.reason
+    assert said in event.reason and "on the same 72 held-out judgments" in event.reason, event.reason
+    assert event.inputs["comparison"]["beats"] is put_in_use
+
+
+@pytest.mark.django_db
 def test_too_few_shared_judgments_fall_back_to_each_models_own_validation_and_say_so(project, versions):
     in_use = _reward(1, accuracy=0.60, up_to=10)
     LoopState.objects.filter(project=project).update(reward=in_use)
