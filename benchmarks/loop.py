@@ -275,11 +275,13 @@ def win_share(bad, reference_bad) -> float:
 
 
 def oracle_lines(
-    var: Path, db: Path, *, faces: int, seeds: int
+    var: Path, db: Path, *, faces: int, seeds: int, eta: float = 0.0
 ) -> tuple[list[str], list[tuple[str, float, float]]]:
     """The restorer in use after each round on faces the loop never saw, scored by the simulated annotators'
     own oracle without its noise: win rate against the first restorer, PSNR, solution entropy; and per round
-    (the first restorer's "round 0" first) the version's name, its win rate and its PSNR change."""
+    (the first restorer's "round 0" first) the version's name, its win rate and its PSNR change. `eta`: the
+    sampler's (0, deterministic, as evaluations and deployment sample; 1 as the loop's generations do, the
+    images the annotators judge)."""
     import torch
 
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -316,7 +318,7 @@ def oracle_lines(
             continue
         folder = var / "storage" / versions[version_id]["artifact_key"].rstrip("/")
         model = Restorer.from_pretrained(folder, device="cpu").eval()
-        samples, _ = rl_gain.evaluate(model, test, num_steps=num_steps, eta=0.0, seeds=seeds)
+        samples, _ = rl_gain.evaluate(model, test, num_steps=num_steps, eta=eta, seeds=seeds)
         flat = quantize(samples.reshape(-1, *samples.shape[2:]))
         hq = test.hq.repeat(seeds, 1, 1, 1)
         measured[version_id] = (
@@ -330,7 +332,7 @@ def oracle_lines(
     lines = [
         "",
         f"the restorer in use after each round, on {faces} synthetic test faces (rl_gain's test split, gfpgan"
-        f" degradations; never in the loop) x {seeds} seeds, deterministic sampler (eta 0, the policy's {num_steps} steps), scored by the"
+        f" degradations; never in the loop) x {seeds} seeds, {'deterministic ' if eta == 0 else ''}sampler (eta {eta:g}, the policy's {num_steps} steps), scored by the"
         f" simulated annotators' oracle without its noise ({distance_name(distance)} against the HQ, a badness,"
         " lower is better):"
         " win = share of images with a lower badness than the first restorer's (ties half)",
@@ -496,11 +498,17 @@ def main() -> int:
         type=Path,
         help="a folder kept by an earlier run (--keep): print its oracle measure and leaderboard, and exit",
     )
+    parser.add_argument(
+        "--measure-eta",
+        type=float,
+        default=0.0,
+        help="the oracle measure's sampler eta (0: as evaluations sample; 1: as the annotators' pairs are made)",
+    )
     args = parser.parse_args()
     if args.measure_only:
         folder = args.measure_only
         lines, per_round = oracle_lines(
-            folder, folder / "db.sqlite3", faces=args.test_faces, seeds=args.test_seeds
+            folder, folder / "db.sqlite3", faces=args.test_faces, seeds=args.test_seeds, eta=args.measure_eta
         )
         board, ranking = leaderboard_lines(platform_env(folder))
         print("\n".join(lines + board + target_lines(per_round, ranking)))
@@ -587,7 +595,9 @@ def main() -> int:
     text = f"command: {command}\n{text}\n"
     results = REPO / "benchmarks" / "results" / f"{args.results_name}.txt"
     results.write_text(text)  # the rounds are on record even if the measure below fails
-    lines, per_round = oracle_lines(var, db, faces=args.test_faces, seeds=args.test_seeds)
+    lines, per_round = oracle_lines(
+        var, db, faces=args.test_faces, seeds=args.test_seeds, eta=args.measure_eta
+    )
     board, ranking = leaderboard_lines(env)
     text += "\n".join(lines + board + target_lines(per_round, ranking)) + "\n"
     print(text)

@@ -379,6 +379,50 @@ def test_generation_fills_its_budget_with_cross_version_pairs(loop_project, rest
     assert all(p.candidate_b.model_version.kind == ModelKind.CLASSICAL for p in cross)
 
 
+def test_cross_version_pairs_spread_over_the_faces_from_one_generation_to_the_next():
+    # 40 faces, 15 cross-version pairs a generation: in the inputs' own order every generation took faces 1-15
+    faces = list(range(40))
+    firsts = [
+        tuple(sorted(training.cross_version_order(faces, seed=0, job_id=job_id)[:15]))
+        for job_id in range(2, 12)
+    ]
+    assert sorted(training.cross_version_order(faces, seed=0, job_id=2)) == faces  # every face, once
+    assert training.cross_version_order(faces, seed=0, job_id=6) == training.cross_version_order(
+        faces, seed=0, job_id=6
+    )
+    assert len(set(firsts)) == len(firsts) and tuple(range(15)) not in firsts
+    assert set().union(*firsts) == set(faces)
+
+
+@pytest.mark.django_db
+def test_a_generation_offers_its_inputs_to_cross_version_pairs_in_its_shuffled_order(
+    loop_project, restorer_in_use, eager_jobs
+):
+    from annotation_web.labeling import pairs
+
+    for face_input in loop_project.inputs.all():
+        pairs.classical_candidates_create(face_input=face_input)
+    with eager_jobs():
+        job = training.generation_job_create(
+            project=loop_project,
+            user=None,
+            restorer_id=restorer_in_use.pk,
+            samples_per_input=2,
+            pairs_budget=12,
+            num_steps=2,
+            eta=1.0,
+            cross_version_fill=True,
+        )
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED, job.error
+    cross = Pair.objects.filter(pk__in=job.outputs["pair_ids"], selection_reason="cross_version").order_by(
+        "pk"
+    )
+    inputs = list(loop_project.inputs.order_by("pk"))
+    expected = [i.pk for i in training.cross_version_order(inputs, seed=0, job_id=job.pk)]
+    assert [p.face_input_id for p in cross] == expected[: cross.count()]
+
+
 @pytest.mark.django_db
 def test_cross_version_pairs_skip_a_parent_whose_candidates_are_twins(
     loop_project, restorer_in_use, restorer_folder
