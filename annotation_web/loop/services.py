@@ -332,23 +332,31 @@ def _reward_comparison(
     it did not train on) is compared, which the text says: the two validation sets differ. A tie goes to the
     new model; a new model without a validation accuracy never displaces one that has one."""
     same = outputs.get("comparison") or {}
-    allowed, noise = 0.0, ""
+    allowed, noise, decided = 0.0, "", None
     if same.get("in_use_id") == in_use.pk and same.get("new") is not None and same.get("in_use") is not None:
         mine, theirs = float(same["new"]), float(same["in_use"])
         basis = f"on the same {same.get('judgments', '?')} held-out judgments"
         if tolerance_se > 0 and same.get("only_new") is not None and same.get("only_in_use") is not None:
-            se = ml_bridge.accuracy_difference_se(
-                judgments=int(same["judgments"]),
-                only_new=int(same["only_new"]),
-                only_in_use=int(same["only_in_use"]),
+            judgments, only_new, only_in_use = (
+                int(same["judgments"]),
+                int(same["only_new"]),
+                int(same["only_in_use"]),
             )
+            se = ml_bridge.accuracy_difference_se(
+                judgments=judgments, only_new=only_new, only_in_use=only_in_use
+            )
+            # McNemar's continuity correction: a lead of one judgment is no evidence (with 0 + 1 discordant
+            # judgments the error is 1 / n, and one judgment refused a model, loop_cross_shuffled.txt)
+            corrected = max(0, only_in_use - only_new - 1) / judgments
             allowed = tolerance_se * se
+            decided = corrected <= allowed
             if mine < theirs:
-                within = "within" if theirs - mine <= allowed else "more than"
+                within = "within" if decided else "more than"
                 noise = (
-                    f" ({mine - theirs:+.3f}: {within} {tolerance_se:g} standard error{'s' if tolerance_se != 1 else ''}"
-                    f" of the paired difference, {se:.3f}, on {same['only_new']} + {same['only_in_use']} judgments"
-                    " only one of the two ranks right)"
+                    f" ({mine - theirs:+.3f}, {-corrected:+.3f} less one judgment for continuity: {within}"
+                    f" {tolerance_se:g} standard error{'s' if tolerance_se != 1 else ''} of the paired"
+                    f" difference, {se:.3f}, on {only_new} + {only_in_use} judgments only one of the two ranks"
+                    " right)"
                 )
     else:
         mine_raw = (new.metrics or {}).get("val_pairwise_accuracy")
@@ -375,7 +383,7 @@ def _reward_comparison(
                 "text": f"no validation accuracy for {new}, against {float(theirs_raw):.3f} for {in_use}",
             }
         mine, theirs = float(mine_raw), float(theirs_raw)
-    beats = mine >= theirs - allowed
+    beats = decided if decided is not None else mine >= theirs
     relation = ">=" if mine >= theirs else "<"
     return {
         "beats": beats,

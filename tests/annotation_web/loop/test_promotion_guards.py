@@ -264,11 +264,19 @@ def test_a_comparison_on_the_same_held_out_judgments_decides_when_the_job_made_o
     ("only_new", "only_in_use", "tolerance_se", "put_in_use", "said"),
     [
         # 72 judgments, 0.611 against 0.625: 1 judgment apart of 21 where they differ, SE 0.064
-        (10, 11, 1.0, True, "(-0.014: within 1 standard error of the paired difference, 0.064, on 10 + 11"),
+        (
+            10,
+            11,
+            1.0,
+            True,
+            "(-0.014, -0.000 less one judgment for continuity: within 1 standard error of the",
+        ),
+        # one judgment apart and the only one where they differ: an SE of 1 / 72 and no evidence
+        (0, 1, 1.0, True, "on 0 + 1 judgments only one of the two ranks right"),
         # the same shortfall with no tolerance: today's point estimate
         (10, 11, 0.0, False, "0.611 < 0.625"),
         # 0.514 against 0.653: 10 judgments apart of 16, SE 0.053: well past the noise
-        (3, 13, 1.0, False, "(-0.139: more than 1 standard error of the paired difference, 0.053"),
+        (3, 13, 1.0, False, "(-0.139, -0.125 less one judgment for continuity: more than 1 standard error"),
     ],
 )
 def test_a_reward_model_that_trails_within_the_noise_of_the_shared_judgments_is_put_in_use(
