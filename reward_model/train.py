@@ -177,6 +177,7 @@ def strict_choices_right(model: RewardModel, data: JudgmentTensors, bank: ImageB
     return ((reward_a - reward_b) > 0).cpu() == (data.outcome[strict] == A).cpu()
 
 
+@torch.no_grad()
 def evaluate(
     model: RewardModel,
     data: JudgmentTensors,

@@ -377,6 +377,10 @@ def test_generation_fills_its_budget_with_cross_version_pairs(loop_project, rest
     cross = made.filter(selection_reason="cross_version")
     assert made.count() <= 12 and cross.count() == 6  # one per input, the budget's rest
     assert all(p.candidate_b.model_version.kind == ModelKind.CLASSICAL for p in cross)
+    # offered in the generation's shuffled order of its inputs, not theirs
+    inputs = list(loop_project.inputs.order_by("pk"))
+    expected = [i.pk for i in training.cross_version_order(inputs, seed=0, job_id=job.pk)]
+    assert [p.face_input_id for p in cross.order_by("pk")] == expected[: cross.count()]
 
 
 def test_cross_version_pairs_spread_over_the_faces_from_one_generation_to_the_next():
@@ -392,35 +396,6 @@ def test_cross_version_pairs_spread_over_the_faces_from_one_generation_to_the_ne
     )
     assert len(set(firsts)) == len(firsts) and tuple(range(15)) not in firsts
     assert set().union(*firsts) == set(faces)
-
-
-@pytest.mark.django_db
-def test_a_generation_offers_its_inputs_to_cross_version_pairs_in_its_shuffled_order(
-    loop_project, restorer_in_use, eager_jobs
-):
-    from annotation_web.labeling import pairs
-
-    for face_input in loop_project.inputs.all():
-        pairs.classical_candidates_create(face_input=face_input)
-    with eager_jobs():
-        job = training.generation_job_create(
-            project=loop_project,
-            user=None,
-            restorer_id=restorer_in_use.pk,
-            samples_per_input=2,
-            pairs_budget=12,
-            num_steps=2,
-            eta=1.0,
-            cross_version_fill=True,
-        )
-    job.refresh_from_db()
-    assert job.state == JobState.SUCCEEDED, job.error
-    cross = Pair.objects.filter(pk__in=job.outputs["pair_ids"], selection_reason="cross_version").order_by(
-        "pk"
-    )
-    inputs = list(loop_project.inputs.order_by("pk"))
-    expected = [i.pk for i in training.cross_version_order(inputs, seed=0, job_id=job.pk)]
-    assert [p.face_input_id for p in cross] == expected[: cross.count()]
 
 
 @pytest.mark.django_db
