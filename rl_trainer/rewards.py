@@ -363,7 +363,23 @@ def learned_reward(
             total = total + score(shifted(lq, dx, dy, flip), shifted(images, dx, dy, flip))
         return total / augmentations
 
-    return reward_fn
+    def members(lq: Tensor, images: Tensor) -> Tensor:
+        return reward_model.member_rewards(lq, images).cpu()
+
+    return LearnedReward(reward_fn, members)
+
+
+class LearnedReward:
+    """A reward model as the ``learned`` term: called, the reward (``learned_reward`` says which); ``members``,
+    each ensemble member's own reward ``[B, M]`` (no pessimism, no augmentation), for rules that ask whether the
+    members agree about a difference between two images rather than about one image's level."""
+
+    def __init__(self, reward_fn: RewardFn, members: RewardFn) -> None:
+        self.reward_fn = reward_fn
+        self.members = members
+
+    def __call__(self, lq: Tensor, images: Tensor) -> Tensor:
+        return self.reward_fn(lq, images)
 
 
 class MeanDistance:

@@ -96,6 +96,10 @@ class RLTrainer:
             sampler = RestorerSampling()
         self.sampler = sampler if isinstance(sampler, SamplerAdapter) else SamplerAdapter(sampler)
         self.held_out = held_out
+        if config.ranked_edit_confidence > 0 and not hasattr(reward_fn, "members"):
+            raise ValueError(
+                "ranked_edit_confidence needs a reward with members (rl_trainer.rewards.LearnedReward)"
+            )
         self.reward = CompositeReward(
             reward_fn,
             learned_weight=config.learned_reward_weight,
@@ -401,6 +405,10 @@ class RLTrainer:
                 has_hq=groups.has_hq[repeat],
                 degradations=[groups.degradations[row] for row in repeat],
             ).total.float()
+        plain_best = scores.view(-1, group_size * count).argmax(dim=1)
+        if config.ranked_edit_confidence > 0:
+            spread = self._edit_gain_spread(groups.lq[repeat], flat, count)
+            scores = scores - config.ranked_edit_confidence * config.learned_reward_weight * spread
         per_group = scores.view(-1, group_size * count)  # [groups, G*K]: sample g's strength k at g*K + k
         best = per_group.argmax(dim=1)
         sample_of, strength_of = best // count, best % count
@@ -413,7 +421,19 @@ class RLTrainer:
             "ranked/strength": float(chosen_strengths.mean()),
             "ranked/edited_share": float((strength_of != 0).float().mean()),
             "ranked/gain": float((per_group.max(dim=1).values - own.mean(dim=1)).mean()),
+            # groups whose best edit by the plain scores was held back by ranked_edit_confidence
+            "ranked/held_back_share": float(((plain_best % count != 0) & (strength_of == 0)).float().mean()),
         }
+
+    def _edit_gain_spread(self, lq: Tensor, candidates: Tensor, count: int) -> Tensor:
+        """``[B*K]``: for each candidate of ``ranked_targets`` (sample-major, ``count`` strengths each, the
+        unedited image first), the std over the reward model's members of their gain over the unedited image."""
+        members_fn = self.reward_fn.members  # type: ignore[attr-defined]  # checked in __init__
+        with torch.no_grad(), self.forward_precision():
+            members = members_fn(lq, candidates).float()
+        members = members.view(-1, count, members.shape[-1])  # [B, K, M]
+        gains = members - members[:, :1]
+        return gains.std(dim=2, unbiased=False).reshape(-1)
 
     def _reward_ranked_step(self) -> dict[str, float]:
         """RAFT with edits as proposals: the same rollouts; each group's best candidate (``ranked_targets``) is

@@ -7,6 +7,7 @@ import torch
 
 from restorer.classical import unsharp_mask
 from rl_trainer.config import RLConfig, RLConfigError
+from rl_trainer.rewards import LearnedReward
 from rl_trainer.train import STOP_COMPLETED
 from rl_trainer.trainer import RLTrainer
 from tests.rl_trainer.rl_standin import (
@@ -86,6 +87,56 @@ def test_mean_candidates_edit_each_groups_consensus():
         best = max(edits, key=lambda edit: float(smoothness(None, edit[None])))
         assert all(torch.allclose(target, best, atol=1e-6) for target in targets[rows])
     assert chosen["ranked/strength"] == pytest.approx(-0.5)  # the smoothest of the proposals
+
+
+def split_members(lq: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Three members whose mean likes detail everywhere; on bright faces they split (one likes detail four times
+    as much, one dislikes it three times as much), on dark faces they agree."""
+    brightness = images.mean(dim=(1, 2, 3)).clamp(min=0)
+    liking = detail(images).unsqueeze(1)
+    split = 8.0 * brightness.unsqueeze(1) * torch.tensor([[0.0, 1.0, -1.0]])
+    return liking * (1.0 + split)
+
+
+split_reward = LearnedReward(lambda lq, images: split_members(lq, images).mean(dim=1), split_members)
+
+
+def groups_dark_and_bright(trainer: RLTrainer):
+    groups = trainer.train_inputs.select([0, 1]).repeat_each(trainer.config.group_size)
+    noise = torch.rand(len(groups), 3, 8, 8, generator=torch.Generator().manual_seed(5)) * 0.2 - 0.1
+    level = torch.tensor([0.0] * trainer.config.group_size + [0.5] * trainer.config.group_size)
+    return groups, noise + level.view(-1, 1, 1, 1)
+
+
+def test_edit_confidence_holds_back_an_edit_the_members_disagree_about_and_keeps_one_they_agree_on():
+    strengths = (-0.5, 0.5, 1.0)
+    plain = trainer_for(ranked(ranked_edit_strengths=strengths, ranked_candidates="mean"), split_reward)
+    groups, images = groups_dark_and_bright(plain)
+    _, plain_chosen = plain.ranked_targets(groups, images)
+    # by the members' mean alone, both faces are sharpened as far as the proposals go
+    assert plain_chosen["ranked/strength"] == pytest.approx(1.0)
+    assert plain_chosen["ranked/held_back_share"] == 0.0
+
+    cautious = trainer_for(
+        ranked(ranked_edit_strengths=strengths, ranked_candidates="mean", ranked_edit_confidence=1.0),
+        split_reward,
+    )
+    targets, chosen = cautious.ranked_targets(groups, images)
+    size = cautious.config.group_size
+    dark_consensus, bright_consensus = images[:size].mean(dim=0), images[size:].mean(dim=0)
+    assert torch.allclose(
+        targets[0], unsharp_mask(dark_consensus[None], 1.0, sigma=1.0).clamp(-1, 1)[0], atol=1e-6
+    )
+    # the bright face is left as the policy restores it: its target is its own consensus, unedited
+    assert all(torch.allclose(target, bright_consensus, atol=1e-6) for target in targets[size:])
+    assert chosen["ranked/edited_share"] == 0.5 and chosen["ranked/held_back_share"] == 0.5
+
+
+def test_edit_confidence_needs_a_reward_whose_members_can_be_asked():
+    with pytest.raises(ValueError, match="members"):
+        trainer_for(ranked(ranked_edit_confidence=1.0), sharpness)
+    with pytest.raises(RLConfigError, match="ranked_edit_confidence"):
+        ranked(ranked_edit_confidence=-0.5)
 
 
 def test_one_target_per_group_lowers_the_solution_entropy(tmp_path):

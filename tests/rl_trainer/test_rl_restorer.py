@@ -269,9 +269,9 @@ def test_reward_backprop_trains_the_real_restorer_and_records_the_update(artifac
     assert rl["perceptual_reward"] == "lpips_randtrunk_seed1+lpips_randtrunk_seed2"
 
 
-@pytest.mark.parametrize("fit_steps", [1, 3])
+@pytest.mark.parametrize(("fit_steps", "confidence"), [(1, 0.0), (3, 0.0), (1, 1.0)])
 def test_reward_ranked_trains_the_real_restorer_towards_the_reward_models_choice(
-    artifacts, tmp_path, fit_steps
+    artifacts, tmp_path, fit_steps, confidence
 ):
     config = RLConfig.preset(
         "test",
@@ -282,12 +282,19 @@ def test_reward_ranked_trains_the_real_restorer_towards_the_reward_models_choice
         kl_weight=0.1,
         ranked_candidates="mean",
         ranked_fit_steps=fit_steps,
+        ranked_edit_confidence=confidence,
     )
     result = train(config, out_dir=tmp_path / "tuned", **artifact_paths(artifacts))
     assert result.stop_reason == STOP_COMPLETED and result.steps == 2
     last = result.history[-1]
     assert {"loss/fit", "kl", "ranked/strength", "ranked/edited_share", "ranked/gain"} <= set(last)
     assert last["ranked/gain"] >= 0  # the best candidate scores at least what the samples do on average
+    assert (
+        0
+        <= last["ranked/held_back_share"]
+        <= last["ranked/held_back_share"] + last["ranked/edited_share"]
+        <= 1
+    )
     tuned = Restorer.from_pretrained(tmp_path / "tuned")
     parent = Restorer.from_pretrained(artifacts / "restorer")
     assert not torch.equal(tuned.unet.conv_out.weight, parent.unet.conv_out.weight)
@@ -301,6 +308,8 @@ def test_the_pessimistic_learned_reward_is_the_mean_less_the_member_spread_and_k
     lq, images = smooth_faces(3, seed=5), smooth_faces(3, seed=6)
     members = reward_model.member_rewards(lq, images).detach()
     assert torch.allclose(learned_reward(reward_model)(lq, images), members.mean(dim=1), atol=1e-6)
+    # the members as they are, whatever the pessimism: for rules about their agreement on a difference
+    assert torch.allclose(learned_reward(reward_model, pessimism=2.0).members(lq, images), members, atol=1e-6)
     leaf = images.clone().requires_grad_(True)
     pessimistic = learned_reward(reward_model, pessimism=2.0)(lq, leaf)
     expected = members.mean(dim=1) - 2.0 * members.std(dim=1, unbiased=False)
