@@ -329,6 +329,8 @@ def test_loop_enable_turns_the_demo_policy_on(loop_project):
     assert rl["held_out_evaluator"] == "fidelity" and rl["fidelity_face_budget_db"] is not None
     # and a run past a budget goes back within it with smaller steps before it hands back its start
     assert rl["fidelity_backoffs"] >= 1
+    # and its ranked targets keep a face unedited where the reward model's members disagree about the edit
+    assert rl["ranked_edit_confidence"] > 0
     call_command("loop_enable", project=loop_project.slug, off=True)
     assert not services.selectors.loop_policy_get(project=loop_project).enabled
 
