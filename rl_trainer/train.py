@@ -290,7 +290,8 @@ def train_policy(
                 )
                 # the snapshots always keep the last evaluation within the budgets
                 policy.load_state_dict(snapshots[within_budget_step], strict=False)
-                if backoffs < config.fidelity_backoffs:
+                # past the last step there is nothing to go on with: the run ends at the policy it went back to
+                if backoffs < config.fidelity_backoffs and step < config.max_steps and not out_of_time:
                     # this evaluation never happened for the guard and the best: its policy is gone
                     backoffs += 1
                     trainer.back_off(config.fidelity_backoff_factor)

@@ -394,7 +394,26 @@ def test_a_run_past_its_budget_goes_back_and_on_with_smaller_steps(tmp_path):
     assert distance(policy, reference) > 0.0
     assert f"went back within the fidelity budgets {result.backoffs} time" in result.message
     if result.stop_reason == STOP_FIDELITY_BUDGET:
-        assert result.backoffs == 3 and result.rolled_back_to_step == kept_step
+        # it used all its back-offs, or crossed the budget at its last step, with none left to go on with
+        assert result.backoffs == 3 or "stopped at step 16" in result.message
+        assert result.rolled_back_to_step == kept_step
+
+
+def test_a_run_past_its_budget_at_its_last_step_says_it_handed_back_the_last_policy_within_it(tmp_path):
+    # with back-offs left but no step to go on with, the run used to end "completed" (trained 4 steps) while it
+    # handed back step 0's policy: the loop then reported a finished run for a candidate that had not moved
+    settings = {"max_steps": 4, "eval_every": 4, "hacking_patience": 100, "held_out_evaluator": "fidelity"}
+    free, _, _ = run(tmp_path / "free", config(**settings), held_out=darkness_evaluator())
+    budget = 0.75 * (free.evaluations[0]["eval/held_out"] - free.evaluations[-1]["eval/held_out"])
+    last, policy, reference = run(
+        tmp_path / "last",
+        config(**settings, fidelity_budget_db=budget, fidelity_backoffs=3),
+        held_out=darkness_evaluator(),
+    )
+    assert last.stop_reason == STOP_FIDELITY_BUDGET and last.rolled_back_to_step == 0
+    assert last.steps == 4 and last.backoffs == 0
+    assert "stopped at step 4" in last.message and "kept the policy of step 0" in last.message
+    assert distance(policy, reference) == 0.0
 
 
 def test_a_run_that_backed_off_resumes_with_its_smaller_steps(tmp_path):
