@@ -156,6 +156,10 @@ class RLConfig:
     # the same for each held-out face alone: a run also ends at the first evaluation where one face's observation
     # PSNR is more than this many dB below its own at step 0. The mean hides a restorer that ruins a few faces
     # (benchmarks/results/guard_fidelity.txt: one face of eight carried -1.9 dB of a -0.34 dB mean). None: off.
+    # On a face the re-degradation reproduces almost exactly (44 dB) the measure is not smooth: pixel noise of std
+    # 0.001 (an eighth of an 8-bit level) took 1.27 dB from one such face, and of 0.004 only 0.18
+    # (benchmarks/results/guard_jitter.txt); such a face stopped rounds 2 and 3 of loop_main_confidence.txt at
+    # every learning rate.
     fidelity_face_budget_db: float | None = None
     # for that budget, a face's observation PSNR above this counts as this: the same squared error costs more dB
     # where it is small. The loop's first guard face sits at 44 dB (the others at 31-38) and carried the largest
