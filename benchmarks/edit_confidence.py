@@ -21,22 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sqlite3
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-
-
-def query(db: Path, sql: str) -> list[sqlite3.Row]:
-    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    connection.row_factory = sqlite3.Row
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
 
 
 def main() -> int:
@@ -59,17 +49,17 @@ def main() -> int:
     from reward_model.model import RewardModel
     from reward_model.oracle import distance_by_name, distance_name
     from rl_trainer.config import RLConfig
-    from rl_trainer.rewards import CompositeReward, learned_reward
+    from rl_trainer.rewards import CompositeReward, learned_reward, members_gain_spread
 
     torch.set_num_threads(2)
     db = args.folder / "db.sqlite3"
-    policy = query(db, "SELECT rl_preset, rl_overrides, num_steps FROM loop_looppolicy")[0]
+    policy = loop.query(db, "SELECT rl_preset, rl_overrides, num_steps FROM loop_looppolicy")[0]
 
     config = RLConfig.preset(policy["rl_preset"], **json.loads(policy["rl_overrides"] or "{}"))
     num_steps = int(policy["num_steps"])
     versions = {
         int(row["id"]): row
-        for row in query(db, "SELECT id, kind, name, version, artifact_key FROM registry_modelversion")
+        for row in loop.query(db, "SELECT id, kind, name, version, artifact_key FROM registry_modelversion")
     }
     rewards = [row for row in versions.values() if row["kind"] == "reward"]
     rewards.sort(key=lambda row: int(row["id"]))
@@ -135,7 +125,7 @@ def main() -> int:
                 .view(faces, count)
             )
             members = reward_fn.members(test.lq[repeat], flat).float().view(faces, count, -1)
-        spread = (members - members[:, :1]).std(dim=2, unbiased=False)
+        spread = members_gain_spread(members)
         bad = rl_gain.badness(distance, flat, test.hq[repeat]).view(faces, count)
         leave = bad.argmin(dim=1) == 0  # no proposal beats the consensus for the oracle
         print(
@@ -149,7 +139,7 @@ def main() -> int:
             chosen = (scores - z * config.learned_reward_weight * spread).argmax(dim=1)
             edited = chosen != 0
             picked = bad[torch.arange(faces), chosen]
-            win = rl_gain_win(picked, bad[:, 0])
+            win = loop.win_share(picked, bad[:, 0])
             liked = (
                 float((picked[edited] < bad[edited, 0]).float().mean())
                 if bool(edited.any())
@@ -161,10 +151,6 @@ def main() -> int:
                 f"  {float((picked - bad[:, 0]).mean()):+14.5f}  {liked:22.3f}"
             )
     return 0
-
-
-def rl_gain_win(bad, reference) -> float:
-    return float(((bad < reference).float() + 0.5 * (bad == reference).float()).mean())
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def main() -> int:
@@ -36,8 +37,7 @@ def main() -> int:
     args = parser.parse_args()
     sigmas = [float(value) for value in args.sigmas.split(",")]
 
-    import sqlite3
-
+    import loop
     import torch
 
     from restorer.metrics import PerceptualDistance
@@ -50,12 +50,11 @@ def main() -> int:
     from rl_trainer.trainer import RLTrainer
 
     torch.set_num_threads(2)
-    connection = sqlite3.connect(f"file:{args.folder / 'db.sqlite3'}?mode=ro", uri=True)
-    rows = connection.execute(
+    rows = loop.query(
+        args.folder / "db.sqlite3",
         "SELECT artifact_key FROM registry_modelversion WHERE kind = 'restorer' AND version = ?",
-        (args.version,),
-    ).fetchall()
-    connection.close()
+        args.version,
+    )
     if not rows:
         print(f"no restorer version {args.version} in {args.folder}")
         return 1

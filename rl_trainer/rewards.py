@@ -369,6 +369,13 @@ def learned_reward(
     return LearnedReward(reward_fn, members)
 
 
+def members_gain_spread(members: Tensor) -> Tensor:
+    """``[B, K]``: for ``members`` ``[B, K, M]`` (M members' rewards of K candidates of each of B images, the
+    unedited image first), the std over the members of each candidate's gain over the unedited image; 0 for it.
+    What ``RLConfig.ranked_edit_confidence`` charges an edit."""
+    return (members - members[:, :1]).std(dim=2, unbiased=False)
+
+
 class LearnedReward:
     """A reward model as the ``learned`` term: called, the reward (``learned_reward`` says which); ``members``,
     each ensemble member's own reward ``[B, M]`` (no pessimism, no augmentation), for rules that ask whether the

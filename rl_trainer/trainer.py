@@ -34,7 +34,14 @@ from rl_trainer.config import RLConfig
 from rl_trainer.guard import HackingGuard, HeldOutEvaluator, win_rate
 from rl_trainer.losses import clipped_policy_loss, gaussian_kl, group_advantages, sampled_kl
 from rl_trainer.manifest import RLInputs
-from rl_trainer.rewards import CompositeReward, DistanceFn, RewardBreakdown, RewardFn, group_agreement
+from rl_trainer.rewards import (
+    CompositeReward,
+    DistanceFn,
+    RewardBreakdown,
+    RewardFn,
+    group_agreement,
+    members_gain_spread,
+)
 from rl_trainer.sampler import Rollout, SamplerAdapter, StepDistribution
 
 EVAL_SEED_BASE = 1_000_000_007
@@ -431,9 +438,7 @@ class RLTrainer:
         members_fn = self.reward_fn.members  # type: ignore[attr-defined]  # checked in __init__
         with torch.no_grad(), self.forward_precision():
             members = members_fn(lq, candidates).float()
-        members = members.view(-1, count, members.shape[-1])  # [B, K, M]
-        gains = members - members[:, :1]
-        return gains.std(dim=2, unbiased=False).reshape(-1)
+        return members_gain_spread(members.view(-1, count, members.shape[-1])).reshape(-1)
 
     def _reward_ranked_step(self) -> dict[str, float]:
         """RAFT with edits as proposals: the same rollouts; each group's best candidate (``ranked_targets``) is
