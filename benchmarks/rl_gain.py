@@ -96,7 +96,7 @@ from reward_model.selection import CandidatePair
 from reward_model.simulated import simulated_judgments
 from reward_model.train import TrainConfig as RewardTrainConfig
 from reward_model.train import train as train_reward_model
-from rl_trainer.config import RLConfig
+from rl_trainer.config import HELD_OUT_EVALUATORS, RLConfig
 from rl_trainer.guard import fidelity_evaluator, win_rate
 from rl_trainer.manifest import write_manifest
 from rl_trainer.rewards import group_agreement, observation_consistency, perceptual_reward_distance
@@ -1277,7 +1277,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--agreement-target", choices=["mean", "best"], help="RLConfig.agreement_target")
     parser.add_argument(
         "--held-out-evaluator",
-        choices=["perceptual", "fidelity"],
+        choices=list(HELD_OUT_EVALUATORS),
         help="RLConfig.held_out_evaluator: what the guard and keep-best watch",
     )
     parser.add_argument("--ranked-candidates", choices=["samples", "mean"], help="RLConfig.ranked_candidates")
@@ -1578,7 +1578,12 @@ def main(argv: list[str] | None = None) -> None:
             + (
                 f"{guard_name} = minus the seed-0 random-trunk LPIPS distance to the HQ"
                 if RLConfig.preset(PRESET, **held_out_override).held_out_evaluator == "perceptual"
-                else "observation_psnr = the PSNR between the LQ and the restoration degraded again (never the HQ)"
+                else "observation_psnr = the PSNR between the LQ and the restoration degraded again (never the HQ"
+                + (
+                    "; by the blur and resizes only)"
+                    if RLConfig.preset(PRESET, **held_out_override).held_out_evaluator == "fidelity_linear"
+                    else ")"
+                )
             )
             + "; "
             + (

@@ -47,26 +47,32 @@ def oracle_evaluator(distance: DistanceFn, name: str) -> HeldOutEvaluator:
     return HeldOutEvaluator(name=f"oracle_neg_{name}", score=score)
 
 
-def fidelity_evaluator(fallback_downsample: int) -> HeldOutEvaluator:
-    """Without HQ: the PSNR (dB) between the LQ and the re-degraded restoration."""
+def fidelity_evaluator(fallback_downsample: int, *, linear: bool = False) -> HeldOutEvaluator:
+    """Without HQ: the PSNR (dB) between the LQ and the re-degraded restoration. ``linear``: degraded by the
+    blur and resizes only (``RLConfig.held_out_evaluator`` "fidelity_linear"), a smooth function of the image
+    where the exact round trip's JPEG jumps under changes below an 8-bit level."""
 
     @torch.no_grad()
     def score(lq: Tensor, images: Tensor, hq: Tensor, degradations: Sequence[Any | None]) -> Tensor:
-        mse = -observation_consistency(lq, images, degradations, fallback_factor=fallback_downsample)
+        mse = -observation_consistency(
+            lq, images, degradations, fallback_factor=fallback_downsample, linear=linear
+        )
         # images live in [-1, 1]: a peak-to-peak range of 2
         return (10 * torch.log10(4.0 / mse.clamp_min(1e-10))).cpu()
 
-    return HeldOutEvaluator(name="observation_psnr", score=score)
+    return HeldOutEvaluator(name="linear_observation_psnr" if linear else "observation_psnr", score=score)
 
 
 def default_held_out(
     eval_inputs: RLInputs, config: RLConfig, distance: DistanceFn, name: str
 ) -> HeldOutEvaluator:
     """``config.held_out_evaluator``: the perceptual score when every evaluation input has its HQ, else (or when
-    the config asks for it) observation fidelity."""
+    the config asks for it) observation fidelity, through the exact degradation or its linear part."""
     if config.held_out_evaluator == "perceptual" and bool(eval_inputs.has_hq.all()):
         return oracle_evaluator(distance, name)
-    return fidelity_evaluator(config.fallback_downsample)
+    return fidelity_evaluator(
+        config.fallback_downsample, linear=config.held_out_evaluator == "fidelity_linear"
+    )
 
 
 # Scores this close are one score: on some CPUs a frozen copy of the same weights samples images ~1e-6 apart

@@ -99,20 +99,30 @@ def _differentiable_degradation(image: Tensor, params: Any) -> Tensor:
 
 
 def redegrade(
-    images: Tensor, degradations: Sequence[Any | None], *, fallback_factor: int, differentiable: bool = False
+    images: Tensor,
+    degradations: Sequence[Any | None],
+    *,
+    fallback_factor: int,
+    differentiable: bool = False,
+    linear: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Each image passed through its input's degradation: ``(degraded, exact)`` where ``exact[i]`` says the
-    recorded params were used; rows without params are low-passed (compare them to a low-passed LQ)."""
+    recorded params were used; rows without params are low-passed (compare them to a low-passed LQ).
+    ``linear``: the params' blur and resizes only, without the noise draw and the JPEG round trip."""
     degraded = lowpass(images, fallback_factor)
     degraded = F.interpolate(degraded, size=images.shape[-2:], mode="nearest")
     exact = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
     if any(params is not None for params in degradations):
-        from restorer.degradations import apply_degradation
+        from restorer.degradations import apply_degradation, degradation_linear_part
 
         rows = []
         for index, params in enumerate(degradations):
             if params is None:
                 rows.append(degraded[index])
+            elif linear:
+                image = images[index] if differentiable else images[index].detach()
+                rows.append(degradation_linear_part(image.float().clamp(-1, 1), params).to(images))
+                exact[index] = True
             elif differentiable:
                 rows.append(_differentiable_degradation(images[index], params))
                 exact[index] = True
@@ -130,10 +140,13 @@ def observation_consistency(
     *,
     fallback_factor: int,
     differentiable: bool = False,
+    linear: bool = False,
 ) -> Tensor:
-    """Minus the MSE between the LQ and the re-degraded restoration, ``[B]`` (0 is perfect)."""
+    """Minus the MSE between the LQ and the re-degraded restoration, ``[B]`` (0 is perfect). ``linear``: through
+    the degradation's blur and resizes only (``degradation_linear_part``), so that the LQ's noise and JPEG are an
+    error every restoration pays alike and the score moves smoothly with the image."""
     degraded, exact = redegrade(
-        images, degradations, fallback_factor=fallback_factor, differentiable=differentiable
+        images, degradations, fallback_factor=fallback_factor, differentiable=differentiable, linear=linear
     )
     reference = lowpass(lq, fallback_factor)
     reference = F.interpolate(reference, size=lq.shape[-2:], mode="nearest")

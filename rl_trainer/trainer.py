@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from rl_trainer.config import RLConfig
+from rl_trainer.config import FIDELITY_EVALUATORS, RLConfig
 from rl_trainer.guard import HackingGuard, HeldOutEvaluator, win_rate
 from rl_trainer.losses import clipped_policy_loss, gaussian_kl, group_advantages, sampled_kl
 from rl_trainer.manifest import RLInputs
@@ -557,7 +557,7 @@ class RLTrainer:
             # the largest fall of one input's score below the reference's image of it (the same seed)
             reference_score, own_score = self._reference_held_out, score
             ceiling = self.config.fidelity_face_ceiling_db
-            if self.config.held_out_evaluator == "fidelity" and ceiling is not None:
+            if self.config.held_out_evaluator in FIDELITY_EVALUATORS and ceiling is not None:
                 reference_score, own_score = reference_score.clamp(max=ceiling), score.clamp(max=ceiling)
             metrics["eval/held_out_worst_drop"] = float((reference_score - own_score).max())
         if self.config.eval_entropy_seeds:

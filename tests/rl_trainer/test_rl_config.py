@@ -37,8 +37,8 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         ("eval_entropy_seeds", 1, "eval_entropy_seeds must be 0"),
         ("keep_best_entropy_ratio", 0.7, "needs keep_best and eval_entropy_seeds"),
         # the test preset's guard watches the perceptual evaluator, whose score is not in dB
-        ("fidelity_budget_db", 0.3, "needs held_out_evaluator 'fidelity'"),
-        ("fidelity_face_budget_db", 1.0, "needs held_out_evaluator 'fidelity'"),
+        ("fidelity_budget_db", 0.3, "needs a held_out_evaluator in dB \\(fidelity or fidelity_linear\\)"),
+        ("fidelity_face_budget_db", 1.0, "needs a held_out_evaluator in dB"),
         ("fidelity_backoffs", -1, "fidelity_backoffs must be >= 0"),
         ("fidelity_face_ceiling_db", 0.0, "fidelity_face_ceiling_db must be > 0 or None"),
         ("fidelity_backoff_factor", 1.0, "fidelity_backoff_factor in \\(0, 1\\)"),
@@ -73,11 +73,12 @@ def test_the_preference_preset_learns_from_the_reward_model_alone():
     assert RLConfig.from_dict(config.to_dict()) == config
 
 
-def test_a_fidelity_budget_is_positive_and_in_db():
-    assert (
-        RLConfig.preset("test", held_out_evaluator="fidelity", fidelity_budget_db=0.3).fidelity_budget_db
-        == 0.3
+@pytest.mark.parametrize("evaluator", ["fidelity", "fidelity_linear"])
+def test_a_fidelity_budget_is_positive_and_in_db(evaluator):
+    config = RLConfig.preset(
+        "test", held_out_evaluator=evaluator, fidelity_budget_db=0.3, fidelity_face_budget_db=1.0
     )
+    assert (config.fidelity_budget_db, config.fidelity_face_budget_db) == (0.3, 1.0)
     with pytest.raises(RLConfigError, match="fidelity_budget_db must be > 0"):
         RLConfig.preset("test", held_out_evaluator="fidelity", fidelity_budget_db=0.0)
     with pytest.raises(RLConfigError, match="fidelity_face_budget_db must be > 0"):

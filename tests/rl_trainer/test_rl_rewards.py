@@ -87,6 +87,30 @@ def test_fidelity_evaluator_is_the_observation_psnr():
     assert (good > 50).all() and (bad < good).all()
 
 
+def test_the_linear_fidelity_evaluator_moves_smoothly_where_the_exact_round_trip_jumps():
+    # near-exact restorations of faces whose LQ went through noise and JPEG: through the exact round trip a change
+    # below an 8-bit level (2/255 in [-1, 1]) flips JPEG bins, and a guard face's PSNR jumps by dB
+    from restorer.data import synthetic_faces
+
+    hq = synthetic_faces(list(range(8)), 64)
+    params = [sample_degradation("gfpgan", seed=100 + index, resolution=64) for index in range(8)]
+    lq = torch.stack([apply_degradation(image, p) for image, p in zip(hq, params)])
+    restored = hq + 0.01 * (F.avg_pool2d(hq, 3, stride=1, padding=1) - hq)
+    invisible = restored + 1e-3 * torch.randn(hq.shape, generator=torch.Generator().manual_seed(1))
+    exact, linear = fidelity_evaluator(4), fidelity_evaluator(4, linear=True)
+    assert exact.name == "observation_psnr" and linear.name == "linear_observation_psnr"
+    exact_jump = exact(lq, restored, hq, params) - exact(lq, invisible, hq, params)
+    linear_jump = linear(lq, restored, hq, params) - linear(lq, invisible, hq, params)
+    assert float(exact_jump.abs().max()) > 1.0
+    assert float(linear_jump.abs().max()) < 0.05
+    # the LQ's noise and JPEG are a floor: the original itself does not explain its observation exactly
+    assert (linear(lq, hq, hq, params) < 60).all()
+    # and it still sees what the degradation keeps: a darker face, a shifted one
+    assert (linear(lq, restored, hq, params) - linear(lq, restored - 0.1, hq, params) > 1.0).all()
+    shifted_face = torch.roll(restored, shifts=4, dims=-1)
+    assert (linear(lq, restored, hq, params) - linear(lq, shifted_face, hq, params) > 1.0).all()
+
+
 @pytest.mark.parametrize(
     ("evaluations", "fires"),
     [
