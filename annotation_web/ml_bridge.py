@@ -436,9 +436,13 @@ RL_MAX_MINUTES = 7 * 24 * 60.0
 # Overrides a request may not set: the config's version is the artifact format's, not a setting.
 RL_FIXED_FIELDS = frozenset({"version"})
 # rl_trainer.config.HELD_OUT_EVALUATORS, named here so that a request is checked without importing torch.
-HELD_OUT_EVALUATORS = ("perceptual", "fidelity")
-# rl_trainer.guard.fidelity_evaluator's name: its score is the observation PSNR, in dB
+HELD_OUT_EVALUATORS = ("perceptual", "fidelity", "fidelity_linear")
+# rl_trainer.config.FIDELITY_EVALUATORS: the evaluators whose score is in dB
+FIDELITY_EVALUATORS = ("fidelity", "fidelity_linear")
+# rl_trainer.guard.fidelity_evaluator's names: their scores are observation PSNRs, in dB
 OBSERVATION_PSNR = "observation_psnr"
+LINEAR_OBSERVATION_PSNR = "linear_observation_psnr"
+OBSERVATION_PSNRS = (OBSERVATION_PSNR, LINEAR_OBSERVATION_PSNR)
 
 
 def rl_config_validate(*, preset: str, overrides: dict) -> dict:

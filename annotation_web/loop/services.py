@@ -428,7 +428,7 @@ def _decide_promotion(*, state: LoopState, policy: LoopPolicy, job: Job) -> Loop
         # RL may hand back its parent (keep_best found nothing better): a copy is not a new restorer.
         refusals.append("it restores the held-out inputs exactly as the restorer in use does")
     limit = policy.psnr_drop_limit_db
-    if mine["evaluator"] == ml_bridge.OBSERVATION_PSNR:
+    if mine["evaluator"] in ml_bridge.OBSERVATION_PSNRS:
         if -held_out_delta > limit:
             refusals.append(
                 f"held-out {mine['evaluator']} drops {-held_out_delta:.2f} dB > limit {limit:g} dB"
@@ -600,7 +600,7 @@ def baseline_psnr_spent(restorer: ModelVersion) -> float:
 
 def rl_overrides(policy: LoopPolicy, restorer: ModelVersion | None = None) -> dict[str, Any]:
     """The RL settings of the policy's runs: its `rl_overrides`, and, where the run's guard watches fidelity in dB
-    (`held_out_evaluator` "fidelity") and the overrides leave `fidelity_budget_db` out, a budget of
+    (`held_out_evaluator` "fidelity" or "fidelity_linear") and the overrides leave `fidelity_budget_db` out, a budget of
     `RL_FIDELITY_SHARE` of the PSNR limit: the run stops before it makes a candidate that promotion must refuse.
     With a limit against the baseline, the budget is that share of what is left of it for `restorer` (the one
     RL starts from) where that is less; once nothing is left, the per-promotion one (promotion then says why
@@ -612,7 +612,7 @@ def rl_overrides(policy: LoopPolicy, restorer: ModelVersion | None = None) -> di
         config = ml_bridge.rl_config_validate(preset=policy.rl_preset, overrides=overrides)
     except ValueError:
         return overrides  # the RL job is refused with the reason when it is created
-    if config["held_out_evaluator"] != "fidelity":
+    if config["held_out_evaluator"] not in ml_bridge.FIDELITY_EVALUATORS:
         return overrides
     allowed = policy.psnr_drop_limit_db
     if policy.baseline_psnr_drop_limit_db is not None and restorer is not None:

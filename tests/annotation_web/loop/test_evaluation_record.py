@@ -128,18 +128,26 @@ def test_a_cancelled_evaluation_writes_nothing_on_the_candidate(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("preset", "evaluator", "name"),
+    ("preset", "overrides", "evaluator", "name"),
     [
-        ("tiny_preference", "fidelity", "observation_psnr"),
-        ("test", "perceptual", "oracle_neg_lpips_randtrunk"),
+        ("tiny_preference", {}, "fidelity", "observation_psnr"),
+        (
+            "tiny_preference",
+            {"held_out_evaluator": "fidelity_linear"},
+            "fidelity_linear",
+            "linear_observation_psnr",
+        ),
+        ("test", {}, "perceptual", "oracle_neg_lpips_randtrunk"),
     ],
 )
 def test_the_evaluation_judges_by_what_the_rl_runs_guard_watched(
-    loop_project, restorer_in_use, restorer_folder, eager_jobs, preset, evaluator, name
+    loop_project, restorer_in_use, restorer_folder, eager_jobs, preset, overrides, evaluator, name
 ):
     # the preference recipe's guard watches the observation PSNR, not the LPIPS distance to the HQ (which grows
     # with the sharpening people prefer): promotion must not veto what the run's own guard let through
-    services.loop_policy_update(project=loop_project, user=None, changes={"rl_preset": preset})
+    services.loop_policy_update(
+        project=loop_project, user=None, changes={"rl_preset": preset, "rl_overrides": overrides}
+    )
     candidate = _with_candidate(loop_project, restorer_folder)
     job = Job.objects.get(pk=tick(loop_project, eager_jobs).job_id)
     assert job.kind == evaluation.EVALUATE and job.state == JobState.SUCCEEDED, job.error

@@ -85,11 +85,17 @@ def _evaluated(project, *, candidate, in_use) -> Job:
 
 
 def _evaluated_by_fidelity(
-    project, *, candidate, in_use, observation_drop: float, learned_gain: float
+    project,
+    *,
+    candidate,
+    in_use,
+    observation_drop: float,
+    learned_gain: float,
+    evaluator: str = "observation_psnr",
 ) -> Job:
-    """A finished evaluation by the observation PSNR (dB, the preference preset's guard), with the learned reward
+    """A finished evaluation by an observation PSNR (dB, the preference preset's guard), with the learned reward
     of the reward model in use; the candidate's PSNR against the HQ drops 0.1 dB."""
-    scores = {"evaluator": "observation_psnr", "win_rate_vs_first": 0.2}
+    scores = {"evaluator": evaluator, "win_rate_vs_first": 0.2}
     return _finished_evaluation(
         project,
         candidate=candidate,
@@ -447,11 +453,12 @@ def test_the_api_will_not_promote_a_version_another_projects_job_made(
         (0.3, 0.02, None),
         # the learned reward is reported, not required: people have the last word, on probation
         (0.3, -0.01, None),
-        (0.7, 0.02, "held-out observation_psnr drops 0.70 dB > limit 0.5 dB"),
+        (0.7, 0.02, "held-out {evaluator} drops 0.70 dB > limit 0.5 dB"),
     ],
 )
+@pytest.mark.parametrize("evaluator", ["observation_psnr", "linear_observation_psnr"])
 def test_a_fidelity_evaluator_in_db_gets_the_psnr_limit_and_the_learned_reward_is_reported(
-    project, versions, observation_drop, learned_gain, refusal
+    project, versions, observation_drop, learned_gain, refusal, evaluator
 ):
     # preference RL lowers the observation PSNR a little: "not worse" there would refuse every candidate
     in_use, candidate = versions
@@ -461,6 +468,7 @@ def test_a_fidelity_evaluator_in_db_gets_the_psnr_limit_and_the_learned_reward_i
         in_use=in_use,
         observation_drop=observation_drop,
         learned_gain=learned_gain,
+        evaluator=evaluator,
     )
     verdict = _verdict(project)
     state = LoopState.objects.get(project=project)
@@ -470,7 +478,7 @@ def test_a_fidelity_evaluator_in_db_gets_the_psnr_limit_and_the_learned_reward_i
         assert state.restorer == candidate
     else:
         assert verdict.decision == Decision.NOT_PROMOTED
-        assert refusal in verdict.reason
+        assert refusal.format(evaluator=evaluator) in verdict.reason
         assert "held-out evaluator worse" not in verdict.reason
         assert state.restorer == in_use
 
@@ -503,6 +511,14 @@ def test_the_loops_rl_runs_get_a_fidelity_budget_within_the_promotion_limit(proj
         project=project, user=None, changes={"rl_overrides": {"fidelity_budget_db": 0.45}}
     )
     assert services.rl_overrides(policy) == {"fidelity_budget_db": 0.45}
+    # the observation PSNR through the degradation's linear part is in dB too
+    policy = services.loop_policy_update(
+        project=project, user=None, changes={"rl_overrides": {"held_out_evaluator": "fidelity_linear"}}
+    )
+    assert services.rl_overrides(policy) == {
+        "held_out_evaluator": "fidelity_linear",
+        "fidelity_budget_db": 0.3,
+    }
     # a guard that does not watch a score in dB gets none (the budget would not validate there)
     policy = services.loop_policy_update(
         project=project, user=None, changes={"rl_preset": "tiny", "rl_overrides": {}}

@@ -245,6 +245,10 @@ def test_the_web_names_the_fidelity_evaluator_as_rl_trainer_does():
     from rl_trainer.guard import fidelity_evaluator
 
     assert ml_bridge.OBSERVATION_PSNR == fidelity_evaluator(4).name
+    assert ml_bridge.LINEAR_OBSERVATION_PSNR == fidelity_evaluator(4, linear=True).name
+    from rl_trainer.config import FIDELITY_EVALUATORS
+
+    assert ml_bridge.FIDELITY_EVALUATORS == FIDELITY_EVALUATORS
 
 
 def test_the_import_form_queues_an_upload_or_an_s3_prefix(make_project, engineer, local_storage):
