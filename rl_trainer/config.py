@@ -152,6 +152,11 @@ class RLConfig:
     eval_steps: int = 8
     eval_eta: float = 0.0
     eval_fraction: float = 0.2
+    # evaluations in a row where the learned reward rose while the held-out score fell before a run stops as
+    # hacked and hands back the policy before the divergence. 0: off, only with a fidelity budget, which then
+    # bounds what RL may trade: with a smooth observation PSNR ("fidelity_linear") the steady fall of fidelity
+    # that preference RL trades for sharper faces is such a streak, and the loop's round 2 stopped at step 21
+    # within both budgets and handed back step 0 (benchmarks/results/loop_linear_guard.txt).
     hacking_patience: int = 3
     hacking_min_delta: float = 0.0
     # with the "fidelity" evaluator (observation PSNR, dB): a run ends at the first evaluation whose mean held-out
@@ -212,7 +217,6 @@ class RLConfig:
             "eval_every",
             "eval_inputs",
             "eval_steps",
-            "hacking_patience",
             "checkpoint_every",
             "keep_checkpoints",
             "fallback_downsample",
@@ -297,6 +301,14 @@ class RLConfig:
             raise RLConfigError(
                 f"RLConfig.fidelity_face_budget_db must be > 0 and needs a held_out_evaluator in dB"
                 f" ({' or '.join(FIDELITY_EVALUATORS)})"
+            )
+        if self.hacking_patience < 0 or (
+            self.hacking_patience == 0
+            and self.fidelity_budget_db is None
+            and self.fidelity_face_budget_db is None
+        ):
+            raise RLConfigError(
+                f"RLConfig.hacking_patience must be >= 1, or 0 (off) with a fidelity budget, got {self.hacking_patience}"
             )
         if self.fidelity_face_ceiling_db is not None and self.fidelity_face_ceiling_db <= 0:
             raise RLConfigError(

@@ -111,7 +111,8 @@ class HackingGuard:
 
     @property
     def triggered(self) -> bool:
-        return self.streak >= self.patience
+        """Patience 0: the rule is off (``RLConfig.hacking_patience``)."""
+        return self.patience > 0 and self.streak >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
         return {"streak": self.streak, "history": [list(pair) for pair in self.history]}

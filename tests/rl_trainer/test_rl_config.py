@@ -40,6 +40,9 @@ def test_a_foreign_config_file_gets_a_clear_error(tmp_path):
         ("fidelity_budget_db", 0.3, "needs a held_out_evaluator in dB \\(fidelity or fidelity_linear\\)"),
         ("fidelity_face_budget_db", 1.0, "needs a held_out_evaluator in dB"),
         ("fidelity_backoffs", -1, "fidelity_backoffs must be >= 0"),
+        # the divergence rule may only be off where a fidelity budget bounds what RL trades
+        ("hacking_patience", 0, "hacking_patience must be >= 1, or 0 \\(off\\) with a fidelity budget"),
+        ("hacking_patience", -1, "hacking_patience must be >= 1"),
         ("fidelity_face_ceiling_db", 0.0, "fidelity_face_ceiling_db must be > 0 or None"),
         ("fidelity_backoff_factor", 1.0, "fidelity_backoff_factor in \\(0, 1\\)"),
     ],
@@ -79,6 +82,9 @@ def test_a_fidelity_budget_is_positive_and_in_db(evaluator):
         "test", held_out_evaluator=evaluator, fidelity_budget_db=0.3, fidelity_face_budget_db=1.0
     )
     assert (config.fidelity_budget_db, config.fidelity_face_budget_db) == (0.3, 1.0)
+    for budget in ({"fidelity_budget_db": 0.3}, {"fidelity_face_budget_db": 1.0}):
+        off = RLConfig.preset("test", held_out_evaluator=evaluator, hacking_patience=0, **budget)
+        assert off.hacking_patience == 0 and RLConfig.from_dict(off.to_dict()) == off
     with pytest.raises(RLConfigError, match="fidelity_budget_db must be > 0"):
         RLConfig.preset("test", held_out_evaluator="fidelity", fidelity_budget_db=0.0)
     with pytest.raises(RLConfigError, match="fidelity_face_budget_db must be > 0"):

@@ -228,6 +228,36 @@ def test_the_hacking_guard_stops_when_the_planted_reward_diverges_from_the_held_
     assert learned[-1] > learned[-3]
 
 
+def test_with_the_divergence_rule_off_a_fidelity_budget_alone_decides_where_the_run_ends(tmp_path):
+    # the same steady divergence as above, read as fidelity in dB: preference RL trades fidelity for what the
+    # reward model prefers, and with patience 0 only the budget may stop that trade
+    settings = {"max_steps": 8, "eval_every": 1, "kl_weight": 0.0, "held_out_evaluator": "fidelity"}
+    hacked, _, _ = run(
+        tmp_path / "rule",
+        config(**settings, hacking_patience=2, fidelity_budget_db=1e3),
+        held_out=darkness_evaluator(),
+    )
+    assert hacked.stop_reason == STOP_REWARD_HACKING and hacked.rolled_back_to_step == hacked.steps - 2
+    drops = [hacked.evaluations[0]["eval/held_out"] - e["eval/held_out"] for e in hacked.evaluations]
+
+    traded, _, _ = run(
+        tmp_path / "off",
+        config(**settings, hacking_patience=0, fidelity_budget_db=1e3),
+        held_out=darkness_evaluator(),
+    )
+    assert traded.stop_reason == STOP_COMPLETED and traded.steps == 8
+    assert all(e["eval/hacking_streak"] >= 0 for e in traded.evaluations)
+
+    budget = (drops[-1] + drops[-2]) / 2  # between the drops of the hacked run's last two evaluations
+    stopped, _, _ = run(
+        tmp_path / "budget",
+        config(**settings, hacking_patience=0, fidelity_budget_db=budget),
+        held_out=darkness_evaluator(),
+    )
+    assert stopped.stop_reason == STOP_FIDELITY_BUDGET
+    assert stopped.steps == hacked.steps and stopped.rolled_back_to_step == hacked.steps - 1
+
+
 def test_keep_best_hands_back_the_step_the_held_out_evaluator_liked_best(tmp_path):
     # brightness climbs, darkness (held out) falls from the first step; the guard is kept quiet on purpose
     cfg = config(max_steps=6, eval_every=2, hacking_patience=100, keep_best=True)
