@@ -8,9 +8,12 @@ the candidate's parent at the guard's seeds and adds Gaussian pixel noise of a f
 level but the last: a measure of fidelity should fall little and steadily as the noise grows.
 
     python benchmarks/guard_jitter.py FOLDER VERSION [--sigmas 1e-5,1e-4,1e-3,4e-3]
+        [--evaluators fidelity,fidelity_linear]
 
 (VERSION: the restorer version number of the candidate, e.g. 3 for demo@v3; images in [-1, 1], so one 8-bit
-level is 2 / 255 = 0.0078.) Prints each guard face's observation PSNR, JPEG quality and drop at every noise size.
+level is 2 / 255 = 0.0078.) Prints, for each fidelity evaluator (`RLConfig.held_out_evaluator`: "fidelity"
+through the exact degradation, "fidelity_linear" through its blur and resizes only), each guard face's
+observation PSNR, its drop at every noise size, and its drop in the candidate's own images (what RL changed).
 """
 
 from __future__ import annotations
@@ -34,8 +37,12 @@ def main() -> int:
     parser.add_argument("folder", type=Path, help="a run folder kept by benchmarks/loop.py --keep")
     parser.add_argument("version", type=int, help="an RL candidate's restorer version number")
     parser.add_argument("--sigmas", default="1e-5,1e-4,1e-3,4e-3")
+    parser.add_argument("--evaluators", default="fidelity,fidelity_linear")
     args = parser.parse_args()
     sigmas = [float(value) for value in args.sigmas.split(",")]
+    evaluators = args.evaluators.split(",")
+
+    import dataclasses
 
     import loop
     import torch
@@ -70,7 +77,9 @@ def main() -> int:
     )
     _, eval_entries = split_entries(read_manifest(Path(rl["inputs_manifest"])), config.eval_fraction)
     eval_inputs = load_inputs(eval_entries, int(policy.config.resolution))
-    held_out = default_held_out(eval_inputs, config, PerceptualDistance(device="cpu"), "lpips")
+    distance = PerceptualDistance(device="cpu")
+    held_out = default_held_out(eval_inputs, config, distance, "lpips")
+    candidate = Restorer.from_pretrained(args.folder / "storage" / rows[0][0], device="cpu")
     trainer = RLTrainer(
         config,
         policy,
@@ -81,24 +90,38 @@ def main() -> int:
         held_out=held_out,
     )
     inputs = trainer.eval_inputs
-    images = trainer.generate(inputs, trainer._evaluation_seeds(0))
-    base = held_out(inputs.lq, images, inputs.hq, inputs.degradations).float()
+    seeds = trainer._evaluation_seeds(0)
+    images = trainer.generate(inputs, seeds)
+    candidate_images = trainer.generate(inputs, seeds, module=candidate.eval())
     print(
-        f"guard jitter: {held_out.name} of the guard faces of restorer v{args.version}'s RL run, restored by its"
-        f" parent at the guard's seeds (eta {config.eval_eta:g}, {config.eval_steps} steps), plus Gaussian pixel noise"
+        f"guard jitter: the observation PSNR of the guard faces of restorer v{args.version}'s RL run (guard:"
+        f" {held_out.name}), restored by its parent at the guard's seeds (eta {config.eval_eta:g},"
+        f" {config.eval_steps} steps), plus Gaussian pixel noise; and restored by v{args.version} itself"
     )
     print(f"machine: {platform.machine()} CPU; folder {args.folder}; {len(inputs.ids)} guard faces")
-    print("  face             " + "".join(f"{name:>9}" for name in inputs.ids))
+    print("  face                 " + "".join(f"{name:>9}" for name in inputs.ids))
     print(
-        "  JPEG quality     "
+        "  JPEG quality         "
         + "".join(f"{getattr(d, 'jpeg_quality', '-')!s:>9}" for d in inputs.degradations)
     )
-    print("  dB               " + "".join(f"{float(value):9.2f}" for value in base))
-    generator = torch.Generator().manual_seed(0)
-    for sigma in sigmas:
-        noisy = (images + sigma * torch.randn(images.shape, generator=generator)).clamp(-1, 1)
-        drop = base - held_out(inputs.lq, noisy, inputs.hq, inputs.degradations).float()
-        print(f"  drop, sigma {sigma:<6g}" + "".join(f"{float(value):9.2f}" for value in drop))
+    for name in evaluators:
+        evaluator = default_held_out(
+            eval_inputs, dataclasses.replace(config, held_out_evaluator=name), distance, "lpips"
+        )
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            return evaluator(inputs.lq, x, inputs.hq, inputs.degradations).float()  # noqa: B023
+
+        base = score(images)
+        print(f"  {evaluator.name}")
+        print("    dB                 " + "".join(f"{float(value):9.2f}" for value in base))
+        generator = torch.Generator().manual_seed(0)
+        for sigma in sigmas:
+            noisy = (images + sigma * torch.randn(images.shape, generator=generator)).clamp(-1, 1)
+            drop = base - score(noisy)
+            print(f"    drop, sigma {sigma:<6g}" + "".join(f"{float(value):9.2f}" for value in drop))
+        drop = base - score(candidate_images)
+        print(f"    drop, v{args.version:<13}" + "".join(f"{float(value):9.2f}" for value in drop))
     return 0
 
 
