@@ -11,7 +11,7 @@ from annotation_web.jobs.models import Job, JobState
 from annotation_web.labeling import imports
 from annotation_web.labeling.ingest import SourceFile
 from annotation_web.labeling.models import Candidate, Pair
-from annotation_web.loop import services
+from annotation_web.loop import evaluation, services
 from annotation_web.loop.models import LoopEvent, LoopPolicy, LoopState, VersionChange
 from annotation_web.registry.models import ModelKind, ModelVersion
 from annotation_web.registry.services import model_version_register
@@ -326,7 +326,12 @@ def test_loop_enable_turns_the_demo_policy_on(loop_project):
     rl = ml_bridge.rl_config_validate(preset=policy.rl_preset, overrides=policy.rl_overrides)
     assert policy.num_steps == rl["rollout_steps"] and rl["eval_steps"] == rl["rollout_steps"]
     # its RL stops where one held-out face falls past a budget, not only the mean: a mean hides a ruined face
-    assert rl["held_out_evaluator"] == "fidelity" and rl["fidelity_face_budget_db"] is not None
+    assert rl["held_out_evaluator"] == "fidelity_linear" and rl["fidelity_face_budget_db"] is not None
+    # and it reads fidelity through the degradation's blur and resizes, where invisible changes cannot flip JPEG
+    # bins; the evaluation that decides promotion judges by the same
+    assert evaluation.policy_held_out_evaluator(policy) == "fidelity_linear"
+    # and the budgets, not the rule that reads any fall of fidelity while the reward rises as a hack, end its runs
+    assert rl["hacking_patience"] == 0
     # and a run past a budget goes back within it with smaller steps before it hands back its start
     assert rl["fidelity_backoffs"] >= 1
     # and its ranked targets keep a face unedited where the reward model's members disagree about the edit

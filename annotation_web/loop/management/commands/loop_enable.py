@@ -34,6 +34,17 @@ DEMO_POLICY = {
     "rl_preset": "tiny_preference",
     "rl_overrides": {
         "max_minutes": 5.0,
+        # The guard (and the evaluation that decides promotion) reads the observation PSNR through the
+        # degradation's blur and resizes only: through its exact JPEG round trip one guard face at 44 dB fell
+        # 1.1-1.6 dB at every learning rate and stopped rounds 2 and 3 of loop_main_confidence.txt
+        # (guard_jitter.txt); the linear form is smooth and sees what RL changed (guard_jitter_linear.txt).
+        "held_out_evaluator": "fidelity_linear",
+        # The budgets below bound what RL may trade, so the rule that stops a run where the learned reward rises
+        # while fidelity falls is off: with the smooth measure that steady trade is such a streak, and round 2 of
+        # loop_linear_guard.txt stopped at step 21 within both budgets and handed back step 0. With both
+        # (loop_linear_guard_budgets.txt) every round was promoted: the oracle's badness of the restorer in use
+        # fell 0.985 -> 0.972 -> 0.966 -> 0.961 at -0.12 / -0.17 / -0.21 dB, entropy -52%; one run.
+        "hacking_patience": 0,
         "eval_inputs": 8,
         "eval_fraction": 0.25,
         "eval_every": 3,
