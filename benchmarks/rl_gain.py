@@ -1415,6 +1415,8 @@ def main(argv: list[str] | None = None) -> None:
     guard_distance = PerceptualDistance()  # what rl_trainer.train hands default_held_out
     guard_name = f"oracle_neg_{guard_distance.name}"
     held_out_override = {"held_out_evaluator": args.held_out_evaluator} if args.held_out_evaluator else {}
+    guard_evaluator = RLConfig.preset(PRESET, **held_out_override).held_out_evaluator
+    linear_guard = guard_evaluator == "fidelity_linear"
     if guard_distance.name == args.oracle:
         log(
             f"WARNING: the guard's held-out evaluator ({guard_name}) is the oracle: the benchmark is not honest"
@@ -1577,13 +1579,9 @@ def main(argv: list[str] | None = None) -> None:
             "rl_trainer.guard.default_held_out): "
             + (
                 f"{guard_name} = minus the seed-0 random-trunk LPIPS distance to the HQ"
-                if RLConfig.preset(PRESET, **held_out_override).held_out_evaluator == "perceptual"
-                else "observation_psnr = the PSNR between the LQ and the restoration degraded again (never the HQ"
-                + (
-                    "; by the blur and resizes only)"
-                    if RLConfig.preset(PRESET, **held_out_override).held_out_evaluator == "fidelity_linear"
-                    else ")"
-                )
+                if guard_evaluator == "perceptual"
+                else f"{fidelity_evaluator(4, linear=linear_guard).name} = the PSNR between the LQ and the"
+                f" restoration degraded again{' by the blur and resizes only' if linear_guard else ''} (never the HQ)"
             )
             + "; "
             + (

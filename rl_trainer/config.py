@@ -162,7 +162,7 @@ class RLConfig:
     # within both budgets and handed back step 0 (benchmarks/results/loop_linear_guard.txt).
     hacking_patience: int = 3
     hacking_min_delta: float = 0.0
-    # with the "fidelity" evaluator (observation PSNR, dB): a run ends at the first evaluation whose mean held-out
+    # with an evaluator in dB (FIDELITY_EVALUATORS, an observation PSNR): a run ends at the first evaluation whose mean held-out
     # score is more than this many dB below step 0's, and hands back the policy of the last evaluation within it.
     # Preference RL trades fidelity for what people prefer; a promotion that allows a PSNR drop of L dB refuses
     # a candidate that went past L, so the run stops while it is still a candidate that can pass. None: off.
@@ -170,7 +170,8 @@ class RLConfig:
     # the same for each held-out face alone: a run also ends at the first evaluation where one face's observation
     # PSNR is more than this many dB below its own at step 0. The mean hides a restorer that ruins a few faces
     # (benchmarks/results/guard_fidelity.txt: one face of eight carried -1.9 dB of a -0.34 dB mean). None: off.
-    # On a face the re-degradation reproduces almost exactly (44 dB) the measure is not smooth: pixel noise of std
+    # With "fidelity", on a face the re-degradation reproduces almost exactly (44 dB) the measure is not smooth
+    # ("fidelity_linear" is): pixel noise of std
     # 0.001 (an eighth of an 8-bit level) took 1.27 dB from one such face, and of 0.004 only 0.18
     # (benchmarks/results/guard_jitter.txt); such a face stopped rounds 2 and 3 of loop_main_confidence.txt at
     # every learning rate.

@@ -43,7 +43,8 @@ DEMO_POLICY = {
         # while fidelity falls is off: with the smooth measure that steady trade is such a streak, and round 2 of
         # loop_linear_guard.txt stopped at step 21 within both budgets and handed back step 0. With both
         # (loop_linear_guard_budgets.txt) every round was promoted: the oracle's badness of the restorer in use
-        # fell 0.985 -> 0.972 -> 0.966 -> 0.961 at -0.12 / -0.17 / -0.21 dB, entropy -52%; one run.
+        # fell 0.985 -> 0.972 -> 0.966 -> 0.961 at -0.12 / -0.17 / -0.21 dB, entropy -52%, and in a second run
+        # (loop_linear_guard_budgets_repeat.txt) 0.987 -> 0.974 -> 0.968 -> 0.963 at -0.25 dB after round 3.
         "hacking_patience": 0,
         "eval_inputs": 8,
         "eval_fraction": 0.25,
